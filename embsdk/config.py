@@ -1,0 +1,77 @@
+"""The one place embsdk reads its configuration from the environment.
+
+Every command, the SDK, the registry and the trainer call :func:`get_settings`; no other module reads
+``os.environ`` for ``EMB_*`` variables. Values are read at call time, so tests can ``monkeypatch.setenv``.
+
+Environment:
+    EMB_HOME            root of the embedded defaults (default ``~/.embsdk``)
+    EMB_REGISTRY_URL    any SQLAlchemy URL; default ``sqlite:///$EMB_HOME/registry.db``
+    EMB_ARTIFACTS       artifact store folder; default ``$EMB_HOME/artifacts``
+    EMB_STORE           embedding store folder; default ``$EMB_HOME/store``
+    EMB_TRITON_REPOSITORY  Triton model repository; default ``$EMB_HOME/triton_models``
+    EMB_USER            who is acting (events, creator); default the login name
+    EMB_DEBUG           ``1`` shows tracebacks in the CLI
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Settings", "get_settings", "redact_url"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration (paths are absolute)."""
+
+    home: Path
+    registry_url: str
+    artifact_dir: Path
+    store_dir: Path
+    triton_repository: Path
+    user: str
+    debug: bool
+
+    @property
+    def registry_url_redacted(self) -> str:
+        """The registry URL with any password replaced by ``***`` (safe to print)."""
+        return redact_url(self.registry_url)
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers
+        return "unknown"
+
+
+def get_settings() -> Settings:
+    """Resolve the configuration from ``EMB_*`` environment variables (read now, not at import)."""
+    env = os.environ
+    home = Path(env.get("EMB_HOME") or Path.home() / ".embsdk").expanduser().resolve()
+    registry_url = env.get("EMB_REGISTRY_URL") or f"sqlite:///{home / 'registry.db'}"
+    return Settings(
+        home=home,
+        registry_url=registry_url,
+        artifact_dir=Path(env.get("EMB_ARTIFACTS") or home / "artifacts").expanduser().resolve(),
+        store_dir=Path(env.get("EMB_STORE") or home / "store").expanduser().resolve(),
+        triton_repository=Path(env.get("EMB_TRITON_REPOSITORY") or home / "triton_models").expanduser().resolve(),
+        user=env.get("EMB_USER") or _default_user(),
+        debug=_truthy(env.get("EMB_DEBUG")),
+    )
+
+
+_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)")
+
+
+def redact_url(text: str) -> str:
+    """Replace the password of every ``scheme://user:password@host`` URL in *text* with ``***``."""
+    return _PASSWORD_IN_URL.sub(lambda m: f"{m.group('head')}***{m.group('tail')}", text)

@@ -1,0 +1,122 @@
+"""Image preprocessing, defined once: the trainer, the exporter and the client all call this.
+
+Only PIL and numpy (no torch), so the SDK can prepare images for Triton or ONNX Runtime. The trainer
+wraps the same :class:`InputSpec` for its evaluation transform; training-time augmentation adds random
+crops/flips in front of the same normalization.
+
+Pipeline (eval): decode → RGB → resize the short side to ``resize_size`` (bicubic) → center crop
+``image_size`` → scale to [0, 1] → ``(x - mean) / std`` → float32 CHW.
+The EfficientNet-Lite backbones use TensorFlow scaling: mean = 127/255, std = 128/255.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embsdk.errors import ImageDecodeError
+
+__all__ = ["InputSpec", "load_image", "preprocess_image", "load_images", "TF_MEAN", "TF_STD", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+TF_MEAN: tuple[float, float, float] = (127 / 255,) * 3
+TF_STD: tuple[float, float, float] = (128 / 255,) * 3
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model expects as input; recorded in each generation's registry entry."""
+
+    image_size: int = 224
+    resize_size: int | None = None  # default: image_size / 0.875
+    mean: tuple[float, float, float] = field(default=TF_MEAN)
+    std: tuple[float, float, float] = field(default=TF_STD)
+    interpolation: str = "bicubic"
+    layout: str = "NCHW"
+    dtype: str = "float32"
+
+    @property
+    def resize_to(self) -> int:
+        return self.resize_size or int(self.image_size / 0.875)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"], d["std"], d["resize_size"] = list(self.mean), list(self.std), self.resize_to
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        for key in ("mean", "std"):
+            if key in known:
+                known[key] = tuple(float(v) for v in known[key])
+        return cls(**known)
+
+
+_RESAMPLE = {"bicubic": 3, "bilinear": 2, "nearest": 0}  # PIL.Image.Resampling values
+
+
+def _open_rgb(source: str | Path | bytes) -> Any:
+    from PIL import Image, UnidentifiedImageError
+
+    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    try:
+        img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        img.load()  # force the full decode now: truncated files fail here, not later
+        return img.convert("RGB")
+    except FileNotFoundError:
+        raise ImageDecodeError(name, "file not found") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageDecodeError(name, f"not a readable image ({exc})") from None
+
+
+def preprocess_image(img: Any, spec: InputSpec) -> np.ndarray:
+    """Resize, center-crop and normalize one PIL RGB image → float32 array (3, S, S)."""
+    w, h = img.size
+    short = spec.resize_to
+    scale = short / min(w, h)
+    nw, nh = max(short, round(w * scale)), max(short, round(h * scale))
+    img = img.resize((nw, nh), resample=_RESAMPLE[spec.interpolation])
+    s = spec.image_size
+    left, top = int(round((nw - s) / 2.0)), int(round((nh - s) / 2.0))
+    img = img.crop((left, top, left + s, top + s))
+    x = np.asarray(img, dtype=np.float32) / 255.0
+    x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def load_image(source: str | Path | bytes, spec: InputSpec) -> np.ndarray:
+    """Decode an image file (or bytes) and preprocess it → float32 (3, S, S).
+
+    Raises:
+        ImageDecodeError: the file is missing, truncated or not an image.
+    """
+    return preprocess_image(_open_rgb(source), spec)
+
+
+def load_images(sources: Sequence[str | Path | bytes | np.ndarray], spec: InputSpec) -> np.ndarray:
+    """Preprocess a batch → float32 (N, 3, S, S). Arrays are taken as already preprocessed CHW (or HWC uint8)."""
+    out = []
+    for src in sources:
+        if isinstance(src, np.ndarray):
+            out.append(_array_to_chw(src, spec))
+        else:
+            out.append(load_image(src, spec))
+    return np.stack(out) if out else np.zeros((0, 3, spec.image_size, spec.image_size), np.float32)
+
+
+def _array_to_chw(arr: np.ndarray, spec: InputSpec) -> np.ndarray:
+    s = spec.image_size
+    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[-1] == 3:  # raw HWC pixels
+        from PIL import Image
+
+        return preprocess_image(Image.fromarray(arr), spec)
+    if arr.shape == (3, s, s):
+        return arr.astype(np.float32, copy=False)
+    raise ImageDecodeError("<array>", f"expected uint8 HxWx3 pixels or a preprocessed float (3, {s}, {s}) array, got {arr.dtype} {arr.shape}")

@@ -1,0 +1,89 @@
+"""Plain value types returned by the SDK (no torch, no SQLAlchemy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from embsdk.errors import CodeLengthError, IncompatibleGenerationError, MissingExtraError
+
+__all__ = ["Embedding", "SearchResult"]
+
+
+@dataclass(frozen=True, eq=False)
+class Embedding:
+    """One item's binary code, stamped with the generation that produced it.
+
+    Attributes:
+        code: packed bits, uint8 array of ``ceil(bits / 8)`` bytes (``numpy.packbits`` big-endian order).
+        bits: number of meaningful bits.
+        generation: the resolved generation name (never an alias).
+        item_id: the item's 64-bit id, when it came from the store.
+        vector: the float embedding (for re-ranking), when requested and available.
+    """
+
+    code: np.ndarray
+    bits: int
+    generation: str
+    item_id: int | None = None
+    vector: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        code = np.ascontiguousarray(self.code, dtype=np.uint8).reshape(-1)
+        if code.size != (self.bits + 7) // 8:
+            raise CodeLengthError(code.size, (self.bits + 7) // 8, self.generation)
+        object.__setattr__(self, "code", code)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.code.size)
+
+    def bit_array(self) -> np.ndarray:
+        """The bits as a uint8 0/1 array of length ``bits``."""
+        return np.unpackbits(self.code, count=self.bits)
+
+    def to_bitarray(self) -> Any:
+        """The bits as a :class:`bitarray.bitarray` (big-endian, same order as ``code``)."""
+        try:
+            from bitarray import bitarray
+        except ModuleNotFoundError:
+            raise MissingExtraError("bitarray", "search") from None
+        out = bitarray(endian="big")
+        out.frombytes(self.code.tobytes())
+        return out[: self.bits]
+
+    def hamming(self, other: Embedding) -> int:
+        """Hamming distance to another code of the *same* generation.
+
+        Raises:
+            IncompatibleGenerationError: the two codes come from different generations.
+        """
+        if other.generation != self.generation:
+            raise IncompatibleGenerationError(self.generation, other.generation)
+        return int(np.unpackbits(self.code ^ other.code).sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"item_id": self.item_id, "generation": self.generation, "bits": self.bits,
+                             "code_hex": self.code.tobytes().hex()}
+        if self.vector is not None:
+            d["vector"] = [float(v) for v in self.vector]
+        return d
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Nearest neighbours of one query: ids by increasing Hamming distance (and re-ranked scores)."""
+
+    generation: str
+    ids: np.ndarray
+    distances: np.ndarray
+    scores: np.ndarray | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"generation": self.generation, "ids": [int(i) for i in self.ids],
+                             "hamming": [int(x) for x in self.distances]}
+        if self.scores is not None:
+            d["scores"] = [float(s) for s in self.scores]
+        return d
