@@ -31,6 +31,11 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """embsdk: one unified, binarized image embedding for visual search."""
+
+
 @app.command("version")
 def version() -> None:
     """Print the embsdk version."""
