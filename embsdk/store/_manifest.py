@@ -1,0 +1,154 @@
+"""The store manifest: the one file that says which shards are live, replaced atomically on every commit.
+
+``<store>/<generation>/MANIFEST.json`` lists live shards in commit order (``seq``) with the sha256 of each
+shard's header. Readers read only this file to find shards, so a shard that is not listed (a ``.tmp``
+folder from a crashed writer, or a shard replaced by compaction) is invisible. Writers serialize on an
+``fcntl`` lock file; readers take no lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from embsdk.errors import GenerationNotFound, IncompatibleGenerationError, ShardCorrupt, StoreError, UnsafePath
+from embsdk.store._format import fsync_dir
+
+__all__ = ["STORE_FORMAT", "ShardEntry", "StoreManifest", "generation_root", "read_manifest", "write_manifest",
+           "writer_lock"]
+
+STORE_FORMAT = "embsdk-store/1"
+MANIFEST = "MANIFEST.json"
+LOCK = ".writer.lock"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class ShardEntry:
+    """One live shard as listed in the manifest."""
+
+    name: str
+    kind: str
+    seq: int
+    rows: int
+    header_sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "seq": self.seq, "rows": self.rows,
+                "header_sha256": self.header_sha256}
+
+
+@dataclass(frozen=True)
+class StoreManifest:
+    """The live state of one generation's store. ``version`` grows by one on every commit or compaction."""
+
+    generation: str
+    spec: dict[str, Any]
+    version: int = 0
+    next_seq: int = 1
+    shards: tuple[ShardEntry, ...] = field(default_factory=tuple)
+    updated_at: str = ""
+    format: str = STORE_FORMAT
+
+    @property
+    def state_token(self) -> str:
+        """Identifies this exact set of live shards (used to tell whether a saved search index is stale)."""
+        return f"{self.version}:" + ",".join(s.header_sha256[:16] for s in self.shards)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "generation": self.generation, "spec": self.spec, "version": self.version,
+                "next_seq": self.next_seq, "updated_at": self.updated_at,
+                "shards": [s.to_dict() for s in self.shards]}
+
+    def bumped(self, shards: tuple[ShardEntry, ...], next_seq: int) -> StoreManifest:
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return replace(self, version=self.version + 1, shards=shards, next_seq=next_seq, updated_at=now)
+
+
+def generation_root(store_dir: Path, generation: str) -> Path:
+    """``<store_dir>/<generation>``, refusing names that could escape the store."""
+    if not _SAFE_NAME.match(generation) or generation in {".", ".."}:
+        raise UnsafePath(generation, "a generation name may hold only letters, digits, '.', '_', '+', '-'")
+    return Path(store_dir) / generation
+
+
+def read_manifest(root: Path, generation: str) -> StoreManifest:
+    """Read ``MANIFEST.json`` of a generation's store.
+
+    Raises:
+        GenerationNotFound: no store for this generation under *root*'s parent.
+        IncompatibleGenerationError: the manifest belongs to another generation.
+        ShardCorrupt: the manifest is unreadable.
+    """
+    path = root / MANIFEST
+    try:
+        d = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise GenerationNotFound(generation, hint=f"No embedding store for it at {root}; fill it with: emb backfill "
+                                 f"--version {generation}") from None
+    except ValueError:
+        raise ShardCorrupt(f"Store manifest {path} is not valid JSON. Run: emb store verify --version {generation}") from None
+    try:
+        shards = tuple(ShardEntry(name=s["name"], kind=s["kind"], seq=int(s["seq"]), rows=int(s["rows"]),
+                                  header_sha256=s["header_sha256"]) for s in d["shards"])
+        m = StoreManifest(generation=d["generation"], spec=dict(d["spec"]), version=int(d["version"]),
+                          next_seq=int(d["next_seq"]), shards=shards, updated_at=d.get("updated_at", ""),
+                          format=d["format"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ShardCorrupt(f"Store manifest {path} is malformed ({exc!r}).") from None
+    if m.format != STORE_FORMAT:
+        raise ShardCorrupt(f"Store manifest {path}: unknown format {m.format!r} (this embsdk reads {STORE_FORMAT}).")
+    if m.generation != generation:
+        raise IncompatibleGenerationError(m.generation, generation)
+    return m
+
+
+def write_manifest(root: Path, manifest: StoreManifest) -> None:
+    """Atomically replace ``MANIFEST.json`` (tmp file, fsync, ``os.replace``, fsync the folder)."""
+    tmp = root / f".{MANIFEST}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(manifest.to_dict(), f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, root / MANIFEST)
+    fsync_dir(root)
+
+
+@contextmanager
+def writer_lock(root: Path) -> Iterator[None]:
+    """Exclusive lock for writers and compaction of one generation's store (released even on crash)."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # wait for the other writer
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def ensure_store(root: Path, generation: str, spec: dict[str, Any]) -> StoreManifest:
+    """Create an empty store for *generation* if none exists; check the spec of an existing one."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "shards").mkdir(exist_ok=True)
+    try:
+        m = read_manifest(root, generation)
+    except GenerationNotFound:
+        m = StoreManifest(generation=generation, spec=dict(spec)).bumped((), 1)
+        write_manifest(root, m)
+        return m
+    if m.spec != dict(spec):
+        raise StoreError(f"The store of {generation!r} was written with spec {m.spec}, not {dict(spec)}; "
+                         "a generation's spec never changes. Register a new generation instead.")
+    return m
