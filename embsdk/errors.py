@@ -26,11 +26,15 @@ __all__ = [
     "RetiredGeneration",
     "DeprecatedGenerationWarning",
     "IntegrityError",
+    "InvalidRegistryInput",
+    "ConsumerNotFound",
+    "SchemaOutdated",
     # artifacts
     "ArtifactError",
     "ArtifactMissing",
     "ArtifactCorrupt",
     "UnsafePath",
+    "ArtifactSourceNotFound",
     # data and training
     "ManifestError",
     "ImageDecodeError",
@@ -168,6 +172,26 @@ class IntegrityError(RegistryError):
     """The registry or artifact store is inconsistent (run ``emb registry fsck``)."""
 
 
+class InvalidRegistryInput(RegistryError, ValueError):
+    """A name, metric key, lineage kind, spec or other value given to the registry is malformed."""
+
+
+class ConsumerNotFound(RegistryError, LookupError):
+    """No such (team, generation-or-alias) consumer registration."""
+
+    def __init__(self, team: str, ref: str) -> None:
+        super().__init__(f"Team {team!r} is not registered as a consumer of {ref!r}. See: emb registry consumers list")
+        self.team, self.ref = team, ref
+
+
+class SchemaOutdated(RegistryError):
+    """The registry database is at an older schema revision than this embsdk; run the migrations."""
+
+    def __init__(self, current: str | None, head: str) -> None:
+        super().__init__(f"The registry schema is at revision {current}, this embsdk needs {head}. Run: emb registry migrate")
+        self.current, self.head = current, head
+
+
 # --------------------------------------------------------------------------- artifacts
 
 
@@ -197,6 +221,14 @@ class UnsafePath(ArtifactError, ValueError):
 
     def __init__(self, path: str, why: str) -> None:
         super().__init__(f"Unsafe path {path!r}: {why}.")
+        self.path = path
+
+
+class ArtifactSourceNotFound(ArtifactError, FileNotFoundError):
+    """A file given to register or attach does not exist."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"Artifact file {path!r} does not exist; check the path.")
         self.path = path
 
 
