@@ -54,6 +54,8 @@ __all__ = [
     "CodeLengthError",
     "IncompatibleGenerationError",
     "ShardCorrupt",
+    "IndexMissing",
+    "IndexStale",
 ]
 
 
@@ -336,3 +338,25 @@ class IncompatibleGenerationError(StoreError, ValueError):
 
 class ShardCorrupt(StoreError, OSError):
     """A store shard fails its checksum or header check."""
+
+
+class IndexMissing(StoreError, FileNotFoundError):
+    """No saved approximate search index of that kind for the generation."""
+
+    def __init__(self, generation: str, kind: str) -> None:
+        super().__init__(
+            f"No {kind!r} search index for {generation!r}. Build it with: emb store index --version {generation} "
+            f"--kind {kind} (or search with exact=True)."
+        )
+        self.generation, self.kind = generation, kind
+
+
+class IndexStale(StoreError):
+    """A saved search index was built from an older state of the store (items added or deleted since)."""
+
+    def __init__(self, generation: str, kind: str) -> None:
+        super().__init__(
+            f"The {kind!r} search index of {generation!r} was built before the store's latest commit. Rebuild it with: "
+            f"emb store index --version {generation} --kind {kind} (or search with exact=True)."
+        )
+        self.generation, self.kind = generation, kind
