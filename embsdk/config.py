@@ -11,6 +11,7 @@ Environment:
     EMB_TRITON_REPOSITORY  Triton model repository; default ``$EMB_HOME/triton_models``
     EMB_USER            who is acting (events, creator); default the login name
     EMB_DEBUG           ``1`` shows tracebacks in the CLI
+    EMB_TRITON_ADMIN_KEY  secret for Triton's model-repository API when ``emb serve`` binds a non-loopback address
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["Settings", "get_settings", "redact_url"]
@@ -35,6 +36,7 @@ class Settings:
     triton_repository: Path
     user: str
     debug: bool
+    triton_admin_key: str | None = field(default=None, repr=False)
 
     @property
     def registry_url_redacted(self) -> str:
@@ -66,6 +68,7 @@ def get_settings() -> Settings:
         triton_repository=Path(env.get("EMB_TRITON_REPOSITORY") or home / "triton_models").expanduser().resolve(),
         user=env.get("EMB_USER") or _default_user(),
         debug=_truthy(env.get("EMB_DEBUG")),
+        triton_admin_key=env.get("EMB_TRITON_ADMIN_KEY") or None,
     )
 
 
