@@ -1,0 +1,12 @@
+"""Offline evaluation (Zhai et al., KDD 2019 protocol): retrieval metrics per task, float vs binary, as a report folder.
+
+Modules: :mod:`.metrics` (exact numpy metrics), :mod:`.protocol` (queries/gallery per task),
+:mod:`.embed` (embedding manifest rows, npz cache), :mod:`.models` (run folder or ``imagenet:<backbone>``),
+:mod:`.scoring`, :mod:`.figures`, :mod:`.report`, and :func:`evaluate` (what ``emb eval`` calls).
+"""
+
+from .evaluate import evaluate
+from .metrics import rank_gallery, recall_curve, retrieval_metrics
+from .protocol import TaskProtocol, build_protocols
+
+__all__ = ["evaluate", "rank_gallery", "retrieval_metrics", "recall_curve", "build_protocols", "TaskProtocol"]

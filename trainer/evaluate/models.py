@@ -1,0 +1,107 @@
+"""What ``emb eval`` evaluates: a trained run folder, or the ImageNet baseline ``imagenet:<backbone>``.
+
+Both become an :class:`Embedder`: a torch module mapping preprocessed images to LayerNorm-ed float
+embeddings (bits = value > 0), plus the input contract and a cache key.
+
+The ImageNet baseline is the pretrained backbone's pooled features with no training, binarized the
+same way as a trained model: LayerNorm without affine parameters, then sign, i.e. per vector
+``sign(f - mean(f))``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from embsdk.errors import RunError
+from embsdk.preprocess import InputSpec
+
+__all__ = ["Embedder", "load_embedder", "LayerNormEmbedding", "IMAGENET_PREFIX"]
+
+IMAGENET_PREFIX = "imagenet:"
+
+
+@dataclass
+class Embedder:
+    """A model ready to embed images.
+
+    Attributes:
+        name: what was asked for (run folder or ``imagenet:<backbone>``).
+        module: images (N, 3, S, S) → LayerNorm-ed float embeddings (N, D).
+        input_spec: preprocessing contract of the model.
+        cache_key: changes whenever the weights or the input contract change.
+    """
+
+    name: str
+    module: torch.nn.Module
+    input_spec: InputSpec
+    cache_key: str
+
+
+class LayerNormEmbedding(nn.Module):
+    """``features(x)`` → LayerNorm without affine parameters (the binarization module's float side)."""
+
+    def __init__(self, features: nn.Module) -> None:
+        super().__init__()
+        self.features = features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(x)
+        return F.layer_norm(f, f.shape[-1:])
+
+
+def load_embedder(ref: str | Path) -> Embedder:
+    """Load a run folder (via the trainer's ``load_model``) or ``imagenet:<backbone>``.
+
+    Args:
+        ref: a run folder written by ``emb train``, or ``imagenet:efficientnet-lite0`` (any registered backbone).
+
+    Returns:
+        The :class:`Embedder`.
+
+    Raises:
+        RunError: *ref* is neither an existing run folder nor ``imagenet:<backbone>``.
+        UnknownBackbone: the backbone name after ``imagenet:`` is not registered.
+
+    Example:
+        >>> load_embedder("imagenet:efficientnet-lite0").input_spec.image_size  # doctest: +SKIP
+        224
+    """
+    text = str(ref)
+    if text.startswith(IMAGENET_PREFIX):
+        return _imagenet_embedder(text[len(IMAGENET_PREFIX) :])
+    run_dir = Path(text).expanduser()
+    if not run_dir.is_dir():
+        raise RunError(
+            f"{text!r} is not a run folder (no such directory). Pass a folder written by `emb train`, "
+            f"or {IMAGENET_PREFIX}<backbone> for the ImageNet baseline (e.g. {IMAGENET_PREFIX}efficientnet-lite0)."
+        )
+    from trainer.run import load_model
+
+    model, info = load_model(run_dir)
+    spec = info.input_spec if isinstance(info.input_spec, InputSpec) else InputSpec.from_dict(dict(info.input_spec))
+    return Embedder(name=text, module=model, input_spec=spec, cache_key=_run_key(run_dir, spec))
+
+
+def _imagenet_embedder(backbone: str) -> Embedder:
+    from trainer.backbones import create_backbone
+
+    net = create_backbone(backbone, pretrained=True)
+    spec = net.default_input_spec
+    key = f"imagenet:{backbone}|{sorted(spec.to_dict().items())}"
+    return Embedder(name=f"{IMAGENET_PREFIX}{backbone}", module=LayerNormEmbedding(net), input_spec=spec, cache_key=key)
+
+
+def _run_key(run_dir: Path, spec: InputSpec) -> str:
+    """Hash of the run's checkpoint files (name, size, mtime) and the input contract."""
+    h = hashlib.sha256(str(sorted(spec.to_dict().items())).encode())
+    for f in sorted(run_dir.rglob("*")):
+        if f.is_file() and f.suffix in {".pt", ".pth", ".safetensors", ".json", ".yaml"}:
+            st = f.stat()
+            h.update(f"{f.relative_to(run_dir)}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return f"run:{run_dir.resolve()}|{h.hexdigest()}"
