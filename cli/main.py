@@ -15,6 +15,8 @@ from cli._errors import report_error
 
 # One entry per command module under cli/. Keep sorted by workflow order.
 COMMAND_MODULES: tuple[str, ...] = (
+    "cli.data",
+    "cli.train",
     "cli.eval",
 
 )

@@ -1,0 +1,123 @@
+"""Cache pooled features of a frozen backbone, so the embedding layer and heads train in minutes on CPU.
+
+View 0 of every image uses the evaluation transform; views 1.. use the training augmentation with a
+fixed per-(view, row) seed. The cache lives in ``$EMB_HOME/cache/features/<key>.npy`` where the key hashes
+everything that determines the values (backbone, weights, input spec, manifest hash, rows, views, seed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from embsdk.config import get_settings
+from embsdk.preprocess import InputSpec
+
+from .backbones import Backbone
+from .data.dataset import ImageDataset, eval_transform, train_transform
+from .data.manifest import Manifest
+
+__all__ = ["cached_features", "compute_features", "feature_cache_key"]
+
+
+def feature_cache_key(backbone: Backbone, spec: InputSpec, manifest: Manifest, rows: Sequence[int], views: int, seed: int, extra: str = "") -> str:
+    """A hex digest naming one cached feature array."""
+    weights = hashlib.sha256()
+    for name, tensor in sorted(backbone.state_dict().items()):
+        weights.update(name.encode())
+        weights.update(tensor.detach().cpu().contiguous().numpy().tobytes()[:4096])  # cheap but weight-specific
+    payload = {
+        "backbone": backbone.name, "weights": weights.hexdigest(), "spec": spec.to_dict(), "manifest": manifest.sha256,
+        "rows": hashlib.sha256(np.asarray(rows, np.int64).tobytes()).hexdigest(), "views": views, "seed": seed,
+        "extra": extra, "format": 1,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+class _ViewDataset(torch.utils.data.Dataset):
+    def __init__(self, manifest: Manifest, rows: Sequence[int], spec: InputSpec, views: int, seed: int) -> None:
+        self.eval = ImageDataset(manifest, rows, eval_transform(spec))
+        self.train = ImageDataset(manifest, rows, train_transform(spec))
+        self.n, self.views, self.seed = len(rows), views, seed
+
+    def __len__(self) -> int:
+        return self.n * self.views
+
+    def __getitem__(self, k: int) -> dict:
+        view, pos = divmod(k, self.n)
+        if view == 0:
+            return self.eval[pos]
+        return self.train[(pos, int(np.random.default_rng([self.seed, view, pos]).integers(2**31 - 1)))]
+
+
+@torch.no_grad()
+def compute_features(
+    backbone: Backbone,
+    manifest: Manifest,
+    rows: Sequence[int],
+    *,
+    spec: InputSpec,
+    views: int = 1,
+    seed: int = 0,
+    batch_size: int = 16,
+    num_workers: int = 2,
+    device: str = "cpu",
+    progress: bool = True,
+) -> np.ndarray:
+    """Pooled features ``(views, len(rows), feature_dim)`` float32 of *backbone* in eval mode."""
+    from tqdm.auto import tqdm
+
+    backbone.eval().to(device)
+    data = _ViewDataset(manifest, rows, spec, views, seed)
+    loader = DataLoader(data, batch_size=batch_size, num_workers=num_workers, shuffle=False)
+    out = np.empty((len(data), backbone.feature_dim), np.float32)
+    k = 0
+    with tqdm(total=len(data), desc=f"features {backbone.name}", unit="img", disable=not progress) as bar:
+        for batch in loader:
+            x = batch["image"].to(device).contiguous(memory_format=torch.channels_last)
+            f = backbone(x).float().cpu().numpy()
+            out[k : k + len(f)] = f
+            k += len(f)
+            bar.update(len(f))
+    return out.reshape(views, len(rows), backbone.feature_dim)
+
+
+def cached_features(
+    backbone: Backbone,
+    manifest: Manifest,
+    rows: Sequence[int],
+    *,
+    spec: InputSpec,
+    views: int = 1,
+    seed: int = 0,
+    num_workers: int = 2,
+    device: str = "cpu",
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Like :func:`compute_features`, but read from / written to the feature cache."""
+    cache_dir = cache_dir or get_settings().home / "cache" / "features"
+    key = feature_cache_key(backbone, spec, manifest, rows, views, seed)
+    path = cache_dir / f"{key}.npy"
+    if path.is_file():
+        try:
+            arr = np.load(path, mmap_mode="r")
+            if arr.shape == (views, len(rows), backbone.feature_dim):
+                return np.asarray(arr)
+        except (OSError, ValueError):
+            pass  # unreadable cache entry: recompute
+    feats = compute_features(backbone, manifest, rows, spec=spec, views=views, seed=seed,
+                             num_workers=num_workers, device=device, progress=progress)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("wb") as f:
+        np.save(f, feats)
+    os.replace(tmp, path)
+    return feats
