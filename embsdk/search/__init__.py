@@ -1,0 +1,11 @@
+"""Hamming search over packed binary codes: faiss binary indexes and a numpy reference.
+
+faiss is imported on first use (``pip install 'embsdk[search]'``).
+"""
+
+from embsdk.search.index import INDEX_KINDS, BinaryIndex, import_faiss, register_index_kind
+from embsdk.search.reference import hamming_matrix, hamming_topk
+from embsdk.search.rerank import cosine_rerank
+
+__all__ = ["BinaryIndex", "INDEX_KINDS", "cosine_rerank", "hamming_matrix", "hamming_topk", "import_faiss",
+           "register_index_kind"]

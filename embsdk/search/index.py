@@ -1,0 +1,193 @@
+"""faiss binary indexes behind one small class: build (flat / hnsw / ivf), search, save and load.
+
+Indexes are saved with ``faiss.write_index_binary`` next to an ``ids.npy`` (position → item id) and a
+``meta.json``; loading uses ``faiss.read_index_binary`` and ``np.load(allow_pickle=False)``: nothing is
+ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embsdk.errors import CodeLengthError, IndexMissing, MissingExtraError, ShardCorrupt, StoreError
+
+__all__ = ["BinaryIndex", "INDEX_KINDS", "import_faiss", "register_index_kind"]
+
+INDEX_FILE, IDS_FILE, META_FILE = "index.faissbin", "ids.npy", "meta.json"
+
+
+def import_faiss() -> Any:
+    """Import faiss lazily; a missing install names the pip extra."""
+    try:
+        import faiss
+    except ModuleNotFoundError:
+        raise MissingExtraError("faiss-cpu", "search") from None
+    return faiss
+
+
+# --------------------------------------------------------------------------- builders, by kind
+_Builder = Callable[[Any, int, np.ndarray, dict[str, Any]], Any]
+INDEX_KINDS: dict[str, _Builder] = {}
+
+
+def register_index_kind(name: str) -> Callable[[_Builder], _Builder]:
+    """Decorator: register a function ``(faiss, bits, codes, params) -> faiss.IndexBinary`` under *name*."""
+
+    def deco(fn: _Builder) -> _Builder:
+        INDEX_KINDS[name] = fn
+        return fn
+
+    return deco
+
+
+@register_index_kind("flat")
+def _flat(faiss: Any, bits: int, codes: np.ndarray, params: dict[str, Any]) -> Any:
+    index = faiss.IndexBinaryFlat(bits)
+    index.add(codes)
+    return index
+
+
+@register_index_kind("hnsw")
+def _hnsw(faiss: Any, bits: int, codes: np.ndarray, params: dict[str, Any]) -> Any:
+    index = faiss.IndexBinaryHNSW(bits, int(params.get("M", 32)))
+    index.hnsw.efConstruction = int(params.get("ef_construction", 64))
+    index.hnsw.efSearch = int(params.get("ef_search", 128))
+    index.add(codes)
+    return index
+
+
+@register_index_kind("ivf")
+def _ivf(faiss: Any, bits: int, codes: np.ndarray, params: dict[str, Any]) -> Any:
+    nlist = int(params.get("nlist") or max(1, min(65536, int(4 * np.sqrt(len(codes))))))
+    quantizer = faiss.IndexBinaryFlat(bits)
+    index = faiss.IndexBinaryIVF(quantizer, bits, nlist)
+    index.own_fields = True
+    quantizer.this.disown()  # the IVF index owns and frees its quantizer
+    index.train(codes[np.random.default_rng(0).permutation(len(codes))[: max(nlist * 64, 10000)]])
+    index.add(codes)
+    index.nprobe = int(params.get("nprobe", max(1, nlist // 16)))
+    return index
+
+
+def _apply_search_params(index: Any, kind: str, params: dict[str, Any]) -> None:
+    if kind == "hnsw" and "ef_search" in params:
+        index.hnsw.efSearch = int(params["ef_search"])
+    if kind == "ivf" and "nprobe" in params:
+        index.nprobe = int(params["nprobe"])
+
+
+@dataclass
+class BinaryIndex:
+    """A faiss binary index over one generation's live codes, with the id of every position.
+
+    Attributes:
+        index: the ``faiss.IndexBinary``.
+        ids: int64 item id of each index position.
+        generation, bits: what the codes are.
+        kind: ``flat`` (exact), ``hnsw`` or ``ivf`` (approximate).
+        state_token: the store state the index was built from (``StoreManifest.state_token``).
+    """
+
+    index: Any
+    ids: np.ndarray
+    generation: str
+    bits: int
+    kind: str
+    state_token: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def code_bytes(self) -> int:
+        return (self.bits + 7) // 8
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    @classmethod
+    def build(cls, codes: np.ndarray, ids: np.ndarray, *, generation: str, bits: int, kind: str = "flat",
+              state_token: str = "", **params: Any) -> BinaryIndex:
+        """Build an index of *kind* over packed *codes* (N, ceil(bits/8)) whose item ids are *ids*."""
+        if kind not in INDEX_KINDS:
+            raise StoreError(f"Unknown index kind {kind!r}; choose one of {sorted(INDEX_KINDS)}.")
+        faiss = import_faiss()
+        codes = np.ascontiguousarray(codes, dtype=np.uint8)
+        if bits % 8:
+            raise StoreError(f"faiss binary indexes need a multiple of 8 bits; {generation!r} has {bits}.")
+        if codes.ndim != 2 or codes.shape[1] != bits // 8:
+            raise CodeLengthError(codes.shape[-1], bits // 8, generation)
+        index = INDEX_KINDS[kind](faiss, bits, codes, params)
+        return cls(index, np.ascontiguousarray(ids, dtype=np.int64), generation, bits, kind, state_token, dict(params))
+
+    def search(self, queries: np.ndarray, k: int, **params: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Top-*k* per query → (item ids int64 (Q, k), Hamming distances int32 (Q, k)); missing slots are -1."""
+        q = np.ascontiguousarray(queries, dtype=np.uint8)
+        if q.ndim == 1:
+            q = q[None]
+        if q.shape[1] != self.code_bytes:
+            raise CodeLengthError(q.shape[1], self.code_bytes, self.generation)
+        if params:
+            _apply_search_params(self.index, self.kind, params)
+        dist, pos = self.index.search(q, int(k))
+        ids = self.ids[pos]
+        if (pos < 0).any():
+            ids[pos < 0] = -1
+        return ids, dist
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder: str | Path) -> list[Path]:
+        """Write ``index.faissbin``, ``ids.npy``, ``meta.json`` into *folder* atomically (tmp folder + rename)."""
+        faiss = import_faiss()
+        folder = Path(folder)
+        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        faiss.write_index_binary(self.index, str(tmp / INDEX_FILE))
+        np.save(tmp / IDS_FILE, self.ids, allow_pickle=False)
+        meta = {"generation": self.generation, "bits": self.bits, "kind": self.kind, "items": len(self),
+                "state_token": self.state_token, "params": self.params}
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        old = folder.with_name(folder.name + f".old{os.getpid()}")
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+        return [folder / INDEX_FILE, folder / IDS_FILE, folder / META_FILE]
+
+    @classmethod
+    def load(cls, folder: str | Path, *, generation: str, bits: int, kind: str) -> BinaryIndex:
+        """Load a saved index (no unpickling) and check it belongs to *generation* with *bits*.
+
+        Raises:
+            IndexMissing: nothing saved in *folder*.
+            IncompatibleGenerationError / ShardCorrupt: it belongs to another generation, or is damaged.
+        """
+        from embsdk.errors import IncompatibleGenerationError
+
+        folder = Path(folder)
+        if not (folder / META_FILE).is_file():
+            raise IndexMissing(generation, kind)
+        try:
+            meta = json.loads((folder / META_FILE).read_text())
+            ids = np.load(folder / IDS_FILE, allow_pickle=False)
+            index = import_faiss().read_index_binary(str(folder / INDEX_FILE))
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ShardCorrupt(f"Search index at {folder} is unreadable ({exc}). Rebuild it: emb store index "
+                               f"--version {generation} --kind {kind}") from None
+        if meta.get("generation") != generation:
+            raise IncompatibleGenerationError(str(meta.get("generation")), generation)
+        if int(meta.get("bits", -1)) != bits or index.d != bits or index.ntotal != ids.size:
+            raise ShardCorrupt(f"Search index at {folder} does not match {generation!r} ({bits} bits, "
+                               f"{ids.size} ids, index has d={index.d}, ntotal={index.ntotal}). Rebuild it.")
+        return cls(index, ids, generation, bits, meta.get("kind", kind), meta.get("state_token", ""),
+                   dict(meta.get("params", {})))
