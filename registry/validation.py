@@ -1,0 +1,123 @@
+"""Checks and normalizations for what users hand the registry: names, kinds, metrics, specs, datasets."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from embsdk.errors import InvalidRegistryInput
+from registry.artifacts import sha256_file
+from registry.entities import DatasetRef
+
+__all__ = [
+    "LINEAGE_KINDS",
+    "ARTIFACT_ROLES",
+    "check_name",
+    "check_kind",
+    "derive_family",
+    "check_metrics",
+    "check_embedding_spec",
+    "default_embedding_spec",
+    "dataset_from_path",
+]
+
+LINEAGE_KINDS: tuple[str, ...] = ("fine-tuned-from", "distilled-from", "replaces", "compatible-with")
+ARTIFACT_ROLES: tuple[str, ...] = ("model", "plan", "config", "store-shard", "index", "eval-report", "attachment")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
+_KEY_RE = re.compile(r"^[^\s/]+(/[^\s/]+)*$")
+
+
+def check_name(name: str, what: str = "generation") -> str:
+    """Names of generations, aliases, families and teams: letters, digits, ``.``, ``_``, ``-``; ≤128 chars."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise InvalidRegistryInput(
+            f"Invalid {what} name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit."
+        )
+    return name
+
+
+def check_kind(kind: str) -> str:
+    if kind not in LINEAGE_KINDS:
+        raise InvalidRegistryInput(f"Unknown lineage kind {kind!r}; use one of: {', '.join(LINEAGE_KINDS)}.")
+    return kind
+
+
+def derive_family(name: str) -> str:
+    """``unified-v2`` → ``unified``; a name without ``-v<N>`` is its own family."""
+    m = re.match(r"^(?P<family>.+?)-v\d+([._\-].*)?$", name)
+    return m.group("family") if m else name
+
+
+def check_metrics(metrics: Mapping[str, float] | None) -> dict[str, float]:
+    """Metric keys look like ``task/dataset/metric/variant``; values must be finite numbers."""
+    out: dict[str, float] = {}
+    for key, value in (metrics or {}).items():
+        if not isinstance(key, str) or len(key) > 255 or not _KEY_RE.match(key):
+            raise InvalidRegistryInput(
+                f"Invalid metric key {key!r}: use 'task/dataset/metric/variant', e.g. 'coarse/grocery-test/r@1/binary'."
+            )
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InvalidRegistryInput(f"Metric {key!r} must be a number, got {value!r}.") from None
+        if not math.isfinite(number):
+            raise InvalidRegistryInput(f"Metric {key!r} must be finite, got {value!r}.")
+        out[key] = number
+    return out
+
+
+def default_embedding_spec(bits: int, *, dim: int | None = None) -> dict[str, Any]:
+    """The spec of a unified binarized embedding: LayerNorm, sign at 0, numpy packbits big-endian."""
+    from embsdk.codes import BIT_ORDER, THRESHOLD
+
+    return {
+        "dim": dim if dim is not None else bits,
+        "bits": bits,
+        "binarization": "layernorm-sign",
+        "threshold": THRESHOLD,
+        "bit_order": BIT_ORDER,
+        "float_dtype": "float32",
+    }
+
+
+def check_embedding_spec(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Check the known keys of an embedding spec (others are kept as given)."""
+    if spec is None:
+        return None
+    spec = dict(spec)
+    for key in ("dim", "bits"):
+        if key in spec and (not isinstance(spec[key], int) or isinstance(spec[key], bool) or spec[key] <= 0):
+            raise InvalidRegistryInput(f"embedding_spec[{key!r}] must be a positive integer, got {spec[key]!r}.")
+    if "bits" in spec and spec["bits"] % 8:
+        raise InvalidRegistryInput(f"embedding_spec['bits'] must be a multiple of 8 (packed bytes), got {spec['bits']}.")
+    if "threshold" in spec and not isinstance(spec["threshold"], (int, float)):
+        raise InvalidRegistryInput(f"embedding_spec['threshold'] must be a number, got {spec['threshold']!r}.")
+    return spec
+
+
+def dataset_from_path(path: Path, *, role: str = "train") -> DatasetRef:
+    """A manifest file → DatasetRef(name=file stem, sha256 of the file, row count).
+
+    Rows: data lines of a CSV/TSV (header excluded), lines of JSONL, rows of Parquet (pyarrow metadata).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidRegistryInput(f"Dataset manifest {str(path)!r} does not exist or is not a file.")
+    rows: int | None
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            rows = int(pq.ParquetFile(path).metadata.num_rows)
+        except ImportError:
+            rows = None
+    else:
+        with open(path, "rb") as fh:
+            rows = sum(1 for line in fh if line.strip())
+        if suffix in (".csv", ".tsv") and rows:
+            rows -= 1
+    return DatasetRef(name=path.stem, sha256=sha256_file(path), rows=rows, role=role)
