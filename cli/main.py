@@ -18,6 +18,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.data",
     "cli.train",
     "cli.eval",
+    "cli.store",
+    "cli.get",
+    "cli.search",
 
 )
 
