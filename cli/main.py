@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.data",
     "cli.train",
     "cli.eval",
+    "cli.registry",
     "cli.store",
     "cli.get",
     "cli.search",
