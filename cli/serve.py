@@ -1,0 +1,102 @@
+"""``emb serve``: run the real tritonserver on the model repository; ``--check`` asks a running one what it serves."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli._output import JsonOpt, emit, info
+
+__all__ = ["register"]
+
+
+def _check_human(data: dict[str, Any]) -> str:
+    lines = [f"Triton at {data['url']} ({data['protocol']}): ready, {len(data['generations'])} generation(s) loaded"]
+    for r in data["generations"]:
+        state = f"ok {r['latency_ms']} ms, {r['code_bytes']}-byte codes" if r["ok"] else f"FAILED: {r['error']}"
+        lines.append(f"  {r['generation']:<24} {r['family']} v{r['version']:<4} {state}")
+    return "\n".join(lines)
+
+
+def _reconcile(repository: Path) -> None:
+    """Finish or drop what a killed publish left in the repository (needs the registry to decide)."""
+    from triton_models.repository import ModelRepository
+    from triton_models.sync import registered_in_registry
+
+    checker = registered_in_registry()
+    if checker is not None:
+        done = ModelRepository(repository).reconcile(checker)
+        for gen in done["committed"]:
+            info(f"repository: committed {gen}, left staged by an interrupted publish")
+
+
+def serve_command(
+    repository: Annotated[Path | None, typer.Option("--repository", help="Model repository (default: EMB_TRITON_REPOSITORY, or $EMB_HOME/triton_models, which emb publish fills).")] = None,
+    http_port: Annotated[int, typer.Option("--http-port", help="HTTP port (0: a free one).")] = 8000,
+    grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port (0: a free one).")] = 8001,
+    host: Annotated[str, typer.Option("--host", help="Address to bind. Off loopback, EMB_TRITON_ADMIN_KEY must be set: it guards the model-repository API on HTTP and gRPC.")] = "127.0.0.1",
+    check: Annotated[bool, typer.Option("--check", help="Don't start a server: report what the server at --url serves, with one real inference per generation.")] = False,
+    url: Annotated[str | None, typer.Option("--url", help="With --check: server address host:port (default: 127.0.0.1 and --http-port/--grpc-port).")] = None,
+    protocol: Annotated[str, typer.Option("--protocol", "-p", help="With --check: http or grpc.")] = "http",
+    ready_timeout: Annotated[float, typer.Option("--ready-timeout", help="Seconds to wait for the server to be ready.")] = 120.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Serve the model repository with the real tritonserver (or --check a running one).
+
+    tritonserver comes from the nvidia-pytriton wheel (CPU Python backend running ONNX Runtime). It waits
+    until every model is ready, prints the endpoints, runs until Ctrl-C or SIGTERM, then stops cleanly
+    (no orphan server/stub processes, no leftover shared memory).
+
+    Examples: emb serve  ·  emb serve --http-port 0 --grpc-port 0 --json  ·  emb serve --check --url 127.0.0.1:8001 -p grpc
+    """
+    if check:
+        from embsdk.serving.health import check_server
+
+        target = url or f"127.0.0.1:{grpc_port if protocol == 'grpc' else http_port}"
+        data = check_server(target, protocol=protocol)  # type: ignore[arg-type]
+        emit(data, as_json=as_json, human=_check_human)
+        if not all(r["ok"] for r in data["generations"]):
+            raise typer.Exit(code=1)
+        return
+    from embsdk.config import get_settings
+    from embsdk.serving.server import TritonServer
+
+    repo = (repository or get_settings().triton_repository).expanduser().resolve()
+    _reconcile(repo)
+    server = TritonServer(repo, host=host, http_port=http_port, grpc_port=grpc_port, ready_timeout=ready_timeout)
+    stop: dict[str, Any] = {"signal": None, "started": False}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop["signal"] = signum
+        if not stop["started"]:
+            raise KeyboardInterrupt  # still starting: abandon the start (finally stops the server)
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        info(f"starting tritonserver on {repo} (log: {server.log_path})")
+        ep = server.start()
+        stop["started"] = True
+        data = {"repository": str(repo), "host": host, "http": ep.http_url, "grpc": ep.grpc_url, "models": server.model_names(),
+                "pid": server.proc.pid if server.proc else None, "log": str(server.log_path), "restricted": server.restricted}
+        emit(data, as_json=as_json, human=lambda d: (
+            f"Triton ready: HTTP {d['http']}  gRPC {d['grpc']}  models: {', '.join(d['models']) or 'none'}\n"
+            f"Embed with: emb embed IMAGE --version NAME --url {d['grpc']} --protocol grpc   (Ctrl-C stops)"))
+        while stop["signal"] is None and server.running:
+            time.sleep(0.2)
+        if stop["signal"] is None:
+            from embsdk.errors import ServerStartError
+
+            raise ServerStartError(f"tritonserver exited unexpectedly (code {server.proc.returncode if server.proc else '?'}).\n{server.log_tail()}")
+    finally:
+        code = server.stop()
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    info(f"tritonserver stopped (exit code {code})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_command)
