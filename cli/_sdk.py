@@ -18,8 +18,8 @@ NoRegistryOpt = Annotated[
 ]
 
 
-def make_client(store: Path | None, no_registry: bool) -> Any:
+def make_client(store: Path | None, no_registry: bool, *, url: str | None = None, protocol: str = "http") -> Any:
     """A Client for one CLI call (the registry URL comes from EMB_REGISTRY_URL / EMB_HOME)."""
     from embsdk.client import Client
 
-    return Client(store=store, use_registry=not no_registry, resolve_ttl=0)
+    return Client(store=store, use_registry=not no_registry, resolve_ttl=0, embed_url=url, embed_protocol=protocol)

@@ -28,6 +28,8 @@ def search_command(
     approx: Annotated[bool, typer.Option("--approx", help="Use the saved approximate index (see emb store index).")] = False,
     kind: Annotated[str, typer.Option("--kind", help="Approximate index kind: hnsw or ivf.")] = "hnsw",
     rerank: Annotated[bool, typer.Option("--rerank", help="Re-rank Hamming candidates by float16 cosine similarity.")] = False,
+    url: Annotated[str | None, typer.Option("--url", help="Triton HOST:PORT to embed --image with (default: in-process ONNX Runtime).")] = None,
+    protocol: Annotated[str, typer.Option("--protocol", help="http or grpc (with --url).")] = "http",
     store: StoreOpt = None,
     no_registry: NoRegistryOpt = False,
     as_json: JsonOpt = False,
@@ -39,7 +41,7 @@ def search_command(
     if (item_id is None) == (image is None):
         raise typer.BadParameter("give exactly one of --id ID or --image PATH")
     query: Any = item_id if item_id is not None else image
-    result = make_client(store, no_registry).search(query, version, k=k, exact=not approx, rerank=rerank, kind=kind)
+    result = make_client(store, no_registry, url=url, protocol=protocol).search(query, version, k=k, exact=not approx, rerank=rerank, kind=kind)
     emit(result.to_dict(), as_json=as_json, human=_human)
 
 

@@ -26,6 +26,8 @@ _LAZY: dict[str, str] = {
     "get_embedding": "embsdk.client",
     "get_embeddings": "embsdk.client",
     "search": "embsdk.client",
+    "search_batch": "embsdk.client",
+    "EmbeddingBatch": "embsdk.client",
     "embed": "embsdk.client",
 }
 
@@ -48,7 +50,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for IDEs and type checkers
     from embsdk import errors
-    from embsdk.client import Client, embed, get_embedding, get_embeddings, search
+    from embsdk.client import Client, EmbeddingBatch, embed, get_embedding, get_embeddings, search, search_batch
     from embsdk.config import get_settings
     from embsdk.preprocess import InputSpec
     from embsdk.types import Embedding, SearchResult

@@ -22,7 +22,7 @@ import numpy as np
 
 from embsdk.config import get_settings
 from embsdk.errors import DeprecatedGenerationWarning, InferenceError, RetiredGeneration, StoreError
-from embsdk.search.query import QueryLike, to_query
+from embsdk.hamming.query import QueryLike, to_query
 from embsdk.store._manifest import generation_root, read_manifest
 from embsdk.store.batch import EmbeddingBatch
 from embsdk.store.reader import EmbeddingStore
@@ -52,6 +52,7 @@ class Client:
         store: embedding store folder (default ``EMB_STORE``).
         use_registry: False to read the store standalone (``version`` must then be a generation name).
         resolve_ttl: seconds a resolved alias and an opened store are reused before checking again (0: every call).
+        embed_url, embed_protocol: Triton server that embeds image queries (None: in-process ONNX Runtime).
 
     Example:
         >>> c = Client(registry_url="sqlite:///reg.db", store="/data/store")       # doctest: +SKIP
@@ -59,12 +60,14 @@ class Client:
     """
 
     def __init__(self, registry_url: str | None = None, store: str | Path | None = None, *,
-                 use_registry: bool = True, resolve_ttl: float = 5.0) -> None:
+                 use_registry: bool = True, resolve_ttl: float = 5.0, embed_url: str | None = None,
+                 embed_protocol: str = "http") -> None:
         settings = get_settings()
         self.registry_url = registry_url or settings.registry_url
         self.store_dir = Path(store).expanduser() if store is not None else settings.store_dir
         self.use_registry = use_registry
         self.resolve_ttl = resolve_ttl
+        self.embed_url, self.embed_protocol = embed_url, embed_protocol
         self._registry: Any = None
         self._lock = threading.RLock()
         self._resolved: dict[str, tuple[Resolved, float]] = {}
@@ -149,7 +152,7 @@ class Client:
 
     # ------------------------------------------------------------------ search
     def index(self, version: str = DEFAULT_VERSION, *, kind: str = "flat") -> Any:
-        """The :class:`~embsdk.search.BinaryIndex` used for *kind* searches (cached per store state).
+        """The :class:`~embsdk.hamming.BinaryIndex` used for *kind* searches (cached per store state).
 
         ``flat`` is built in memory from the store; ``hnsw``/``ivf`` are loaded from the saved artifact.
 
@@ -157,7 +160,7 @@ class Client:
             IndexMissing: no saved index of that kind (build it with :meth:`build_index`).
             IndexStale: the saved index predates the store's latest commit.
         """
-        from embsdk.search.index import BinaryIndex
+        from embsdk.hamming.index import BinaryIndex
 
         res = self.resolve(version)
         store = self._store(res)
@@ -183,7 +186,7 @@ class Client:
                     **params: Any) -> Any:
         """Build an approximate index over the store's live codes, save it under ``indexes/<kind>/`` and
         (with ``publish``) register its files as artifacts of the generation."""
-        from embsdk.search.index import BinaryIndex
+        from embsdk.hamming.index import BinaryIndex
 
         res = self.resolve(version)
         store = self._store(res).refresh()
@@ -229,7 +232,7 @@ class Client:
                              "with .vector (get_embedding(..., with_vector=True)).")
         if not store.has_vectors:
             raise StoreError(f"The store of {res.name!r} holds no float vectors to re-rank with; backfill with vectors.")
-        from embsdk.search.rerank import cosine_rerank
+        from embsdk.hamming.rerank import cosine_rerank
 
         ids, dist = ix.search(q.code, max(candidates or 10 * k, k, 100) if candidates is None else max(candidates, k))
         keep = ids[0] >= 0
@@ -248,7 +251,9 @@ class Client:
         return [SearchResult(res.name, i[i >= 0], d[i >= 0]) for i, d in zip(ids, dist)]
 
     def _embed_one(self, path: str, generation: str, *, with_vector: bool) -> Embedding:
-        out = embed([path], version=generation, **({"with_vectors": True} if with_vector else {}))
+        kwargs: dict[str, Any] = {"registry_url": self.registry_url} if self.use_registry else {}
+        out = embed([path], version=generation, url=self.embed_url, protocol=self.embed_protocol,
+                    return_float=with_vector, **kwargs)
         return out[0]
 
     def close(self) -> None:

@@ -1,0 +1,65 @@
+"""A real registry (SQLite and PostgreSQL) with a generation whose store holds clustered codes and vectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embsdk.codes import pack_codes
+
+BITS, DIM, N = 256, 256, 3000
+
+
+def clustered(n: int, dim: int, seed: int = 0, clusters: int = 60) -> np.ndarray:
+    """Float vectors around *clusters* random centres (so Hamming neighbours are meaningful)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim))
+    return (centres[rng.integers(0, clusters, n)] + 0.6 * rng.normal(size=(n, dim))).astype(np.float32)
+
+
+@dataclass
+class Populated:
+    registry_url: str
+    store_dir: Path
+    ids: np.ndarray
+    codes: np.ndarray
+    vectors: np.ndarray
+    registry: object
+
+
+@pytest.fixture
+def populated(registry_url: str, emb_home: Path, monkeypatch: pytest.MonkeyPatch) -> Populated:
+    """``unified-v1`` (alias ``production``) and ``other-v1`` registered; unified-v1's store filled with N items."""
+    from registry import Registry, default_embedding_spec
+
+    from embsdk.store import StoreWriter
+
+    monkeypatch.setenv("EMB_REGISTRY_URL", registry_url)
+    reg = Registry(registry_url)
+    spec = default_embedding_spec(BITS, dim=DIM)
+    reg.register("unified-v1", embedding_spec=spec)
+    reg.register("other-v1", embedding_spec=spec)
+    reg.set_alias("production", "unified-v1")
+    vectors = clustered(N, DIM)
+    ids = np.random.default_rng(1).choice(10**15, size=N, replace=False).astype(np.int64)
+    codes = pack_codes(vectors)
+    store_dir = emb_home / "store"
+    w = StoreWriter(store_dir, "unified-v1", reg.get("unified-v1").embedding_spec)
+    w.upsert(ids, codes, vectors)
+    w.commit(registry=reg)
+    w2 = StoreWriter(store_dir, "other-v1", spec)
+    w2.upsert(ids[:10], codes[:10][:, ::-1].copy(), vectors[:10])
+    w2.commit()
+    _reset_default_clients()
+    yield Populated(registry_url, store_dir, ids, codes, vectors, reg)
+    _reset_default_clients()
+    reg.close()
+
+
+def _reset_default_clients() -> None:
+    import embsdk.client
+
+    embsdk.client._DEFAULT.clear()
