@@ -19,7 +19,7 @@ from embsdk.errors import InferenceError
 from embsdk.preprocess import load_images
 from embsdk.types import Embedding
 
-__all__ = ["embed", "ImageInput"]
+__all__ = ["ImageInput", "embed"]
 
 ImageInput = str | Path | bytes | np.ndarray
 

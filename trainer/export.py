@@ -19,10 +19,10 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +35,7 @@ from torch import nn
 from embsdk.codes import BIT_ORDER, THRESHOLD, pack_codes
 from embsdk.errors import ExportError, ParityError
 from embsdk.preprocess import InputSpec, load_images
+from trainer.export_format import read_export, sha256_file
 
 __all__ = [
     "BIT_AGREEMENT_MIN",
@@ -80,15 +81,6 @@ class PackedCodeGraph(nn.Module):
             bits = nn.functional.pad(bits, (0, self.pad))
         code = (bits.reshape(-1, (self.dim + self.pad) // 8, 8) * self.bit_weights).sum(-1).to(torch.uint8)
         return embedding, code
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _ort_session(onnx_path: Path) -> Any:
@@ -191,11 +183,13 @@ def export_model(
     try:
         example = torch.from_numpy(batch[: min(2, len(batch))])
         try:
-            torch.onnx.export(
-                graph, (example,), str(tmp), opset_version=OPSET, dynamo=False,
-                input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAMES[0]: {0: "batch"}, OUTPUT_NAMES[1]: {0: "batch"}},
-            )
+            with warnings.catch_warnings():  # the TorchScript exporter's constant-folding chatter
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    graph, (example,), str(tmp), opset_version=OPSET, dynamo=False,
+                    input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAMES[0]: {0: "batch"}, OUTPUT_NAMES[1]: {0: "batch"}},
+                )
             onnx.checker.check_model(str(tmp), full_check=True)
         except Exception as exc:  # torch/onnx raise many types; one typed error at the boundary
             raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
@@ -233,26 +227,6 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-def read_export(export_dir: str | Path) -> dict[str, Any]:
-    """Read and verify an export folder: ``export.json`` present, ``model.onnx`` hashing to its recorded sha256.
-
-    Raises:
-        ExportError: the folder is not a complete export, or the model file does not match its hash.
-    """
-    d = Path(export_dir)
-    meta_path = d / "export.json"
-    if not meta_path.is_file():
-        raise ExportError(f"{d} is not an export folder (no export.json). Create one with: emb export RUN --out {d}")
-    info = json.loads(meta_path.read_text())
-    model_path = d / info["model"]["file"]
-    if not model_path.is_file():
-        raise ExportError(f"{model_path} is missing; re-run emb export.")
-    actual = sha256_file(model_path)
-    if actual != info["model"]["sha256"]:
-        raise ExportError(f"{model_path} hashes to {actual[:12]}…, but export.json records {info['model']['sha256'][:12]}…")
-    return info
 
 
 def export_run(

@@ -25,7 +25,7 @@ from typing import Any
 
 from embsdk.errors import EngineIncompatible, ExportError, MissingExtraError
 
-__all__ = ["gpu_environment", "build_engine", "check_compatibility", "load_engine", "run_engine", "verify", "MANIFEST_SUFFIX"]
+__all__ = ["MANIFEST_SUFFIX", "build_engine", "check_compatibility", "gpu_environment", "load_engine", "run_engine", "verify"]
 
 MANIFEST_SUFFIX = ".json"
 _FORMAT = 1
@@ -83,7 +83,7 @@ def build_engine(onnx_path: str | Path, out_dir: str | Path, *, min_batch: int =
     env = gpu_environment()
     import tensorrt as trt
 
-    from trainer.export import sha256_file
+    from trainer.export_format import sha256_file
 
     onnx_path, out = Path(onnx_path), Path(out_dir)
     logger = trt.Logger(trt.Logger.WARNING)
@@ -127,7 +127,7 @@ def load_engine(plan_path: str | Path) -> Any:
     Raises:
         EngineIncompatible: the manifest is missing, the plan's bytes changed, or it was built elsewhere.
     """
-    from trainer.export import sha256_file
+    from trainer.export_format import sha256_file
 
     plan_path = Path(plan_path)
     manifest_path = plan_path.with_name(plan_path.name + MANIFEST_SUFFIX)

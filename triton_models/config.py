@@ -26,8 +26,20 @@ from typing import Any, Literal
 
 from embsdk.errors import ConfigError
 
-__all__ = ["Backend", "BACKENDS", "ModelSpec", "ServedVersion", "render_config", "validate_config", "GENERATION_PARAM_PREFIX", "IMAGE_SIZE_PARAM_PREFIX",
-           "INPUT_NAME", "OUTPUT_EMBEDDING", "OUTPUT_CODE", "check_name"]
+__all__ = [
+    "BACKENDS",
+    "GENERATION_PARAM_PREFIX",
+    "IMAGE_SIZE_PARAM_PREFIX",
+    "INPUT_NAME",
+    "OUTPUT_CODE",
+    "OUTPUT_EMBEDDING",
+    "Backend",
+    "ModelSpec",
+    "ServedVersion",
+    "check_name",
+    "render_config",
+    "validate_config",
+]
 
 Backend = Literal["python", "onnxruntime", "tensorrt"]
 BACKENDS: tuple[str, ...] = ("python", "onnxruntime", "tensorrt")

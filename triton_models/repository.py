@@ -34,10 +34,17 @@ from typing import Any
 
 from embsdk.config import get_settings
 from embsdk.errors import ConfigError, DuplicateGeneration, ExportError
-from triton_models.config import BACKENDS, ModelSpec, ServedVersion, check_name, render_config, validate_config
+from triton_models.config import (
+    BACKENDS,
+    ModelSpec,
+    ServedVersion,
+    check_name,
+    render_config,
+    validate_config,
+)
 from triton_models.python_backend import MODEL_FILE
 
-__all__ = ["ModelRepository", "StagedVersion", "MAPPING_FILE", "STAGING_PREFIX"]
+__all__ = ["MAPPING_FILE", "STAGING_PREFIX", "ModelRepository", "StagedVersion"]
 
 MAPPING_FILE = "generations.json"
 STAGING_PREFIX = ".staging-"
@@ -159,7 +166,7 @@ class ModelRepository:
             DuplicateGeneration: the generation is already served.
             ConfigError: a bad name or backend.
         """
-        from trainer.export import read_export  # the export format's one reader
+        from trainer.export_format import read_export
 
         check_name(family, "family")
         check_name(generation, "generation")

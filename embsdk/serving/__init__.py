@@ -5,10 +5,10 @@ Nothing heavy at import: tritonclient and onnxruntime load on first use.
 
 from __future__ import annotations
 
-__all__ = ["TritonServer", "Endpoints", "TritonClient", "LocalRunner", "resolve_target", "ServingTarget"]
+__all__ = ["Endpoints", "LocalRunner", "ServingTarget", "TritonClient", "TritonServer", "resolve_target"]
 
 
-def __getattr__(name: str):  # noqa: ANN202 - lazy re-exports
+def __getattr__(name: str):
     import importlib
 
     where = {"TritonServer": "server", "Endpoints": "server", "TritonClient": "client",

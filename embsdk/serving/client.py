@@ -25,7 +25,7 @@ import numpy as np
 from embsdk.config import get_settings
 from embsdk.errors import InferenceError, MissingExtraError, ModelNotLoaded, ServerUnavailable
 
-__all__ = ["TritonClient", "Protocol", "GENERATION_PARAM_PREFIX"]
+__all__ = ["GENERATION_PARAM_PREFIX", "Protocol", "TritonClient"]
 
 Protocol = Literal["http", "grpc"]
 GENERATION_PARAM_PREFIX = "generation:"  # same key as triton_models.config writes

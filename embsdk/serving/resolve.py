@@ -16,7 +16,7 @@ from typing import Any
 from embsdk.errors import ExportError, InferenceError
 from embsdk.preprocess import InputSpec
 
-__all__ = ["ServingTarget", "resolve_target", "ONNX_ARTIFACT"]
+__all__ = ["ONNX_ARTIFACT", "ServingTarget", "resolve_target"]
 
 ONNX_ARTIFACT = "model.onnx"
 

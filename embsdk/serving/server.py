@@ -32,7 +32,7 @@ from embsdk.config import get_settings
 from embsdk.errors import ConfigError, ServerStartError
 from embsdk.serving._tritonbin import find_tritonserver
 
-__all__ = ["Endpoints", "TritonServer", "LOOPBACK", "SHM_DIR", "SHM_PREFIX", "free_port"]
+__all__ = ["LOOPBACK", "SHM_DIR", "SHM_PREFIX", "Endpoints", "TritonServer", "free_port"]
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 SHM_DIR = Path("/dev/shm")

@@ -1,0 +1,111 @@
+"""ONNX export: the code is packed inside the graph exactly like numpy.packbits, and parity is enforced."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embsdk.codes import pack_codes
+from embsdk.errors import ExportError, ImageDecodeError, ParityError
+from embsdk.preprocess import load_images
+
+from .conftest import SPEC, make_tiny_model
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+
+def _run(onnx_path: Path, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    return tuple(sess.run(["embedding", "code"], {"image": batch}))  # type: ignore[return-value]
+
+
+def test_export_graph_contract_and_parity(tmp_path: Path, images: list[Path]) -> None:
+    import onnx
+
+    from trainer.export import export_model, sha256_file
+
+    model = make_tiny_model(3)
+    info = export_model(model, tmp_path / "exp", input_spec=SPEC, parity_images=images)
+    onnx_path = tmp_path / "exp" / "model.onnx"
+    proto = onnx.load(str(onnx_path))
+    assert proto.opset_import[0].version == 17
+    (inp,) = proto.graph.input
+    assert inp.name == "image" and inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim] == ["batch", 3, 32, 32]
+    outs = {o.name: o.type.tensor_type.elem_type for o in proto.graph.output}
+    assert outs == {"embedding": onnx.TensorProto.FLOAT, "code": onnx.TensorProto.UINT8}
+    # the packing is in the graph: compare with the numpy reference on fresh images and odd batch sizes
+    batch = load_images(images, SPEC)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(batch)).numpy()
+    for n in (1, 5, len(batch)):
+        emb, code = _run(onnx_path, batch[:n])
+        assert code.dtype == np.uint8 and code.shape == (n, 8)
+        np.testing.assert_array_equal(code, pack_codes(emb))
+        np.testing.assert_array_equal(code, pack_codes(ref[:n]))
+    meta = json.loads((tmp_path / "exp" / "export.json").read_text())
+    assert meta == info
+    assert meta["model"]["sha256"] == sha256_file(onnx_path)
+    p = meta["parity"]
+    assert p["passed"] and p["n_images"] == len(images)
+    assert 0 <= p["max_abs_diff"] <= 1e-4 and p["bit_agreement"] >= 0.999
+    assert meta["embedding_spec"]["bits"] == 64 and meta["embedding_spec"]["bit_order"] == "numpy-packbits-big"
+    assert meta["input_spec"]["image_size"] == 32
+
+
+def test_code_padding_for_dims_not_multiple_of_8(tmp_path: Path, images: list[Path]) -> None:
+    from trainer.export import export_model
+
+    export_model(make_tiny_model(0, dim=13), tmp_path, input_spec=SPEC, parity_images=images[:4])
+    emb, code = _run(tmp_path / "model.onnx", load_images(images, SPEC))
+    assert code.shape == (len(images), 2)
+    np.testing.assert_array_equal(code, np.packbits(emb > 0, axis=1))
+
+
+class _NoisyModel(torch.nn.Module):
+    """Adds fresh noise on each call: PyTorch and ONNX Runtime draw different noise, so parity must fail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = make_tiny_model(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) + 0.5 * torch.randn_like(self.inner(x))
+
+
+def test_failing_parity_raises_and_writes_nothing(tmp_path: Path, images: list[Path]) -> None:
+    from trainer.export import export_model
+
+    out = tmp_path / "exp"
+    with pytest.raises(ParityError, match=r"float max \|diff\|.*> 0.0001"):
+        export_model(_NoisyModel(), out, input_spec=SPEC, parity_images=images)
+    assert list(out.iterdir()) == []
+
+
+def test_bad_parity_inputs(tmp_path: Path, corrupt_image: Path, images: list[Path]) -> None:
+    from trainer.export import export_model
+
+    with pytest.raises(ImageDecodeError, match="truncated.jpg"):
+        export_model(make_tiny_model(), tmp_path, input_spec=SPEC, parity_images=[images[0], corrupt_image])
+    with pytest.raises(ExportError, match="No images"):
+        export_model(make_tiny_model(), tmp_path, input_spec=SPEC, parity_images=[])
+
+
+def test_read_export_detects_tampering(tiny_exports: list[Path], tmp_path: Path) -> None:
+    import shutil
+
+    from trainer.export import read_export
+
+    assert read_export(tiny_exports[0])["model"]["file"] == "model.onnx"
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_exports[0], copy)
+    with open(copy / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ExportError, match="hashes to"):
+        read_export(copy)
+    with pytest.raises(ExportError, match="not an export folder"):
+        read_export(tmp_path)
