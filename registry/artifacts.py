@@ -15,7 +15,7 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from embsdk.errors import ArtifactCorrupt, ArtifactMissing, ArtifactSourceNotFound, UnsafePath
 from registry import _hooks
@@ -47,9 +47,9 @@ def validate_artifact_name(name: str) -> str:
         raise UnsafePath(name, "an artifact name must be 1-255 characters")
     if "\\" in name or "\x00" in name or name.startswith("/") or re.match(r"^[A-Za-z]:", name):
         raise UnsafePath(name, "artifact names are relative POSIX paths (no absolute path, drive or backslash)")
-    for part in PurePosixPath(name).parts:
-        if part in ("..", "."):
-            raise UnsafePath(name, "'..' and '.' are not allowed in artifact names")
+    for part in name.split("/"):
+        if part in ("..", ".", ""):
+            raise UnsafePath(name, "'..', '.' and empty components are not allowed in artifact names")
         if not _NAME_RE.match(part):
             raise UnsafePath(name, f"component {part!r} must match {_NAME_RE.pattern}")
     return name
