@@ -1,0 +1,1 @@
+"""Experiments whose reports are committed next to their code (run them from the repository root)."""

@@ -1,0 +1,44 @@
+"""The experiment's settings, all in one dataclass (recorded verbatim in the report)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ExperimentConfig", "HERE"]
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class ExperimentConfig:
+    """Settings of one run of the experiment.
+
+    The backbone is frozen: its pooled features are computed once (the eval view of every image plus
+    ``aug_views`` augmented views of each training image), then the embedding layer (Linear → LayerNorm
+    without affine) and one normalized-softmax head per task train on those features.
+    """
+
+    data_root: str | None = None  # default: ../shared/data/grocery-store
+    manifest: str | None = None  # use this manifest instead of writing the Grocery one (tests)
+    work_dir: str = "runs/experiment"  # caches, run folders and full eval reports (not committed)
+    out_dir: str = str(HERE)  # REPORT.md, results.json, figures/ (committed)
+    backbone: str = "efficientnet-lite0"
+    embedding_dim: int = 256
+    aug_views: int = 3
+    epochs: int = 30
+    batch_size: int = 96
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    temperature: float = 0.05
+    catalog_repeat: int = 1  # times each catalog image appears in the catalog task's pool
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    tasks: list[str] = field(default_factory=lambda: ["coarse", "fine", "catalog"])
+    split: str = "test"
+    feature_batch_size: int = 16
+    workers: int = 2
+    verify_run_folder: bool = True  # re-evaluate the unified run folder through `emb eval` (images, not cache)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
