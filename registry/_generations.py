@@ -191,6 +191,7 @@ class GenerationsMixin(RegistryCore):
                 session.add(StatusEvent(generation_id=gen.id, from_status=None, to_status=gen.status, at=now,
                                         who=self.user, reason="registered"))
                 session.flush()
+                _hooks.before_commit()
                 return self._info(session, gen)
         except RegistryError as exc:
             # A translated database error: on PostgreSQL the loser of a race for the name gets a unique

@@ -19,3 +19,6 @@ after_blobs_written: Callable[[], None] = _noop
 
 during_blob_write: Callable[[Path], None] = _noop
 """Called by ``ArtifactStore.put`` with the temp file path after half of the bytes are written."""
+
+before_commit: Callable[[], None] = _noop
+"""Called by ``Registry.register`` inside the write transaction, after all rows are flushed, before commit."""

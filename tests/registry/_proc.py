@@ -1,0 +1,65 @@
+"""Helpers to drive the registry from real child processes (for race, reader and kill -9 tests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A child registers NAME with one artifact. HOOK names a registry._hooks point where it prints
+# "<hook>-reached" and then sleeps SLEEP seconds; GO is a file it waits for before starting (a start barrier).
+CHILD = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from pathlib import Path
+    from registry import Registry, _hooks
+    url, art_dir, name, artifact, hook, sleep, go = sys.argv[1:8]
+    def pause(*_):
+        print(f"{hook}-reached", flush=True)
+        time.sleep(float(sleep))
+    if hook != "none":
+        setattr(_hooks, hook, pause)
+    reg = Registry(url, artifact_dir=Path(art_dir))
+    print("ready", flush=True)
+    while go != "none" and not os.path.exists(go):
+        time.sleep(0.005)
+    try:
+        gen = reg.register(name, artifacts=[Path(artifact)], code_version="test")
+        print(json.dumps({"ok": gen.name, "sha256": gen.artifacts[0].sha256}), flush=True)
+    except Exception as exc:
+        print(json.dumps({"error": type(exc).__name__, "message": str(exc)}), flush=True)
+        sys.exit(3)
+    """
+)
+
+
+def spawn(url: str, artifact_dir: Path, name: str, artifact: Path, *, hook: str = "none", sleep: float = 0,
+          go: Path | None = None) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, url, str(artifact_dir), name, str(artifact), hook, str(sleep), str(go or "none")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )
+
+
+def wait_for_line(proc: subprocess.Popen[str], expected: str, timeout: float = 60) -> None:
+    """Read the child's stdout until *expected* appears (fails with its stderr otherwise)."""
+    import selectors
+    import time
+
+    deadline = time.monotonic() + timeout
+    sel = selectors.DefaultSelector()
+    assert proc.stdout is not None
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    while time.monotonic() < deadline:
+        if sel.select(timeout=0.2):
+            line = proc.stdout.readline()
+            if line.strip() == expected:
+                return
+            if not line and proc.poll() is not None:
+                break
+    raise AssertionError(f"child never printed {expected!r}; stderr: {proc.stderr.read() if proc.stderr else ''}")

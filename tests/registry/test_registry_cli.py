@@ -1,0 +1,138 @@
+"""The ``emb registry`` CLI: in-process (CliRunner) for breadth, the real console script for the essentials."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+
+EMB = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "emb"
+runner = CliRunner()
+
+
+def emb(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real console script."""
+    return subprocess.run([str(EMB), *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=120)
+
+
+def ok(*args: str) -> str:
+    res = runner.invoke(app, list(args))
+    assert res.exit_code == 0, (args, res.output, res.exception)
+    return res.stdout
+
+
+def test_full_flow_in_process(registry_url: str, monkeypatch: pytest.MonkeyPatch, make_file) -> None:
+    monkeypatch.setenv("EMB_REGISTRY_URL", registry_url)
+    model, manifest = make_file("model.onnx"), make_file("train.csv", b"path,label\na,1\nb,2\n")
+    out = json.loads(ok("registry", "register", "unified-v1", "--artifact", str(model), "--dataset", str(manifest),
+                        "--spec-bits", "256", "--metric", "coarse/t/r@1/binary=0.5", "--json"))
+    assert out["name"] == "unified-v1" and out["embedding_spec"]["bits"] == 256
+    assert out["datasets"][0]["rows"] == 2
+    ok("registry", "register", "unified-v2", "--artifact", str(model), "--parent", "unified-v1:fine-tuned-from",
+       "--metric", "coarse/t/r@1/binary=0.6", "--spec-bits", "128", "--description", "second")
+    listed = json.loads(ok("registry", "list", "--json"))
+    assert [g["name"] for g in listed] == ["unified-v1", "unified-v2"]
+    assert "unified-v2" in ok("registry", "list")
+    ok("registry", "promote", "unified-v2", "--to", "staging")
+    ok("registry", "promote", "unified-v2", "--to", "production", "--reason", "offline eval")
+    assert json.loads(ok("registry", "list", "--status", "production", "--json"))[0]["name"] == "unified-v2"
+    ok("registry", "alias", "set", "production", "unified-v2", "--protect")
+    shown = json.loads(ok("registry", "show", "production", "--json"))
+    assert shown["name"] == "unified-v2" and shown["aliases"] == ["production"] and shown["resolved_from"] == "production"
+    assert shown["parents"] == [{"child": "unified-v2", "parent": "unified-v1", "kind": "fine-tuned-from"}]
+    assert len(shown["artifacts"][0]["sha256"]) == 64
+    human = ok("registry", "show", "unified-v2")
+    assert shown["artifacts"][0]["sha256"] in human and "coarse/t/r@1/binary" in human
+    lin = json.loads(ok("registry", "lineage", "unified-v1", "--json"))
+    assert lin["descendants"] == ["unified-v2"]
+    cmp = json.loads(ok("registry", "compare", "unified-v1", "unified-v2", "--json"))
+    assert cmp["metrics"][0]["delta"] == pytest.approx(0.1) and cmp["spec_differences"]["bits"] == [256, 128]
+    assert "+0.1000" in ok("registry", "compare", "unified-v1", "unified-v2")
+    ok("registry", "consumers", "add", "search", "production")
+    assert json.loads(ok("registry", "consumers", "list", "--json"))[0]["generation"] == "unified-v2"
+    refused = runner.invoke(app, ["registry", "deprecate", "unified-v2"])
+    assert refused.exit_code == 1 and "search (via alias production)" in str(refused.exception)
+    ok("registry", "deprecate", "unified-v2", "--force", "--reason", "test")
+    events = json.loads(ok("registry", "events", "unified-v2", "--json"))
+    assert [e["to_status"] for e in events] == ["candidate", "staging", "production", "deprecated"]
+    hist = json.loads(ok("registry", "alias", "history", "production", "--json"))
+    assert hist[0]["generation"] == "unified-v2"
+    assert json.loads(ok("registry", "fsck", "--json"))["ok"] is True
+    assert "at 0002" in ok("registry", "migrate")
+
+
+def test_real_console_script_happy_path_and_errors(make_file, emb_home: Path) -> None:
+    model = make_file("model.onnx")
+    res = emb("registry", "register", "unified-v1", "--artifact", str(model), "--spec-bits", "64", "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["artifacts"][0]["name"] == "model.onnx"
+    assert (emb_home / "registry.db").exists()
+    # errors: one line on stderr, exit 1, no traceback
+    for args, needle in (
+        (("registry", "register", "unified-v1", "--artifact", str(model)), "already exists"),
+        (("registry", "show", "ghost"), "No generation or alias named 'ghost'"),
+        (("registry", "promote", "unified-v1", "--to", "production"), "cannot move to production"),
+        (("registry", "register", "x-v1", "--artifact", "/nonexistent/file.onnx"), "does not exist"),
+        (("registry", "register", "x-v1", "--metric", "oops"), "KEY=VALUE"),
+        (("registry", "register", "x-v1", "--parent", "unified-v1:married-to"), "Unknown lineage kind"),
+        (("registry", "alias", "history", "nothing"), "does not point"),
+    ):
+        res = emb(*args)
+        assert res.returncode == 1, (args, res.stdout, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], (args, res.stderr)
+        assert "Traceback" not in res.stderr
+    # fsck exits 1 when a referenced blob is tampered with
+    res = emb("registry", "show", "unified-v1", "--json")
+    sha = json.loads(res.stdout)["artifacts"][0]["sha256"]
+    blob = emb_home / "artifacts" / "blobs" / "sha256" / sha[:2] / sha[2:]
+    blob.chmod(0o644)
+    blob.write_bytes(b"tampered")
+    res = emb("registry", "fsck", "--json")
+    assert res.returncode == 1 and json.loads(res.stdout)["corrupt"] == [sha]
+
+
+def test_help_explains(emb_home: Path) -> None:
+    res = emb("registry", "--help")
+    assert res.returncode == 0 and "Examples" in res.stdout and "register" in res.stdout
+    res = emb("registry", "register", "--help")
+    assert "--parent" in res.stdout and "fine-tuned-from" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://svc:Sup3rS3cretPW@127.0.0.1:1/registry",  # nothing listens on port 1
+        "postgresql+psycopg://postgres:Sup3rS3cretPW@127.0.0.1:5432/no_such_database_here",
+        "nosuchdialect://svc:Sup3rS3cretPW@host/db",
+    ],
+)
+def test_password_never_printed(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from embsdk.errors import EmbsdkError
+    from registry import Registry
+
+    with pytest.raises(EmbsdkError) as err:
+        Registry(url)
+    assert "Sup3rS3cretPW" not in str(err.value) and "***" in str(err.value)
+    res = emb("registry", "list", "--json", env={"EMB_REGISTRY_URL": url})
+    assert res.returncode == 1
+    assert "Sup3rS3cretPW" not in res.stdout + res.stderr
+    assert res.stderr.startswith("error: ")
+    res = emb("registry", "migrate", "--json", env={"EMB_REGISTRY_URL": url, "EMB_DEBUG": "1"})
+    assert res.returncode == 1 and "Sup3rS3cretPW" not in res.stdout + res.stderr
+
+
+@pytest.mark.postgres
+def test_migrate_json_redacts_url(monkeypatch: pytest.MonkeyPatch, postgres_url: str) -> None:
+    url = postgres_url.replace("postgres@", "postgres:Sup3rS3cretPW@")  # trust auth ignores the password
+    res = emb("registry", "migrate", "--json", env={"EMB_REGISTRY_URL": url})
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["to"].startswith("0002") and "Sup3rS3cretPW" not in res.stdout and "***" in out["url"]
