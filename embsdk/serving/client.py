@@ -82,6 +82,9 @@ class TritonClient:
         where = f"Triton at {self.url} ({self.protocol})"
         if isinstance(exc, self._exc):
             status, msg = str(exc.status() or ""), _short(exc.message() or str(exc))
+            if status == "403" or "restricted" in msg.lower():
+                return InferenceError(f"{where} refused {what}: the API is restricted ({msg}). "
+                                      "Set EMB_TRITON_ADMIN_KEY to the server's key.")
             if status in {"StatusCode.UNAVAILABLE"} or "failed to connect" in msg.lower():
                 return ServerUnavailable(f"{where} is unreachable ({what}): {msg}. Is it running? Start it with: emb serve")
             if status in {"404", "StatusCode.NOT_FOUND"} or "unknown model" in msg.lower():
@@ -107,7 +110,10 @@ class TritonClient:
         raise AssertionError("unreachable")
 
     def _admin_headers(self) -> dict[str, str] | None:
-        return {"admin-key": self.admin_key} if self.admin_key else None
+        if not self.admin_key:
+            return None
+        # tritonserver checks "admin-key" on HTTP, and the same key with a fixed prefix on gRPC
+        return {("admin-key" if self.protocol == "http" else "triton-grpc-protocol-admin-key"): self.admin_key}
 
     # ------------------------------------------------------------------ health and metadata
     def is_ready(self) -> bool:
