@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.store",
     "cli.get",
     "cli.search",
+    "cli.backfill",
 
 )
 

@@ -28,10 +28,13 @@ _LAZY: dict[str, str] = {
     "search": "embsdk.client",
     "search_batch": "embsdk.client",
     "EmbeddingBatch": "embsdk.client",
-    "embed": "embsdk.client",
 }
 
-__all__ = sorted([*_LAZY, "__version__"])
+__all__ = sorted([*_LAZY, "embed", "__version__"])
+
+# ``embed`` is bound eagerly (its module is light: numpy + PIL on first use): a lazily bound name would be
+# replaced by the submodule ``embsdk.embed`` the first time anything imports that module.
+from embsdk.embed import embed  # noqa: E402
 
 
 def __getattr__(name: str) -> Any:
