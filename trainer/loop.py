@@ -134,11 +134,15 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
                 save_checkpoint(state, ckpt_dir / f"step-{step:08d}.pt")
                 prune_checkpoints(ckpt_dir, config.keep_checkpoints)
 
+        threads = torch.get_num_threads()
+        if config.uses_feature_cache:
+            torch.set_num_threads(1)  # tiny matmuls: one thread beats spinning thread pools on a busy CPU
         t_start, seen, stopped = time.perf_counter(), 0, False
         last_losses: dict[str, float] = {}
         while epoch < config.epochs and not stopped:
             sampler.set_epoch(epoch, batch_pos)
-            loader = DataLoader(dataset, batch_sampler=sampler, num_workers=config.num_workers,
+            workers = 0 if config.uses_feature_cache else config.num_workers  # cached features: nothing to decode
+            loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
                                 generator=torch.Generator().manual_seed(config.seed), persistent_workers=False)
             module.train()
             sums: dict[str, float] = {}
@@ -188,6 +192,7 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
                 if config.max_steps is not None and step >= config.max_steps and epoch < config.epochs:
                     stopped = True
         elapsed = time.perf_counter() - t_start
+        torch.set_num_threads(threads)
         status = "stopped" if stopped else "finished"
         summary = {"run_dir": str(run_dir), "status": status, "step": step, "epoch": epoch, "epochs": config.epochs,
                    "tasks": data.tasks, "loss": last_losses, "images_seen": seen, "elapsed_s": round(elapsed, 2),

@@ -90,7 +90,7 @@ def load_weights(module: Backbone, weights_path: str | Path) -> None:
             state = state["state_dict"]
         target = getattr(module, "net", module)
         missing, _unexpected = target.load_state_dict(state, strict=False)
-    except (OSError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - torch.load raises many types (UnpicklingError, EOFError, ...)
         raise CheckpointError(f"cannot load backbone weights from {path}: {exc}") from None
     missing = [k for k in missing if not k.startswith(("fc.", "_fc."))]
     if missing:

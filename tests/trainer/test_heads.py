@@ -1,0 +1,114 @@
+"""Normalized-softmax head against a hand-computed reference; class subsampling; multi-task masking."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from trainer.heads import IGNORE, MultiTaskLoss, NormSoftmaxHead, candidate_classes
+
+
+def _reference_loss(emb: np.ndarray, proxies: np.ndarray, labels: np.ndarray, temperature: float) -> np.ndarray:
+    """Cross-entropy of cos(emb, proxy) / T, written out with numpy (float64)."""
+    e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    w = proxies / np.linalg.norm(proxies, axis=1, keepdims=True)
+    logits = e @ w.T / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    log_prob = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return -log_prob[np.arange(len(labels)), labels]
+
+
+@pytest.mark.parametrize("temperature", [0.05, 0.5])
+def test_loss_matches_hand_computed_reference(temperature: float) -> None:
+    torch.manual_seed(0)
+    head = NormSoftmaxHead(7, 16, temperature=temperature)
+    emb, labels = torch.randn(5, 16, dtype=torch.float64), torch.tensor([0, 3, 3, 6, 1])
+    head = head.double()
+    got = head(emb, labels).detach().numpy()
+    want = _reference_loss(emb.numpy(), head.proxies.detach().numpy(), labels.numpy(), temperature)
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_subsampled_loss_equals_full_loss_when_the_sample_covers_all_classes() -> None:
+    torch.manual_seed(1)
+    full = NormSoftmaxHead(6, 8, sample_negatives=None).double()
+    sub = NormSoftmaxHead(6, 8, sample_negatives=500).double()  # 500 draws over 6 classes cover all of them
+    sub.load_state_dict(full.state_dict())
+    emb, labels = torch.randn(4, 8, dtype=torch.float64), torch.tensor([5, 0, 2, 2])
+    torch.testing.assert_close(sub(emb, labels), full(emb, labels), rtol=1e-12, atol=1e-12)
+
+
+def test_subsampled_loss_is_cross_entropy_over_positives_plus_sampled_negatives() -> None:
+    num_classes, k = 1000, 20
+    head = NormSoftmaxHead(num_classes, 8, sample_negatives=k).double()
+    emb, labels = torch.randn(6, 8, dtype=torch.float64), torch.tensor([3, 3, 900, 17, 17, 512])
+    torch.manual_seed(7)
+    got = head(emb, labels).detach().numpy()
+    torch.manual_seed(7)
+    classes = candidate_classes(labels, num_classes, k).numpy()
+    assert set(labels.tolist()) <= set(classes.tolist()) and len(classes) <= 4 + k
+    local = np.searchsorted(classes, labels.numpy())
+    want = _reference_loss(emb.numpy(), head.proxies.detach().numpy()[classes], local, head.temperature)
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
+def test_subsampling_touches_only_the_sampled_proxies() -> None:
+    head = NormSoftmaxHead(10_000, 8, sample_negatives=32)
+    emb, labels = torch.randn(4, 8), torch.tensor([1, 2, 3, 4])
+    head(emb, labels).mean().backward()
+    touched = (head.proxies.grad.abs().sum(dim=1) > 0).sum().item()
+    assert 4 <= touched <= 36
+
+
+def test_eval_mode_scores_all_classes() -> None:
+    head = NormSoftmaxHead(5, 8, sample_negatives=1).eval()
+    full = NormSoftmaxHead(5, 8)
+    full.load_state_dict(head.state_dict())
+    emb, labels = torch.randn(3, 8), torch.tensor([0, 1, 4])
+    torch.testing.assert_close(head(emb, labels), full(emb, labels))
+
+
+def test_multitask_rows_without_label_get_exactly_zero_gradient() -> None:
+    torch.manual_seed(0)
+    loss = MultiTaskLoss({"a": NormSoftmaxHead(3, 8), "b": NormSoftmaxHead(4, 8)})
+    emb = torch.randn(6, 8, requires_grad=True)
+    labels = {"a": torch.tensor([0, 1, IGNORE, 2, IGNORE, IGNORE]), "b": torch.tensor([IGNORE, 3, IGNORE, 0, IGNORE, 1])}
+    total, per_task = loss(emb, labels)
+    total.backward()
+    assert torch.equal(emb.grad[[2, 4]], torch.zeros(2, 8))  # no label for any task
+    assert emb.grad[[0, 1, 3, 5]].abs().sum(dim=1).gt(0).all()
+    # a row labeled only for task a gets no gradient through task b's loss
+    emb.grad = None
+    _, per_task = loss(emb, labels)
+    per_task_b = loss.head("b")(emb[[1, 3, 5]], labels["b"][[1, 3, 5]]).mean()
+    per_task_b.backward()
+    assert torch.equal(emb.grad[0], torch.zeros(8))
+    torch.testing.assert_close(per_task["b"], per_task_b.detach())
+
+
+def test_multitask_sums_weighted_task_means() -> None:
+    torch.manual_seed(0)
+    heads = {"a": NormSoftmaxHead(3, 8), "b": NormSoftmaxHead(4, 8)}
+    emb = torch.randn(5, 8)
+    la, lb = torch.tensor([0, 1, IGNORE, 2, 0]), torch.tensor([IGNORE, 3, 1, IGNORE, IGNORE])
+    total, per = MultiTaskLoss(heads, {"a": 2.0, "b": 0.5})(emb, {"a": la, "b": lb})
+    want_a = heads["a"](emb[[0, 1, 3, 4]], la[[0, 1, 3, 4]]).mean()
+    want_b = heads["b"](emb[[1, 2]], lb[[1, 2]]).mean()
+    torch.testing.assert_close(total, 2.0 * want_a + 0.5 * want_b)
+    torch.testing.assert_close(per["a"], want_a)
+
+
+def test_task_without_labels_in_the_batch_contributes_zero() -> None:
+    loss = MultiTaskLoss({"a": NormSoftmaxHead(3, 8), "b": NormSoftmaxHead(4, 8)})
+    emb = torch.randn(2, 8, requires_grad=True)
+    total, per = loss(emb, {"a": torch.tensor([0, 1]), "b": torch.tensor([IGNORE, IGNORE])})
+    assert float(per["b"]) == 0.0
+    total.backward()
+    assert torch.equal(loss.head("b").proxies.grad, torch.zeros(4, 8))
+
+
+def test_task_names_that_clash_with_module_attributes() -> None:
+    loss = MultiTaskLoss({"half": NormSoftmaxHead(2, 8), "train": NormSoftmaxHead(2, 8), "x.y": NormSoftmaxHead(2, 8)})
+    assert loss.tasks == ["half", "train", "x.y"]
+    assert "heads.task_x_y.proxies" in loss.state_dict()
