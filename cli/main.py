@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.train",
     "cli.eval",
     "cli.export",
+    "cli.publish",
     "cli.serve",
     "cli.embed",
     "cli.registry",

@@ -116,8 +116,10 @@ def check_parity(model: nn.Module, onnx_path: str | Path, batch: np.ndarray) -> 
         "float_tol": FLOAT_TOL,
         "bit_agreement_min": BIT_AGREEMENT_MIN,
     }
+    report["finite"] = bool(np.isfinite(ref).all() and np.isfinite(emb).all())
     report["passed"] = bool(
-        report["max_abs_diff"] <= FLOAT_TOL
+        report["finite"]
+        and report["max_abs_diff"] <= FLOAT_TOL
         and report["bit_agreement"] >= BIT_AGREEMENT_MIN
         and report["code_consistent"]
         and report["batch1_max_abs_diff"] <= FLOAT_TOL
@@ -127,6 +129,8 @@ def check_parity(model: nn.Module, onnx_path: str | Path, batch: np.ndarray) -> 
 
 def _parity_failure(report: dict[str, Any]) -> str:
     why = []
+    if not report["finite"]:
+        why.append("the model's outputs are not finite (NaN/inf: diverged or corrupt weights)")
     if report["max_abs_diff"] > FLOAT_TOL:
         why.append(f"float max |diff| {report['max_abs_diff']:.3g} > {FLOAT_TOL:g}")
     if report["bit_agreement"] < BIT_AGREEMENT_MIN:

@@ -42,6 +42,7 @@ from triton_models.config import (
     render_config,
     validate_config,
 )
+from triton_models.faults import crash_point
 from triton_models.python_backend import MODEL_FILE
 
 __all__ = ["MAPPING_FILE", "STAGING_PREFIX", "ModelRepository", "StagedVersion"]
@@ -88,14 +89,6 @@ def _write_atomic(path: Path, text: str) -> None:
     finally:
         Path(tmp).unlink(missing_ok=True)
     _fsync_dir(path.parent)
-
-
-def _crash_point(step: str) -> None:
-    """Test hook: ``EMB_TEST_CRASH_AT=<step>`` kills this process right here (SIGKILL, no cleanup)."""
-    if os.environ.get("EMB_TEST_CRASH_AT") == step:
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _alive(pid: int | None) -> bool:
@@ -221,10 +214,10 @@ class ModelRepository:
         spec = ModelSpec(**{**(mapping["spec"] or {"family": staged.family, "backend": marker["backend"]}), **spec_overrides})
         if spec.backend != marker["backend"]:
             raise ConfigError(f"Family {staged.family!r} is served by the {spec.backend} backend, not {marker['backend']}.")
-        _crash_point("repository.before_rename")
+        crash_point("repository.before_rename")
         os.rename(staged.path, fam_dir / str(number))
         _fsync_dir(fam_dir)
-        _crash_point("repository.after_rename")
+        crash_point("repository.after_rename")
         mapping.update(family=staged.family, spec=spec.to_dict(), next_version=number + 1)
         mapping["versions"][str(number)] = {
             "generation": staged.generation, "image_size": marker["image_size"], "dim": marker["dim"],
@@ -235,7 +228,7 @@ class ModelRepository:
     def _write_family(self, family: str, mapping: dict[str, Any]) -> None:
         fam_dir = self.root / family
         _write_atomic(fam_dir / MAPPING_FILE, json.dumps(mapping, indent=2))  # the commit point
-        _crash_point("repository.after_mapping")
+        crash_point("repository.after_mapping")
         if mapping["versions"]:
             text = render_config(ModelSpec(**mapping["spec"]), self._served_versions(mapping))
             validate_config(text)

@@ -1,0 +1,246 @@
+"""``emb publish``: a training run becomes a registered, served generation, all or nothing.
+
+Steps, in this order (each one leaves a state the next run can finish or undo):
+
+1. checks: the name is new, the parents exist; leftovers of killed publishes are reconciled;
+2. export to ONNX + parity check (a failing check stops here: nothing registered, nothing served);
+3. the model version is *staged* in the Triton repository (hidden folder, fully written and fsynced);
+4. the generation is registered (artifacts stored by hash first, then one DB transaction): the commit point;
+5. the staged version is committed (numbered folder + ``generations.json`` + ``config.pbtxt``);
+6. aliases are set.
+
+A kill before 4 leaves at most a hidden staging folder and orphan blobs (``reconcile`` and
+``emb registry fsck --repair`` drop them). A kill after 4 leaves a registered generation with all its
+files, whose Triton version is committed by the next ``emb publish`` or ``emb serve`` (reconcile). No
+state has a registered generation without its files or a numbered Triton version half written.
+
+Fault injection for tests: ``EMBSDK_TEST_CRASH_AT=<step>`` SIGKILLs the process at that step
+(see :data:`CRASH_POINTS`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embsdk.config import get_settings
+from embsdk.errors import DuplicateGeneration, GenerationNotFound, RunError
+from triton_models.faults import armed, crash_point
+
+__all__ = ["PublishResult", "publish", "find_eval_report", "eval_metrics", "CRASH_POINTS"]
+
+CRASH_POINTS = (
+    "publish.after_export", "publish.after_stage", "publish.before_registry_commit", "publish.after_register",
+    "repository.before_rename", "repository.after_rename", "repository.after_mapping", "publish.before_alias",
+)
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What ``publish`` did."""
+
+    generation: str
+    family: str
+    triton_version: int
+    parity: dict[str, Any]
+    artifacts: dict[str, str]  # name -> sha256
+    metrics: dict[str, float] = field(default_factory=dict)
+    eval_report: str | None = None
+    aliases: tuple[str, ...] = ()
+    parents: tuple[tuple[str, str], ...] = ()
+    repository: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"generation": self.generation, "family": self.family, "triton_version": self.triton_version,
+                "parity": self.parity, "artifacts": self.artifacts, "metrics": self.metrics,
+                "eval_report": self.eval_report, "aliases": list(self.aliases),
+                "parents": [{"name": n, "kind": k} for n, k in self.parents], "repository": self.repository}
+
+
+def find_eval_report(run_dir: Path) -> Path | None:
+    """The run's latest ``emb eval`` report folder (``metrics.json`` whose model is this run), or None.
+
+    Looked for under the run folder (e.g. ``emb eval RUN --report RUN/eval``), and in any report folders the
+    run lists in ``run.json`` under ``eval_reports``.
+    """
+    run_dir = run_dir.resolve()
+    candidates = [p for p in run_dir.glob("**/metrics.json") if len(p.relative_to(run_dir).parts) <= 4]
+    try:
+        listed = json.loads((run_dir / "run.json").read_text()).get("eval_reports", [])
+        candidates += [Path(str(p)) / "metrics.json" for p in listed]
+    except (OSError, ValueError, AttributeError):
+        pass
+    best: tuple[float, Path] | None = None
+    for path in candidates:
+        try:
+            data = json.loads(path.read_text())
+            if Path(str(data.get("model", ""))).resolve() != run_dir or "tasks" not in data:
+                continue
+            mtime = path.stat().st_mtime
+        except (OSError, ValueError):
+            continue
+        if best is None or mtime > best[0]:
+            best = (mtime, path.parent)
+    return best[1] if best else None
+
+
+def eval_metrics(report_dir: Path) -> dict[str, float]:
+    """``metrics.json`` → registry metric keys ``task/<manifest>-<split>/<metric>/<float|binary>``."""
+    data = json.loads((report_dir / "metrics.json").read_text())
+    dataset = f"{Path(str(data.get('manifest', 'data'))).stem}-{data.get('split', 'test')}"
+    out: dict[str, float] = {}
+    for task, result in data.get("tasks", {}).items():
+        for kind in ("float", "binary"):
+            for metric, value in (result.get(kind) or {}).items():
+                if isinstance(value, (int, float)) and value == value:  # finite numbers only (NaN != NaN)
+                    out[f"{task}/{dataset}/{metric.lower()}/{kind}"] = float(value)
+        ratio = result.get("binary_float_r1_ratio")
+        if isinstance(ratio, (int, float)) and ratio == ratio:
+            out[f"{task}/{dataset}/binary_float_r1_ratio"] = float(ratio)
+    return out
+
+
+def _parse_parent(text: str) -> tuple[str, str]:
+    name, _, kind = text.partition(":")
+    return name, kind or "fine-tuned-from"
+
+
+def publish(
+    run_dir: str | Path,
+    name: str,
+    *,
+    parents: Sequence[str] = (),
+    aliases: Sequence[str] = (),
+    family: str | None = None,
+    images: Sequence[str | Path] | None = None,
+    eval_report: str | Path | None = None,
+    description: str = "",
+    registry_url: str | None = None,
+    repository: str | Path | None = None,
+) -> PublishResult:
+    """Export, check, register and serve a run as generation ``name`` (see the module docs for the steps).
+
+    Args:
+        run_dir: the ``emb train`` run folder.
+        name: the new generation's name (e.g. ``unified-v1``); must not exist.
+        parents: ``NAME`` or ``NAME:KIND`` (default kind ``fine-tuned-from``).
+        aliases: aliases to point at the new generation once it is served.
+        family: Triton model / registry family (default: the name without ``-vN``).
+        images: parity images (default: images of the run's manifest).
+        eval_report: an ``emb eval`` report folder (default: the run's latest one, if any).
+        description: free text for the registry.
+        registry_url: registry URL (default ``EMB_REGISTRY_URL``).
+        repository: Triton repository (default ``EMB_TRITON_REPOSITORY``).
+
+    Raises:
+        DuplicateGeneration: the name exists. GenerationNotFound: a parent does not exist.
+        ParityError: the ONNX model disagrees with PyTorch (the message says by how much).
+        RunError, ExportError, ImageDecodeError: bad run or images.
+    """
+    from registry import DatasetRef, Registry
+    from registry.validation import check_name, dataset_from_path, derive_family
+    from trainer.export import export_run
+    from trainer.run import read_run_info
+    from triton_models.repository import ModelRepository
+    from triton_models.sync import registered_in_registry
+
+    check_name(name)
+    family = family or derive_family(name)
+    edges = [_parse_parent(p) for p in parents]
+    run = Path(run_dir).expanduser().resolve()
+    run_info = read_run_info(run)
+    repo = ModelRepository(repository)
+    report = Path(eval_report) if eval_report else find_eval_report(run)
+    if eval_report and not (Path(eval_report) / "metrics.json").is_file():
+        raise RunError(f"{eval_report} is not an emb eval report folder (no metrics.json).")
+    metrics = eval_metrics(report) if report else {}
+
+    repo.reconcile(registered_in_registry(registry_url))  # finish/undo what a killed publish left behind
+    with Registry(registry_url) as reg:
+        try:
+            reg.get(name)
+            raise DuplicateGeneration(name)
+        except GenerationNotFound:
+            pass
+        for parent, _ in edges:
+            reg.get(parent)  # GenerationNotFound before any work
+
+    work = Path(tempfile.mkdtemp(prefix=f"publish-{name}-", dir=_tmp_dir()))
+    try:
+        export = work / "export"
+        info = export_run(run, export, images=images)  # ParityError: nothing registered, nothing served
+        _annotate(export, name=name, family=family)
+        crash_point("publish.after_export")
+        staged = repo.stage(export, generation=name, family=family)
+        crash_point("publish.after_stage")
+        try:
+            datasets = _datasets(run_info, report, DatasetRef, dataset_from_path)
+            _arm_registry_crash()
+            with Registry(registry_url) as reg:
+                gen = reg.register(
+                    name, family=family, artifacts=[("model.onnx", export / "model.onnx"), ("export.json", export / "export.json")],
+                    parents=edges, datasets=datasets, embedding_spec=info["embedding_spec"],
+                    input_spec=info["input_spec"], training_config=run_info.config or None,
+                    code_version=run_info.code_version, description=description or f"published from {run}",
+                    metrics=metrics,
+                )
+        except BaseException:
+            shutil.rmtree(staged.path, ignore_errors=True)  # not registered: drop the staged version
+            raise
+        crash_point("publish.after_register")
+        number = repo.commit(staged)
+        crash_point("publish.before_alias")
+        if aliases:
+            with Registry(registry_url) as reg:
+                for alias in aliases:
+                    reg.set_alias(alias, name, reason=f"emb publish {name}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return PublishResult(
+        generation=name, family=family, triton_version=number, parity=info["parity"],
+        artifacts={a.name: a.sha256 for a in gen.artifacts}, metrics=metrics,
+        eval_report=str(report) if report else None, aliases=tuple(aliases), parents=tuple(edges), repository=str(repo.root),
+    )
+
+
+def _tmp_dir() -> Path:
+    path = get_settings().home / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _annotate(export: Path, *, name: str, family: str) -> None:
+    """Record the generation and family in ``export.json`` (before hashing into the registry)."""
+    meta = json.loads((export / "export.json").read_text())
+    meta.update(generation=name, family=family)
+    (export / "export.json").write_text(json.dumps(meta, indent=2))
+
+
+def _datasets(run_info: Any, report: Path | None, dataset_ref: Any, from_path: Any) -> list[Any]:
+    """The run's training manifest (as hashed at training time), plus the eval manifest when it differs."""
+    manifest = Path(run_info.manifest_path)
+    refs = []
+    try:
+        ref = from_path(manifest, role="train")
+        refs.append(ref if ref.sha256 == run_info.manifest_sha256 else dataset_ref(manifest.stem, run_info.manifest_sha256, None, "train"))
+    except OSError:
+        refs.append(dataset_ref(manifest.stem, run_info.manifest_sha256, None, "train"))
+    if report is not None:
+        data = json.loads((report / "metrics.json").read_text())
+        sha = data.get("manifest_sha256")
+        if sha and sha != run_info.manifest_sha256:
+            refs.append(dataset_ref(Path(str(data.get("manifest", "eval"))).stem, sha, None, "eval"))
+    return refs
+
+
+def _arm_registry_crash() -> None:
+    """For the fault test ``publish.before_registry_commit``: die inside the registry's write transaction."""
+    if armed("publish.before_registry_commit"):
+        from registry import _hooks
+
+        _hooks.before_commit = lambda: crash_point("publish.before_registry_commit")
