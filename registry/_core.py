@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -139,50 +140,44 @@ class RegistryCore:
         return gen
 
     @staticmethod
-    def _resolve_row(session: Session, ref: str, at: datetime | None = None) -> tuple[Generation, str | None]:
-        """A generation name or alias → (generation row, alias used or None); *at* looks back in time."""
-        gen = session.scalars(sa.select(Generation).where(Generation.name == ref)).one_or_none()
+    def _gen_id(session: Session, name: str) -> int:
+        """Id of generation *name* (a cached Core query; no ORM object).
+
+        Raises:
+            GenerationNotFound: no such generation.
+        """
+        found = session.connection().execute(_Q.gen_id_by_name, {"name": name}).scalar()
+        if found is None:
+            raise GenerationNotFound(name)
+        return int(found)
+
+    @staticmethod
+    def _resolve_row(session: Session, ref: str, at: datetime | None = None) -> tuple[Any, str | None]:
+        """A generation name or alias → (generations row, alias used or None); *at* looks back in time."""
+        conn = session.connection()
+        gen = conn.execute(_Q.gen_by_name, {"name": ref}).first()
         if gen is not None:
             if at is not None and gen.created_at > _aware(at):
                 raise GenerationNotFound(ref, hint=f"It was registered after {at.isoformat()}.")
             return gen, None
         if at is None:
-            gen = session.scalars(
-                sa.select(Generation).join(Alias, Alias.generation_id == Generation.id).where(Alias.name == ref)
-            ).one_or_none()
+            gen = conn.execute(_Q.gen_by_alias, {"alias": ref}).first()
             if gen is None:
                 raise GenerationNotFound(ref)
             return gen, ref
-        event = session.execute(
-            sa.select(AliasEvent.generation_id)
-            .where(AliasEvent.alias == ref, AliasEvent.at <= _aware(at))
-            .order_by(AliasEvent.at.desc(), AliasEvent.id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-        if event is None:
-            ever = session.execute(sa.select(AliasEvent.id).where(AliasEvent.alias == ref).limit(1)).first()
-            if ever is None:
+        gen = conn.execute(_Q.gen_by_alias_at, {"alias": ref, "at": _aware(at)}).first()
+        if gen is None:
+            if conn.execute(_Q.alias_ever, {"alias": ref}).first() is None:
                 raise GenerationNotFound(ref)
             raise AliasNotFound(ref, at=_aware(at).isoformat())
-        return session.get_one(Generation, event), ref
+        return gen, ref
 
     @staticmethod
-    def _info(session: Session, gen: Generation, resolved_from: str | None = None) -> GenerationInfo:
-        """Assemble the full, detached view of one generation (one indexed query per table)."""
-        parent, child = sa.orm.aliased(Generation), sa.orm.aliased(Generation)
-        parents = session.execute(
-            sa.select(parent.name, LineageEdge.kind)
-            .join(parent, parent.id == LineageEdge.parent_id)
-            .where(LineageEdge.child_id == gen.id)
-            .order_by(parent.name, LineageEdge.kind)
-        ).all()
-        children = session.execute(
-            sa.select(child.name, LineageEdge.kind)
-            .join(child, child.id == LineageEdge.child_id)
-            .where(LineageEdge.parent_id == gen.id)
-            .order_by(child.name, LineageEdge.kind)
-        ).all()
-        rows = session.scalars(sa.select(Artifact).where(Artifact.generation_id == gen.id).order_by(Artifact.id)).all()
+    def _info(session: Session, gen: Any, resolved_from: str | None = None) -> GenerationInfo:
+        """Assemble the full, detached view of one generation (*gen*: ORM object or row; 6 indexed queries)."""
+        conn, p = session.connection(), {"id": gen.id}
+        edges = conn.execute(_Q.edges, p).all()
+        rows = conn.execute(_Q.artifacts, p).all()
         newest = {a.name: a.id for a in rows}
         artifacts = tuple(
             ArtifactInfo(
@@ -190,23 +185,16 @@ class RegistryCore:
                 role=a.role,
                 sha256=a.sha256,
                 size=a.size,
-                at_creation=a.at_creation,
+                at_creation=bool(a.at_creation),
                 created_at=a.created_at,
                 created_by=a.created_by,
                 current=newest[a.name] == a.id,
             )
             for a in rows
         )
-        datasets = session.execute(
-            sa.select(Dataset.name, Dataset.sha256, Dataset.rows, GenerationDataset.role)
-            .join(GenerationDataset, GenerationDataset.dataset_id == Dataset.id)
-            .where(GenerationDataset.generation_id == gen.id)
-            .order_by(GenerationDataset.role, Dataset.name)
-        ).all()
-        aliases = session.scalars(sa.select(Alias.name).where(Alias.generation_id == gen.id).order_by(Alias.name)).all()
-        metrics = session.execute(
-            sa.select(Metric.key, Metric.value).where(Metric.generation_id == gen.id).order_by(Metric.key)
-        ).all()
+        datasets = conn.execute(_Q.datasets, p).all()
+        aliases = conn.execute(_Q.aliases, p).scalars().all()
+        metrics = conn.execute(_Q.metrics, p).all()
         return GenerationInfo(
             name=gen.name,
             family=gen.family,
@@ -218,14 +206,54 @@ class RegistryCore:
             training_config=gen.training_config,
             embedding_spec=gen.embedding_spec,
             input_spec=gen.input_spec,
-            parents=tuple(LineageEdgeInfo(gen.name, p, k) for p, k in parents),
-            children=tuple(LineageEdgeInfo(c, gen.name, k) for c, k in children),
+            parents=tuple(LineageEdgeInfo(gen.name, other, k) for up, other, k in edges if up),
+            children=tuple(LineageEdgeInfo(other, gen.name, k) for up, other, k in edges if not up),
             artifacts=artifacts,
             datasets=tuple(DatasetRef(n, s, r, role) for n, s, r, role in datasets),
             aliases=tuple(aliases),
             metrics={k: v for k, v in metrics},
             resolved_from=resolved_from,
         )
+
+
+class _Queries:
+    """Core statements built once (statement construction costs more than running them on SQLite)."""
+
+    def __init__(self) -> None:
+        g, e, a = Generation.__table__, LineageEdge.__table__, Artifact.__table__
+        d, gd, al = Dataset.__table__, GenerationDataset.__table__, Alias.__table__
+        ae, m = AliasEvent.__table__, Metric.__table__
+        bid = sa.bindparam("id")
+        self.gen_by_name = sa.select(g).where(g.c.name == sa.bindparam("name"))
+        self.gen_id_by_name = sa.select(g.c.id).where(g.c.name == sa.bindparam("name"))
+        self.alias_by_name = sa.select(al.c.name).where(al.c.name == sa.bindparam("name"))
+        self.gen_by_alias = sa.select(g).join(al, al.c.generation_id == g.c.id).where(al.c.name == sa.bindparam("alias"))
+        latest = (
+            sa.select(ae.c.generation_id)
+            .where(ae.c.alias == sa.bindparam("alias"), ae.c.at <= sa.bindparam("at", type_=AliasEvent.at.type))
+            .order_by(ae.c.at.desc(), ae.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        self.gen_by_alias_at = sa.select(g).where(g.c.id == latest)
+        self.alias_ever = sa.select(ae.c.id).where(ae.c.alias == sa.bindparam("alias")).limit(1)
+        parent, child = g.alias("p"), g.alias("c")
+        self.edges = sa.union_all(
+            sa.select(sa.literal(True).label("up"), parent.c.name, e.c.kind)
+            .join(parent, parent.c.id == e.c.parent_id).where(e.c.child_id == bid),
+            sa.select(sa.literal(False).label("up"), child.c.name, e.c.kind)
+            .join(child, child.c.id == e.c.child_id).where(e.c.parent_id == bid),
+        ).order_by(sa.text("name"), sa.text("kind"))
+        self.artifacts = sa.select(a).where(a.c.generation_id == bid).order_by(a.c.id)
+        self.datasets = (
+            sa.select(d.c.name, d.c.sha256, d.c.rows, gd.c.role)
+            .join(gd, gd.c.dataset_id == d.c.id).where(gd.c.generation_id == bid).order_by(gd.c.role, d.c.name)
+        )
+        self.aliases = sa.select(al.c.name).where(al.c.generation_id == bid).order_by(al.c.name)
+        self.metrics = sa.select(m.c.key, m.c.value).where(m.c.generation_id == bid).order_by(m.c.key)
+
+
+_Q = _Queries()
 
 
 def _aware(at: datetime) -> datetime:

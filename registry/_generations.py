@@ -22,7 +22,7 @@ from embsdk.errors import (
     RegistryError,
 )
 from registry import _hooks
-from registry._core import RegistryCore
+from registry._core import _Q, RegistryCore
 from registry.artifacts import StoredBlob, validate_artifact_name
 from registry.entities import ArtifactInfo, Comparison, DatasetRef, GenerationInfo, GenerationSummary
 from registry.lifecycle import Status
@@ -156,7 +156,7 @@ class GenerationsMixin(RegistryCore):
         with self._read(f"register {name}") as session:  # fail fast, before copying any bytes
             self._check_new_name(session, name)
             for parent, _ in edges:
-                self._gen(session, parent)
+                self._gen_id(session, parent)
 
         blobs: list[tuple[str, str, StoredBlob]] = [(n, role, self.store.put(p)) for n, p, role in files]
         _hooks.after_blobs_written()
@@ -179,7 +179,7 @@ class GenerationsMixin(RegistryCore):
                     session.add(Artifact(generation_id=gen.id, name=art_name, role=role, sha256=blob.sha256,
                                          size=blob.size, at_creation=True, created_at=now, created_by=self.user))
                 for parent, kind in dict.fromkeys(edges):
-                    pid = self._gen(session, parent).id
+                    pid = self._gen_id(session, parent)
                     session.add(LineageEdge(child_id=gen.id, parent_id=pid, kind=kind, created_at=now,
                                             created_by=self.user))
                 for ref in dict.fromkeys(refs):
@@ -202,13 +202,14 @@ class GenerationsMixin(RegistryCore):
 
     def _name_taken(self, name: str) -> bool:
         with self._read(f"check {name}") as session:
-            return session.execute(sa.select(Generation.id).where(Generation.name == name)).first() is not None
+            return session.connection().execute(_Q.gen_id_by_name, {"name": name}).first() is not None
 
     @staticmethod
     def _check_new_name(session: Session, name: str) -> None:
-        if session.execute(sa.select(Generation.id).where(Generation.name == name)).first():
+        conn = session.connection()
+        if conn.execute(_Q.gen_id_by_name, {"name": name}).first():
             raise DuplicateGeneration(name)
-        if session.execute(sa.select(Alias.name).where(Alias.name == name)).first():
+        if conn.execute(_Q.alias_by_name, {"name": name}).first():
             raise InvalidRegistryInput(f"{name!r} is already an alias; a generation cannot have the same name.")
 
     @staticmethod
