@@ -135,8 +135,8 @@ class Client:
         """
         res = self.resolve(version)
         store = self._store(res)
-        ids, codes, vectors = store.get(np.array([item_id], dtype=np.int64), with_vectors=with_vector)
-        return Embedding(codes[0], store.bits, res.name, int(ids[0]), None if vectors is None else vectors[0])
+        code, vector = store.get_one(int(item_id), with_vector=with_vector)
+        return Embedding(code, store.bits, res.name, int(item_id), vector)
 
     def get_embeddings(self, ids: Any, version: str = DEFAULT_VERSION, *, skip_missing: bool = False,
                        with_vectors: bool = False) -> EmbeddingBatch:

@@ -193,7 +193,7 @@ def _load(shard_dir: Path, name: str, header: ShardHeader) -> np.ndarray:
         size = path.stat().st_size
         if expected is not None and size != int(expected):
             raise ShardCorrupt(f"Shard {shard_dir.name}: {name} is {size} bytes, header says {expected}. Run: emb store verify")
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        return np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))  # plain read-only view of the map
     except FileNotFoundError:
         raise ShardCorrupt(f"Shard {shard_dir.name}: {name} is missing. Run: emb store verify") from None
     except ValueError as exc:

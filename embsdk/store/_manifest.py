@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ class StoreManifest:
     updated_at: str = ""
     format: str = STORE_FORMAT
 
-    @property
+    @cached_property
     def state_token(self) -> str:
         """Identifies this exact set of live shards (used to tell whether a saved search index is stale)."""
         return f"{self.version}:" + ",".join(s.header_sha256[:16] for s in self.shards)

@@ -190,6 +190,25 @@ class EmbeddingStore:
                         vectors[sel] = s.vectors[loc.row[sel]]  # type: ignore[index]
         return loc.ids, codes, vectors
 
+    def get_one(self, item_id: int, *, with_vector: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Code (and float16 vector) of one id: the single-item fast path of :meth:`get`.
+
+        Raises:
+            ItemNotFound: the id is absent or deleted.
+        """
+        if not -(2**63) <= item_id < 2**63:
+            raise ItemNotFound([item_id], self.generation)
+        for s in self._newest_first:
+            h = s.header
+            if h.rows and h.min_id <= item_id <= h.max_id:  # type: ignore[operator]
+                pos = int(s.ids.searchsorted(item_id))
+                if pos < h.rows and s.ids[pos] == item_id:
+                    if s.codes is None:  # tombstone
+                        break
+                    vec = s.vectors[pos] if with_vector and s.vectors is not None else None
+                    return s.codes[pos], vec
+        raise ItemNotFound([item_id], self.generation)
+
     def contains(self, ids: np.ndarray | list[int]) -> np.ndarray:
         """Boolean mask: which of *ids* are live in this store."""
         return self.lookup(ids).found

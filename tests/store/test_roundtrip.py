@@ -27,7 +27,7 @@ def test_round_trip_in_request_order_with_big_ids(store_dir):
     np.testing.assert_array_equal(got_ids, ask)
     np.testing.assert_array_equal(codes, codes_for(ask))
     np.testing.assert_array_equal(vecs, vectors_for(ask))
-    assert isinstance(store.shards[0].ids, np.memmap) and isinstance(store.shards[0].codes, np.memmap)
+    assert isinstance(store.shards[0].codes.base, np.memmap) and not store.shards[0].codes.flags.writeable  # mapped, read-only
 
 
 def test_missing_ids_raise_or_are_skipped(store_dir):
@@ -98,3 +98,25 @@ def test_present_ids_for_resuming_a_backfill(store_dir):
     np.testing.assert_array_equal(w.present_ids(), np.arange(20))
     assert w.contains([0, 19, 20]).tolist() == [True, True, False]
     assert len(EmbeddingStore.open(store_dir, "g1")) == 20
+
+
+def test_single_get_fast_path_agrees_with_batch_get(store_dir):
+    w = StoreWriter(store_dir, "g1", SPEC)
+    w.upsert(np.arange(10), codes_for(np.arange(10)), vectors_for(np.arange(10)))
+    w.commit()
+    w.upsert([3], codes_for([3], salt=1), vectors_for([3], salt=1))
+    w.delete([4])
+    w.commit()
+    store = EmbeddingStore.open(store_dir, "g1")
+    for i in range(10):
+        if i == 4:
+            with pytest.raises(ItemNotFound):
+                store.get_one(i)
+            continue
+        code, vec = store.get_one(i, with_vector=True)
+        _, codes, vecs = store.get([i], with_vectors=True)
+        np.testing.assert_array_equal(code, codes[0])
+        np.testing.assert_array_equal(vec, vecs[0])
+    for bad in (10, -1, 2**63, -(2**63) - 1):
+        with pytest.raises(ItemNotFound):
+            store.get_one(bad)

@@ -1,0 +1,200 @@
+"""Search benchmark: exact top-10 Hamming search through the SDK vs faiss directly vs the memory-bandwidth
+floor, and approximate search (HNSW, IVF) recall@10 and speed-up on codes derived from a real model.
+
+Exact part: 1M uniform random 256- and 512-bit codes (the cost of a flat scan does not depend on the values).
+Approximate part: codes of ImageNet-pretrained EfficientNet-Lite0 features of the Grocery images (eval
+transform) under a seeded random projection + LayerNorm + sign (NOT a trained unified model), at the
+dataset's real size, and expanded to 1M by jittering those projected features (see ``expand``).
+
+    .venv/bin/python -m bench.search_bench [--items 1000000] [--out bench/results/search_bench.txt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from embsdk.client import Client
+from embsdk.codes import pack_codes
+from embsdk.hamming import BinaryIndex, import_faiss
+from embsdk.store import StoreWriter
+
+K = 10
+lines: list[str] = []
+
+
+def log(s: str = "") -> None:
+    print(s, flush=True)
+    lines.append(s)
+
+
+def med(fn: Callable[[], object], *, reps: int, rounds: int = 5) -> float:
+    """Median over rounds of the mean seconds per call."""
+    fn()
+    out = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        out.append((time.perf_counter() - t) / reps)
+    return statistics.median(out)
+
+
+def bandwidth(a: np.ndarray) -> tuple[float, float]:
+    """(read GB/s from a uint64 sum pass, copy GB/s counting bytes copied) over array *a*."""
+    v = a.reshape(-1).view(np.uint64)
+    dst = np.empty_like(a)
+    t_sum = med(lambda: v.sum(), reps=3)
+    t_copy = med(lambda: np.copyto(dst, a), reps=3)
+    return a.nbytes / t_sum / 1e9, a.nbytes / t_copy / 1e9
+
+
+def exact_part(n: int, bits: int, work: Path, faiss) -> None:
+    rng = np.random.default_rng(bits)
+    nb = bits // 8
+    codes = rng.integers(0, 256, size=(n, nb), dtype=np.uint8)
+    ids = np.arange(n, dtype=np.int64) * 3 + 1
+    gen = f"bench{bits}-v1"
+    w = StoreWriter(work, gen, {"dim": bits, "bits": bits})
+    w.upsert(ids, codes)
+    w.commit()
+    client = Client(store=work, use_registry=False)
+    client.index(gen)  # build the cached exact index once, like a long-lived service
+    direct = faiss.IndexBinaryFlat(bits)
+    direct.add(codes)
+    queries = rng.integers(0, 256, size=(512, nb), dtype=np.uint8)
+    # same answers: the SDK returns faiss' distances, and ids mapped from positions
+    d_ref, p_ref = direct.search(queries[:8], K)
+    for q in range(8):
+        r = client.search(queries[q], gen, k=K)
+        assert r.distances.tolist() == d_ref[q].tolist() and r.ids.tolist() == ids[p_ref[q]].tolist()
+    qi = iter(range(10**9))
+    one = lambda: queries[next(qi) % len(queries)]  # noqa: E731
+    read_bw, copy_bw = bandwidth(codes)
+    floor_read = codes.nbytes / (read_bw * 1e9)
+    floor_copy = codes.nbytes / (copy_bw * 1e9)
+    log(f"\n{bits}-bit codes, {n:,} items ({codes.nbytes / 2**20:.0f} MiB scanned per pass); bandwidth: "
+        f"read {read_bw:.1f} GB/s (uint64 sum), copy {copy_bw:.1f} GB/s (np.copyto)")
+    log(f"{'query batch':<14}{'SDK ms/query':>14}{'faiss ms/query':>16}{'SDK/faiss':>11}{'floor(read) ms':>16}"
+        f"{'faiss/floor':>13}{'floor(copy) ms':>16}")
+    for q in (1, 32, 256):
+        reps = {1: 20, 32: 4, 256: 1}[q]
+        if q == 1:
+            t_sdk = med(lambda: client.search(one(), gen, k=K), reps=reps)
+            t_fa = med(lambda: direct.search(one()[None], K), reps=reps)
+        else:
+            t_sdk = med(lambda: client.search_batch(queries[:q], gen, k=K), reps=reps) / q
+            t_fa = med(lambda: direct.search(queries[:q], K), reps=reps) / q
+        log(f"{q:<14}{t_sdk * 1e3:>14.3f}{t_fa * 1e3:>16.3f}{t_sdk / t_fa:>10.3f}x{floor_read / q * 1e3:>16.3f}"
+            f"{t_fa / (floor_read / q):>12.1f}x{floor_copy / q * 1e3:>16.3f}")
+
+
+def grocery_features() -> tuple[np.ndarray, np.ndarray]:
+    """(features (N, 1280) float32, is_query bool (N,)): EfficientNet-Lite0 pooled features, eval transform,
+    cached in $EMB_HOME/cache/features. Queries are the test split, the gallery the rest."""
+    from trainer.backbones import create_backbone
+    from trainer.data.grocery import write_grocery_manifest
+    from trainer.data.manifest import Manifest
+    from trainer.features import cached_features
+
+    out = Path(tempfile.mkdtemp(prefix="grocery_manifest_"))
+    manifest = Manifest.load(write_grocery_manifest(out_dir=out))
+    backbone = create_backbone("efficientnet-lite0", pretrained=True).eval()
+    rows = list(range(len(manifest)))
+    feats = cached_features(backbone, manifest, rows, spec=backbone.default_input_spec, views=1, num_workers=2)[0]
+    is_query = np.zeros(len(rows), bool)
+    is_query[manifest.indices("test")] = True
+    return np.asarray(feats, np.float32), is_query
+
+
+def project(feats: np.ndarray, bits: int) -> np.ndarray:
+    """Seeded Gaussian random projection, then LayerNorm without affine parameters (float, before sign)."""
+    p = np.random.default_rng(1234).normal(size=(feats.shape[1], bits)).astype(np.float32) / np.sqrt(feats.shape[1])
+    z = feats @ p
+    return (z - z.mean(1, keepdims=True)) / (z.std(1, keepdims=True) + 1e-5)
+
+
+def expand(z: np.ndarray, n: int, sigma: float = 0.5, seed: int = 0) -> np.ndarray:
+    """n codes: each a random real item's projected feature plus N(0, sigma^2) jitter, then sign → packed.
+
+    Keeps the real model's cluster structure (many near-duplicates per real item), not uniform random bits.
+    """
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, z.shape[1] // 8), np.uint8)
+    for s in range(0, n, 100_000):
+        src = z[rng.integers(0, len(z), size=min(100_000, n - s))]
+        out[s:s + len(src)] = pack_codes(src + sigma * rng.normal(size=src.shape).astype(np.float32))
+    return out
+
+
+def recall_at_k(approx_d: np.ndarray, exact_d: np.ndarray) -> float:
+    """Tie-aware recall@K: share of returned items within the exact K-th distance (Hamming has many ties)."""
+    kth = exact_d[:, -1:]
+    return float(np.mean((approx_d <= kth) & (approx_d >= 0)))
+
+
+def approx_part(gallery: np.ndarray, queries: np.ndarray, bits: int, label: str) -> None:
+    ids = np.arange(len(gallery), dtype=np.int64)
+    t = time.perf_counter()
+    flat = BinaryIndex.build(gallery, ids, generation="g", bits=bits, kind="flat")
+    exact_d = flat.search(queries, K)[1]
+    qi = iter(range(10**9))
+    one = lambda: queries[next(qi) % len(queries)]  # noqa: E731
+    t_exact = med(lambda: flat.search(one(), K), reps=50 if len(gallery) > 10**5 else 500)
+    log(f"\n{label}: {len(gallery):,} gallery codes, {len(queries)} queries, {bits} bits; exact flat "
+        f"{t_exact * 1e3:.3f} ms/query (single queries)")
+    log(f"{'index':<26}{'build s':>9}{'recall@10':>11}{'ms/query':>10}{'speed-up':>10}")
+    for kind, build_params, sweep in (("hnsw", {"M": 32, "ef_construction": 64}, [("ef_search", v) for v in (16, 64, 256)]),
+                                      ("ivf", {}, [("nprobe", v) for v in (4, 16, 64)])):
+        t = time.perf_counter()
+        ix = BinaryIndex.build(gallery, ids, generation="g", bits=bits, kind=kind, **build_params)
+        t_build = time.perf_counter() - t
+        for name, value in sweep:
+            d = ix.search(queries, K, **{name: value})[1]
+            t_q = med(lambda: ix.search(one(), K), reps=50 if len(gallery) > 10**5 else 500)
+            extra = f" nlist={ix.index.nlist}" if kind == "ivf" else ""
+            log(f"{kind + ' ' + name + '=' + str(value) + extra:<26}{t_build:>9.1f}{recall_at_k(d, exact_d):>11.3f}"
+                f"{t_q * 1e3:>10.3f}{t_exact / t_q:>9.1f}x")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=int, default=1_000_000)
+    ap.add_argument("--out", type=Path, default=Path("bench/results/search_bench.txt"))
+    ap.add_argument("--skip-exact", action="store_true")
+    ap.add_argument("--skip-approx", action="store_true")
+    args = ap.parse_args()
+    faiss = import_faiss()
+    log(f"search_bench: top-{K}; {platform.machine()}, python {platform.python_version()}, numpy {np.__version__}, "
+        f"faiss {faiss.__version__} ({faiss.omp_get_max_threads()} OpenMP threads)")
+    work = Path(tempfile.mkdtemp(prefix="search_bench_"))
+    if not args.skip_exact:
+        log("\n== exact search (IndexBinaryFlat): SDK (Client.search / search_batch) vs faiss directly ==")
+        for bits in (256, 512):
+            exact_part(args.items, bits, work, faiss)
+    if not args.skip_approx:
+        log("\n== approximate search: codes of pretrained EfficientNet-Lite0 features (Grocery), random projection "
+            "+ LayerNorm + sign (not a trained unified model) ==")
+        feats, is_query = grocery_features()
+        for bits in (256, 512):
+            z = project(feats, bits)
+            approx_part(pack_codes(z[~is_query]), pack_codes(z[is_query]), bits, "real codes")
+        z = project(feats, 256)
+        approx_part(expand(z[~is_query], args.items), pack_codes(z[is_query]), 256,
+                    "real codes expanded by jitter (sigma 0.5 in the LayerNorm-ed space)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
