@@ -79,9 +79,10 @@ def main() -> None:
     db = sqlite3.connect(work / "codes.db")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("CREATE TABLE codes (id INTEGER PRIMARY KEY, code BLOB NOT NULL)")
-    step = 500_000
+    step, by_id = 500_000, np.argsort(ids)  # insert in key order: the fastest way to build the B-tree
     for s in range(0, n, step):
-        db.executemany("INSERT INTO codes VALUES (?, ?)", zip(ids[s:s + step].tolist(), map(bytes, codes[s:s + step])))
+        sel = by_id[s:s + step]
+        db.executemany("INSERT INTO codes VALUES (?, ?)", zip(ids[sel].tolist(), map(bytes, codes[sel])))
     db.commit()
     log(f"build: sqlite {time.perf_counter() - t:.1f}s")
 

@@ -9,9 +9,17 @@ Layout under ``EMB_STORE`` (default ``$EMB_HOME/store``), readable without embsd
 
 To read a store from Spark or Ray, list the shard folders named in ``MANIFEST.json`` (never glob
 ``shards/``: unlisted folders are crash leftovers or compacted away) and read each ``.npy`` with
-``numpy.load`` (Ray: ``ray.data.read_numpy``). A row's id is ``ids.npy[i]`` and its code ``codes.npy[i]``.
-When a store has more than one shard, a newer ``seq`` wins and a tombstone deletes; run
-``emb store compact`` first to get exactly one data shard.
+``numpy.load`` (Ray: ``ray.data.read_numpy``; Spark: ``binaryFile`` + ``numpy.load`` in a pandas UDF).
+A row's id is ``ids.npy[i]`` and its code ``codes.npy[i]`` (``vectors.npy[i]`` when present). When a store
+has more than one shard, a newer ``seq`` wins and a tombstone deletes: run ``emb store compact`` first to
+get exactly one data shard, then::
+
+    import json, ray
+    root = f"{store}/{generation}"
+    live = [s for s in json.load(open(f"{root}/MANIFEST.json"))["shards"] if s["kind"] == "data"]
+    codes = ray.data.read_numpy([f"{root}/shards/{s['name']}/codes.npy" for s in live])
+
+(:meth:`EmbeddingStore.shard_files` gives the same list from Python.)
 """
 
 from embsdk.store._format import ShardArrays, ShardHeader

@@ -235,6 +235,19 @@ class EmbeddingStore:
         """Sorted int64 ids of every live item."""
         return self.live().ids
 
+    def shard_files(self) -> list[dict[str, Any]]:
+        """Live shards in commit order with their file paths, for engines that read the layout directly.
+
+        Example (Ray):
+            >>> files = store.shard_files()                                               # doctest: +SKIP
+            >>> ds = ray.data.read_numpy([f["codes"] for f in files if f["kind"] == "data"])  # doctest: +SKIP
+        """
+        out = []
+        for e, s in zip(self.manifest.shards, self._all):
+            files = {name.removesuffix(".npy"): str(s.path / name) for name in s.header.files}
+            out.append({"name": e.name, "kind": e.kind, "seq": e.seq, "rows": e.rows, **files})
+        return out
+
     def info(self) -> dict[str, Any]:
         """Summary for ``emb store info``."""
         m = self.manifest

@@ -68,6 +68,8 @@ def test_layout_is_plain_npy_listed_in_manifest(store_dir):
     np.testing.assert_array_equal(np.load(shard / "codes.npy"), codes_for([1, 2, 3]))
     header = json.loads((shard / "header.json").read_text())
     assert header["generation"] == "g1" and header["spec"] == SPEC and header["rows"] == 3
+    (files,) = EmbeddingStore.open(store_dir, "g1").shard_files()
+    assert files["kind"] == "data" and files["codes"] == str(shard / "codes.npy") and files["ids"] == str(shard / "ids.npy")
 
 
 def test_bad_input_is_refused_and_loses_nothing(store_dir):
