@@ -91,6 +91,13 @@ def _write_atomic(path: Path, text: str) -> None:
     _fsync_dir(path.parent)
 
 
+def _read_marker(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / _MARKER).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def _alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -218,12 +225,18 @@ class ModelRepository:
         os.rename(staged.path, fam_dir / str(number))
         _fsync_dir(fam_dir)
         crash_point("repository.after_rename")
-        mapping.update(family=staged.family, spec=spec.to_dict(), next_version=number + 1)
-        mapping["versions"][str(number)] = {
-            "generation": staged.generation, "image_size": marker["image_size"], "dim": marker["dim"],
-            "sha256": marker["sha256"], "added": datetime.now(UTC).isoformat(timespec="seconds")}
-        self._write_family(staged.family, mapping)
+        self._record_locked(staged.family, number, marker, spec)
         return number
+
+    def _record_locked(self, family: str, number: int, marker: dict[str, Any], spec: ModelSpec | None = None) -> None:
+        """Write version ``number`` (folder already in place) into ``generations.json`` and the config."""
+        mapping = self.mapping(family)
+        spec = spec or ModelSpec(**(mapping["spec"] or {"family": family, "backend": marker["backend"]}))
+        mapping.update(family=family, spec=spec.to_dict(), next_version=max(mapping["next_version"], number + 1))
+        mapping["versions"][str(number)] = {
+            "generation": marker["generation"], "image_size": marker["image_size"], "dim": marker["dim"],
+            "sha256": marker["sha256"], "added": datetime.now(UTC).isoformat(timespec="seconds")}
+        self._write_family(family, mapping)
 
     def _write_family(self, family: str, mapping: dict[str, Any]) -> None:
         fam_dir = self.root / family
@@ -268,7 +281,8 @@ class ModelRepository:
 
         * staging folders: committed when ``is_registered(generation)`` says the registry has it,
           otherwise deleted (a publish that died before registering);
-        * numbered folders not in ``generations.json``: deleted (died between rename and commit);
+        * numbered folders not in ``generations.json`` (died between rename and commit): recorded when the
+          registry has their generation, otherwise deleted;
         * ``config.pbtxt``: re-rendered from ``generations.json``.
         """
         done: dict[str, list[str]] = {"committed": [], "removed": []}
@@ -280,10 +294,17 @@ class ModelRepository:
                 known = set(mapping["versions"])
                 for child in sorted(fam_dir.iterdir()):
                     if child.is_dir() and child.name.isdigit() and child.name not in known:
-                        shutil.rmtree(child, ignore_errors=True)
-                        done["removed"].append(str(child))
+                        marker = _read_marker(child)
+                        gen = marker.get("generation") if marker.get("complete") else None
+                        served = {e["generation"] for e in self.mapping(fam_dir.name)["versions"].values()}
+                        if gen and gen not in served and is_registered is not None and is_registered(gen):
+                            self._record_locked(fam_dir.name, int(child.name), marker)  # died after rename
+                            done["committed"].append(gen)
+                        else:
+                            shutil.rmtree(child, ignore_errors=True)
+                            done["removed"].append(str(child))
                 for child in sorted(fam_dir.glob(f"{STAGING_PREFIX}*")):
-                    marker = json.loads((child / _MARKER).read_text()) if (child / _MARKER).is_file() else {}
+                    marker = _read_marker(child)
                     if _alive(marker.get("pid")):
                         continue  # another process is still writing or publishing this one
                     gen = marker.get("generation") if marker.get("complete") else None

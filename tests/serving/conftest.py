@@ -72,3 +72,31 @@ def tiny_exports(tmp_path_factory: pytest.TempPathFactory, images: list[Path]) -
         export_model(make_tiny_model(seed), d, input_spec=SPEC, parity_images=images)
         out.append(d)
     return out
+
+
+def write_manifest(root: Path, n: int = 16) -> Path:
+    """A tiny manifest over :func:`write_images` (one task, 3 classes; every 4th row is test)."""
+    import csv
+
+    paths = write_images(root / "img", n)
+    path = root / "manifest.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["id", "image", "split", "domain", "task.shape"])
+        w.writeheader()
+        for i, p in enumerate(paths):
+            w.writerow({"id": i, "image": str(p.relative_to(root)), "split": "test" if i % 4 == 0 else "train",
+                        "domain": "photo", "task.shape": f"c{i % 3}"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run of the trainer: tiny-cnn, 64-d embedding, 32 px, one epoch on 12 images (a few seconds)."""
+    from trainer.config import TrainConfig
+    from trainer.loop import train
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    manifest = write_manifest(root)
+    train(TrainConfig(manifest=str(manifest), out=str(root / "run"), backbone="tiny-cnn", pretrained=False,
+                      embedding_dim=EMBED_DIM, image_size=IMAGE_SIZE, epochs=1, batch_size=8, num_workers=0), progress=False)
+    return root / "run"

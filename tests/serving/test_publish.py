@@ -1,0 +1,148 @@
+"""``emb publish``: a trained run becomes a registered, served generation; all or nothing, even under SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from embsdk.errors import DuplicateGeneration, GenerationNotFound, ParityError
+
+pytest.importorskip("torch")
+pytest.importorskip("tritonclient")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _registry(url: str | None = None):  # noqa: ANN202
+    from registry import Registry
+
+    return Registry(url)
+
+
+def _served(repo_root: Path) -> dict[str, int]:
+    from triton_models.repository import ModelRepository
+
+    return {r["generation"]: r["version"] for r in ModelRepository(repo_root).served()}
+
+
+def test_publish_registers_and_places_the_model(tiny_run: Path, tmp_path: Path, registry_url: str) -> None:
+    from trainer.evaluate import evaluate
+    from trainer.export_format import sha256_file
+    from trainer.publish import publish
+    from trainer.run import read_run_info
+
+    info = read_run_info(tiny_run)
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    evaluate(run, info.manifest_path, run / "eval", progress=False, workers=0)
+    repo = tmp_path / "repo"
+    first = publish(run, "unified-v1", registry_url=registry_url, repository=repo)
+    second = publish(run, "unified-v2", parents=["unified-v1:fine-tuned-from"], aliases=["staging"],
+                     registry_url=registry_url, repository=repo)
+    assert (first.triton_version, second.triton_version) == (1, 2)
+    assert _served(repo) == {"unified-v1": 1, "unified-v2": 2}
+    assert second.eval_report == str((run / "eval").resolve())
+    assert second.metrics["shape/manifest-test/r@1/binary"] == json.loads((run / "eval" / "metrics.json").read_text())[
+        "tasks"]["shape"]["binary"]["R@1"]
+    with _registry(registry_url) as reg:
+        gen = reg.resolve("staging")
+        assert gen.name == "unified-v2" and gen.family == "unified" and gen.status == "candidate"
+        assert [(p.parent, p.kind) for p in gen.parents] == [("unified-v1", "fine-tuned-from")]
+        assert [(d.name, d.sha256, d.role) for d in gen.datasets] == [("manifest", info.manifest_sha256, "train")]
+        assert gen.embedding_spec["bits"] == 64 and gen.input_spec["image_size"] == 32
+        assert gen.code_version == info.code_version
+        assert gen.metrics == second.metrics
+        onnx = reg.artifact_path("unified-v2", "model.onnx", verify=True)
+        served_onnx = repo / "unified" / "2" / "model.onnx"
+        assert sha256_file(onnx) == sha256_file(served_onnx) == second.artifacts["model.onnx"]
+        assert json.loads(reg.artifact_path("unified-v2", "export.json").read_text())["generation"] == "unified-v2"
+    with pytest.raises(DuplicateGeneration, match="unified-v2"):
+        publish(run, "unified-v2", registry_url=registry_url, repository=repo)
+    with pytest.raises(GenerationNotFound, match="unified-v0"):
+        publish(run, "unified-v3", parents=["unified-v0"], registry_url=registry_url, repository=repo)
+    assert _served(repo) == {"unified-v1": 1, "unified-v2": 2}
+
+
+def test_failing_parity_is_refused_with_the_reason(tiny_run: Path, tmp_path: Path) -> None:
+    import torch
+
+    from trainer.publish import publish
+
+    run = tmp_path / "diverged"
+    shutil.copytree(tiny_run, run)
+    ckpt = run / "checkpoints" / "last.pt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    key = next(k for k, v in state["model"].items() if v.is_floating_point() and v.ndim == 2)
+    state["model"][key].fill_(float("nan"))  # training diverged
+    torch.save(state, ckpt)
+    repo = tmp_path / "repo"
+    with pytest.raises(ParityError, match="not finite"):
+        publish(run, "unified-v1", repository=repo)
+    with _registry() as reg:
+        assert reg.list() == []
+    assert _served(repo) == {} and not list((repo / "unified").glob(".staging-*"))
+
+
+_PUBLISH = [sys.executable, "-m", "cli.main", "publish"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", [
+    "publish.after_export", "publish.after_stage", "publish.before_registry_commit", "publish.after_register",
+    "repository.before_rename", "repository.after_rename", "repository.after_mapping", "publish.before_alias",
+])
+def test_kill_at_each_step_leaves_a_consistent_state(step: str, tiny_run: Path, tmp_path: Path, emb_home: Path) -> None:
+    from trainer.publish import CRASH_POINTS, publish
+    from triton_models.repository import ModelRepository
+
+    assert step in CRASH_POINTS
+    repo = ModelRepository(tmp_path / "repo")
+    env = {**os.environ, "EMBSDK_TEST_CRASH_AT": step}
+    args = [str(tiny_run), "--name", "unified-v1", "--alias", "staging", "--repository", str(repo.root)]
+    proc = subprocess.run([*_PUBLISH, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+
+    with _registry() as reg:
+        names = [g.name for g in reg.list()]
+        for name in names:  # a registered generation has every file
+            for artifact in ("model.onnx", "export.json"):
+                assert reg.artifact_path(name, artifact, verify=True).is_file()
+    registered = names == ["unified-v1"]
+    assert registered == (step not in {"publish.after_export", "publish.after_stage", "publish.before_registry_commit"})
+    fam = repo.root / "unified"
+    for number in [p.name for p in fam.iterdir() if p.name.isdigit()] if fam.is_dir() else []:
+        assert sorted(p.name for p in (fam / number).iterdir()) == ["export.json", "generation.json", "model.onnx", "model.py"]
+    assert set(_served(repo.root)) <= set(names)  # nothing served that is not registered
+
+    # the next publish finishes or undoes it
+    if registered:
+        with pytest.raises(DuplicateGeneration):
+            publish(tiny_run, "unified-v1", repository=repo.root)
+    else:
+        publish(tiny_run, "unified-v1", aliases=["staging"], repository=repo.root)
+    assert _served(repo.root) == {"unified-v1": 1}
+    assert not list(fam.glob(".staging-*")) and sorted(p.name for p in fam.iterdir() if p.is_dir()) == ["1"]
+    with _registry() as reg:
+        assert [g.name for g in reg.list()] == ["unified-v1"]
+        assert reg.fsck().ok  # nothing referenced is missing or corrupt (orphan blobs of a killed run are harmless)
+
+
+def test_cli_publish_json(tiny_run: Path, tmp_path: Path) -> None:
+    from cli.main import app
+
+    res = CliRunner().invoke(app, ["publish", str(tiny_run), "--name", "unified-v1", "--alias", "production", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["generation"] == "unified-v1" and data["triton_version"] == 1 and data["aliases"] == ["production"]
+    assert data["parity"]["passed"] and data["parity"]["bit_agreement"] >= 0.999
+    res = CliRunner().invoke(app, ["publish", str(tiny_run), "--name", "unified-v1"])
+    assert res.exit_code == 1 and isinstance(res.exception, DuplicateGeneration)
+    assert "already exists" in str(res.exception)
