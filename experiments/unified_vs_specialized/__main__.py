@@ -24,12 +24,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=d.seeds)
     p.add_argument("--tasks", nargs="+", default=d.tasks)
     p.add_argument("--workers", type=int, default=d.workers)
-    p.add_argument("--no-verify", action="store_true", help="skip re-evaluating the unified run folder with emb eval")
+    p.add_argument(
+        "--verify-rows", type=int, default=d.verify_rows,
+        help="check the saved unified run folder through emb eval's loader on this many sampled images (-1: full emb eval, 0: skip)",
+    )
     a = p.parse_args(argv)
     cfg = ExperimentConfig(
         data_root=a.data_root, work_dir=a.work_dir, out_dir=a.out_dir, backbone=a.backbone, embedding_dim=a.embedding_dim,
         aug_views=a.aug_views, epochs=a.epochs, lr=a.lr, catalog_repeat=a.catalog_repeat, seeds=a.seeds, tasks=a.tasks,
-        workers=a.workers, verify_run_folder=not a.no_verify,
+        workers=a.workers, verify_rows=a.verify_rows,
     )
     run_experiment(cfg)
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ExperimentConfig", "HERE"]
+__all__ = ["HERE", "ExperimentConfig"]
 
 HERE = Path(__file__).resolve().parent
 
@@ -26,7 +26,7 @@ class ExperimentConfig:
     out_dir: str = str(HERE)  # REPORT.md, results.json, figures/ (committed)
     backbone: str = "efficientnet-lite0"
     embedding_dim: int = 256
-    aug_views: int = 3
+    aug_views: int = 1
     epochs: int = 30
     batch_size: int = 96
     lr: float = 2e-3
@@ -38,7 +38,9 @@ class ExperimentConfig:
     split: str = "test"
     feature_batch_size: int = 16
     workers: int = 2
-    verify_run_folder: bool = True  # re-evaluate the unified run folder through `emb eval` (images, not cache)
+    # check the saved unified run folder through emb eval's own loading + embedding code: on this many
+    # sampled rows (embeddings and bits compared), or -1 = a full `emb eval` (every image decoded again), 0 = skip
+    verify_rows: int = 300
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

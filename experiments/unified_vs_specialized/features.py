@@ -19,7 +19,7 @@ from trainer.data.dataset import ImageDataset, train_transform
 from trainer.data.manifest import Manifest
 from trainer.features import cached_features
 
-__all__ = ["eval_features", "augmented_features"]
+__all__ = ["augmented_features", "eval_features"]
 
 
 def eval_features(backbone: Backbone, manifest: Manifest, *, cache_dir: Path, workers: int) -> np.ndarray:

@@ -87,14 +87,16 @@ def run_experiment(cfg: ExperimentConfig, *, log: Any = print) -> dict[str, Any]
                 write_report(reports / name, results, {**header, "model": name, "dim": cfg.embedding_dim}, image_path=manifest.image_path)
                 if name == "unified":
                     save_run_folder(work / "run-unified", model, backbone, manifest, cfg)
+                    unified_floats = model.embed(eval_f)
     timings["train_and_score"] = time.perf_counter() - t
 
     verify = None
-    if cfg.verify_run_folder:
+    if cfg.verify_rows:
         t = time.perf_counter()
-        verify = verify_run_folder(work / "run-unified", manifest, reports / "unified-run-folder", runs["unified"][cfg.seeds[0]]["tasks"], cfg)
-        timings["verify_emb_eval"] = time.perf_counter() - t
-        log(f"verify: emb eval on the saved run folder, max |R@1 difference| = {verify['max_abs_r1_diff']:.4f}")
+        seed0 = runs["unified"][cfg.seeds[0]]
+        verify = verify_run_folder(work / "run-unified", manifest, reports / "unified-run-folder", seed0["tasks"], unified_floats, cfg)
+        timings["verify_run_folder"] = time.perf_counter() - t
+        log(f"verify: {json.dumps(verify)}")
 
     timings["total"] = time.perf_counter() - t_all
     data = {
@@ -104,6 +106,7 @@ def run_experiment(cfg: ExperimentConfig, *, log: Any = print) -> dict[str, Any]
         "timings_seconds": {k: round(v, 1) for k, v in timings.items()},
         "train_seconds_mean": {k: round(float(np.mean(v)), 2) for k, v in train_seconds.items()},
         "baseline": _scores(base_results),
+        "baseline_dim": int(base.shape[1]),
         "runs": {name: {str(s): v for s, v in per_seed.items()} for name, per_seed in runs.items()},
         "verify": verify,
     }

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from trainer.backbones import Backbone
 from trainer.checkpoint import save_checkpoint
 from trainer.data.manifest import Manifest
@@ -47,8 +49,47 @@ def save_run_folder(run_dir: Path, model: TrainedEmbedding, backbone: Backbone, 
     return run_dir
 
 
-def verify_run_folder(run_dir: Path, manifest: Manifest, report_dir: Path, expected: dict[str, Any], cfg: ExperimentConfig) -> dict[str, Any]:
-    """Run ``emb eval``'s library call on the saved run folder (decoding every image again) and compare R@1."""
+def verify_run_folder(
+    run_dir: Path,
+    manifest: Manifest,
+    report_dir: Path,
+    expected: dict[str, Any],
+    cached_floats: np.ndarray,
+    cfg: ExperimentConfig,
+) -> dict[str, Any]:
+    """Check the saved run folder through ``emb eval``'s own code path, from the image files.
+
+    With ``cfg.verify_rows > 0``: load it with :func:`trainer.evaluate.models.load_embedder` (what ``emb eval``
+    does), embed that many sampled rows with :func:`trainer.evaluate.embed.embed_paths`, and compare with the
+    cached-feature embeddings (max |diff|, share of identical bits). With ``-1``: run the full ``emb eval`` and
+    compare R@1 per task and code.
+    """
+    if cfg.verify_rows < 0:
+        return _verify_full(run_dir, manifest, report_dir, expected, cfg)
+    from trainer.evaluate.embed import embed_paths
+    from trainer.evaluate.models import load_embedder
+
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(len(manifest), size=min(cfg.verify_rows, len(manifest)), replace=False))
+    embedder = load_embedder(run_dir)
+    floats, valid, _errs, ips = embed_paths(
+        embedder.module, [manifest.image_path(int(r)) for r in rows], embedder.input_spec,
+        batch_size=cfg.feature_batch_size, workers=cfg.workers, desc="verify run folder",
+    )
+    ref = cached_floats[rows]
+    same_bits = float(np.mean((floats > 0) == (ref > 0)))
+    return {
+        "mode": f"{len(rows)} sampled rows embedded through emb eval's loader (load_embedder + embed_paths)",
+        "rows": len(rows),
+        "valid": int(valid.sum()),
+        "max_abs_float_diff": float(np.max(np.abs(floats - ref))),
+        "identical_bits": same_bits,
+        "identical_codes": float(np.mean(np.all((floats > 0) == (ref > 0), axis=1))),
+        "images_per_second": ips,
+    }
+
+
+def _verify_full(run_dir: Path, manifest: Manifest, report_dir: Path, expected: dict[str, Any], cfg: ExperimentConfig) -> dict[str, Any]:
     from trainer.evaluate import evaluate
 
     got = evaluate(run_dir, manifest.path, report_dir, split=cfg.split, tasks=cfg.tasks, batch_size=cfg.feature_batch_size, workers=cfg.workers)
@@ -56,7 +97,7 @@ def verify_run_folder(run_dir: Path, manifest: Manifest, report_dir: Path, expec
         f"{task}/{kind}": got["tasks"][task][kind]["R@1"] - expected[task][kind]["R@1"] for task in cfg.tasks for kind in ("float", "binary")
     }
     return {
-        "command": f"emb eval {run_dir} --manifest {manifest.path} --report {report_dir}",
+        "mode": f"full: emb eval {run_dir} --manifest {manifest.path} --report {report_dir}",
         "r1_emb_eval": {k: got["tasks"][k.split("/")[0]][k.split("/")[1]]["R@1"] for k in diffs},
         "r1_diff": diffs,
         "max_abs_r1_diff": max(abs(v) for v in diffs.values()),

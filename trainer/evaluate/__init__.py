@@ -9,4 +9,4 @@ from .evaluate import evaluate
 from .metrics import rank_gallery, recall_curve, retrieval_metrics
 from .protocol import TaskProtocol, build_protocols
 
-__all__ = ["evaluate", "rank_gallery", "retrieval_metrics", "recall_curve", "build_protocols", "TaskProtocol"]
+__all__ = ["TaskProtocol", "build_protocols", "evaluate", "rank_gallery", "recall_curve", "retrieval_metrics"]

@@ -20,7 +20,7 @@ from embsdk.preprocess import InputSpec, load_image
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["EmbeddedRows", "embed_paths", "save_embeddings", "load_cached_embeddings"]
+__all__ = ["EmbeddedRows", "embed_paths", "load_cached_embeddings", "save_embeddings"]
 
 
 @dataclass

@@ -14,7 +14,7 @@ from .protocol import build_protocols
 from .report import write_report
 from .scoring import score_tasks
 
-__all__ = ["evaluate", "CACHE_NAME"]
+__all__ = ["CACHE_NAME", "evaluate"]
 
 CACHE_NAME = "embeddings.npz"
 
@@ -86,7 +86,7 @@ def evaluate(
         "manifest_sha256": m.sha256,
         "split": split,
         "dim": int(embedded.floats.shape[1]),
-        "images": int(len(embedded.rows)),
+        "images": len(embedded.rows),
         "skipped_images": int((~embedded.valid).sum()),
         "skipped": [f"row {r}: {e}" for r, e in sorted(embedded.errors.items())[:20]],
         "images_per_second": round(float(embedded.images_per_second), 2),

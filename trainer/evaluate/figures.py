@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 
 from .scoring import KINDS, TaskResult
 
-__all__ = ["plot_recall_curves", "draw_result_grid", "pick_queries"]
+__all__ = ["draw_result_grid", "pick_queries", "plot_recall_curves"]
 
 _THUMB = 112
 _PAD = 6
@@ -56,10 +57,10 @@ def pick_queries(n_queries: int, count: int, *, seed: int = 0) -> np.ndarray:
         return np.arange(n_queries)
     rng = np.random.default_rng(seed)
     edges = np.linspace(0, n_queries, count + 1).astype(int)
-    return np.array([rng.integers(lo, max(hi, lo + 1)) for lo, hi in zip(edges[:-1], edges[1:], strict=True)])
+    return np.array([rng.integers(lo, max(hi, lo + 1)) for lo, hi in pairwise(edges)])
 
 
-def _font(size: int):  # noqa: ANN202 - PIL font object
+def _font(size: int):
     from PIL import ImageFont
 
     try:
@@ -114,7 +115,7 @@ def draw_result_grid(
     return path
 
 
-def _paste(canvas, draw, file: Path, xy: tuple[int, int], color: tuple[int, int, int], caption: str, font) -> None:  # noqa: ANN001
+def _paste(canvas, draw, file: Path, xy: tuple[int, int], color: tuple[int, int, int], caption: str, font) -> None:
     from PIL import Image
 
     x, y = xy

@@ -26,20 +26,20 @@ from typing import Literal
 import numpy as np
 
 __all__ = [
-    "Metric",
     "DEFAULT_KS",
-    "rank_gallery",
-    "rank_cosine",
-    "rank_hamming",
+    "Metric",
     "hamming_matrix",
     "match_matrix",
-    "retrieval_metrics",
+    "rank_cosine",
+    "rank_gallery",
+    "rank_hamming",
     "recall_curve",
+    "retrieval_metrics",
 ]
 
 Metric = Literal["cosine", "hamming"]
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+_POPCOUNT = np.array([i.bit_count() for i in range(256)], dtype=np.uint8)
 _CHUNK = 256  # queries per block, bounds memory at O(chunk * gallery * bytes)
 
 

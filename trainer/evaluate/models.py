@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from embsdk.errors import RunError
 from embsdk.preprocess import InputSpec
 
-__all__ = ["Embedder", "load_embedder", "LayerNormEmbedding", "IMAGENET_PREFIX"]
+__all__ = ["IMAGENET_PREFIX", "Embedder", "LayerNormEmbedding", "load_embedder"]
 
 IMAGENET_PREFIX = "imagenet:"
 

@@ -22,7 +22,7 @@ from embsdk.errors import ManifestError
 if TYPE_CHECKING:
     from trainer.data.manifest import Manifest
 
-__all__ = ["TaskProtocol", "build_protocols", "CATALOG_DOMAIN", "GALLERY_SPLIT"]
+__all__ = ["CATALOG_DOMAIN", "GALLERY_SPLIT", "TaskProtocol", "build_protocols"]
 
 CATALOG_DOMAIN = "catalog"
 GALLERY_SPLIT = "train"

@@ -11,7 +11,7 @@ from typing import Any
 from .figures import draw_result_grid, plot_recall_curves
 from .scoring import KINDS, TaskResult
 
-__all__ = ["write_report", "markdown_table", "METRIC_COLUMNS"]
+__all__ = ["METRIC_COLUMNS", "markdown_table", "write_report"]
 
 METRIC_COLUMNS: tuple[str, ...] = ("R@1", "R@5", "R@10", "P@20", "mAP@R")
 
@@ -86,8 +86,8 @@ def _summary(results: Sequence[TaskResult], header: dict[str, Any], files: dict[
         f"# Evaluation of `{header.get('model')}`",
         "",
         f"- manifest: `{header.get('manifest')}` (sha256 {str(header.get('manifest_sha256', ''))[:12]}…), split `{header.get('split')}`",
-        f"- embedding: {header.get('dim')} floats → {header.get('dim')} bits; images embedded: {header.get('images')}, "
-        f"skipped (unreadable): {header.get('skipped_images', 0)}",
+        (f"- embedding: {header.get('dim')} floats → {header.get('dim')} bits; images embedded: {header.get('images')}, "
+        f"skipped (unreadable): {header.get('skipped_images', 0)}"),
     ]
     lines += [f"- {r.protocol.describe()}" for r in results]
     lines += ["", markdown_table(results), "", _NOTES, "", f"![recall@K]({files['plot']})", ""]

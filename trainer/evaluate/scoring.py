@@ -14,7 +14,7 @@ from .embed import EmbeddedRows
 from .metrics import DEFAULT_KS, Metric, rank_gallery, recall_curve, retrieval_metrics
 from .protocol import TaskProtocol
 
-__all__ = ["TaskResult", "KINDS", "score_task", "score_tasks", "TOP_SHOWN"]
+__all__ = ["KINDS", "TOP_SHOWN", "TaskResult", "score_task", "score_tasks"]
 
 KINDS: dict[str, Metric] = {"float": "cosine", "binary": "hamming"}
 TOP_SHOWN = 8  # ranks kept per query for the result grids
