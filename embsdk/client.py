@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 
 from embsdk.config import get_settings
-from embsdk.errors import DeprecatedGenerationWarning, InferenceError, RetiredGeneration, StoreError
+from embsdk.errors import (
+    DeprecatedGenerationWarning,
+    GenerationNotFound,
+    InferenceError,
+    RetiredGeneration,
+    StoreError,
+    StoreNotFound,
+)
 from embsdk.hamming.query import QueryLike, to_query
 from embsdk.store._manifest import generation_root, read_manifest
 from embsdk.store.batch import EmbeddingBatch
@@ -90,13 +97,18 @@ class Client:
         Raises:
             GenerationNotFound: no such generation or alias (or, standalone, no store for it).
             RetiredGeneration: the generation is retired.
+        (Opening its store later raises StoreNotFound when the generation has none.)
         """
         now = time.monotonic()
         hit = self._resolved.get(version)
         if hit is not None and now - hit[1] < self.resolve_ttl:
             res = hit[0]
         elif not self.use_registry:
-            m = read_manifest(generation_root(self.store_dir, version), version)
+            try:
+                m = read_manifest(generation_root(self.store_dir, version), version)
+            except StoreNotFound:
+                raise GenerationNotFound(version, hint=f"Without a registry, --version must name a generation whose "
+                                         f"store is in {self.store_dir}.") from None
             res = Resolved(m.generation, m.spec, None, version)
         else:
             info = self.registry.resolve(version)

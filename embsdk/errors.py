@@ -56,6 +56,7 @@ __all__ = [
     "ShardCorrupt",
     "IndexMissing",
     "IndexStale",
+    "StoreNotFound",
 ]
 
 
@@ -360,3 +361,14 @@ class IndexStale(StoreError):
             f"emb store index --version {generation} --kind {kind} (or search with exact=True)."
         )
         self.generation, self.kind = generation, kind
+
+
+class StoreNotFound(StoreError, FileNotFoundError):
+    """The generation exists, but no embedding store has been written for it (yet)."""
+
+    def __init__(self, generation: str, path: str) -> None:
+        super().__init__(
+            f"No embedding store for generation {generation!r} at {path}. Fill it with: emb backfill --version "
+            f"{generation} --manifest M (or point EMB_STORE at the right folder)."
+        )
+        self.generation, self.path = generation, path

@@ -136,6 +136,8 @@ class BinaryIndex:
         if params:
             _apply_search_params(self.index, self.kind, params)
         dist, pos = self.index.search(q, int(k))
+        if self.ids.size == 0:
+            return np.full(pos.shape, -1, np.int64), dist
         ids = self.ids[pos]
         if (pos < 0).any():
             ids[pos < 0] = -1

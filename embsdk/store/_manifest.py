@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from embsdk.errors import GenerationNotFound, IncompatibleGenerationError, ShardCorrupt, StoreError, UnsafePath
+from embsdk.errors import IncompatibleGenerationError, ShardCorrupt, StoreError, StoreNotFound, UnsafePath
 from embsdk.store._format import fsync_dir
 
 __all__ = ["STORE_FORMAT", "ShardEntry", "StoreManifest", "generation_root", "read_manifest", "write_manifest",
@@ -85,7 +85,7 @@ def read_manifest(root: Path, generation: str) -> StoreManifest:
     """Read ``MANIFEST.json`` of a generation's store.
 
     Raises:
-        GenerationNotFound: no store for this generation under *root*'s parent.
+        StoreNotFound: no store for this generation under *root*'s parent.
         IncompatibleGenerationError: the manifest belongs to another generation.
         ShardCorrupt: the manifest is unreadable.
     """
@@ -93,8 +93,7 @@ def read_manifest(root: Path, generation: str) -> StoreManifest:
     try:
         d = json.loads(path.read_bytes())
     except FileNotFoundError:
-        raise GenerationNotFound(generation, hint=f"No embedding store for it at {root}; fill it with: emb backfill "
-                                 f"--version {generation}") from None
+        raise StoreNotFound(generation, str(root)) from None
     except ValueError:
         raise ShardCorrupt(f"Store manifest {path} is not valid JSON. Run: emb store verify --version {generation}") from None
     try:
@@ -145,7 +144,7 @@ def ensure_store(root: Path, generation: str, spec: dict[str, Any]) -> StoreMani
     (root / "shards").mkdir(exist_ok=True)
     try:
         m = read_manifest(root, generation)
-    except GenerationNotFound:
+    except StoreNotFound:
         m = StoreManifest(generation=generation, spec=dict(spec)).bumped((), 1)
         write_manifest(root, m)
         return m

@@ -68,7 +68,7 @@ class EmbeddingStore:
             spec: the generation's embedding spec from the registry; when given it must equal the store's.
 
         Raises:
-            GenerationNotFound: no store for that generation.
+            StoreNotFound: no store for that generation.
             IncompatibleGenerationError: a manifest or shard header names another generation.
             ShardCorrupt: the spec differs, or a shard is damaged.
         """

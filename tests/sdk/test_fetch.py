@@ -111,3 +111,17 @@ def test_client_sees_new_commits_and_deletes(populated):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing deprecated here: no warning at all
         client.get_embedding(42, "production")
+
+
+def test_generation_without_a_store_and_empty_store(populated):
+    from embsdk.errors import StoreNotFound
+
+    populated.registry.register("empty-v1", embedding_spec=populated.registry.get("unified-v1").embedding_spec)
+    with pytest.raises(StoreNotFound, match="emb backfill --version empty-v1"):
+        embsdk.get_embedding(1, version="empty-v1")
+    StoreWriter(populated.store_dir, "empty-v1", populated.registry.get("empty-v1").embedding_spec)
+    res = embsdk.search(np.zeros(BITS // 8, np.uint8), version="empty-v1", k=5)
+    assert res.ids.size == 0 and res.distances.size == 0
+    standalone = embsdk.Client(store=populated.store_dir, use_registry=False)
+    with pytest.raises(GenerationNotFound, match="Without a registry"):
+        standalone.get_embedding(1, "nope-v1")

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from embsdk.errors import GenerationNotFound, IncompatibleGenerationError, ShardCorrupt
+from embsdk.errors import IncompatibleGenerationError, ShardCorrupt, StoreNotFound
 from embsdk.store import EmbeddingStore, StoreWriter, verify_store
 from tests.store.conftest import SPEC, codes_for
 
@@ -42,7 +42,7 @@ def test_manifest_of_another_generation_and_unknown_generation(store_dir):
     shutil.copytree(root, store_dir / "g3")
     with pytest.raises(IncompatibleGenerationError):
         EmbeddingStore.open(store_dir, "g3")
-    with pytest.raises(GenerationNotFound, match="emb backfill"):
+    with pytest.raises(StoreNotFound, match="emb backfill"):
         EmbeddingStore.open(store_dir, "nope")
 
 
