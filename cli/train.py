@@ -12,6 +12,11 @@ from cli._output import JsonOpt, emit
 __all__ = ["register"]
 
 
+def _emit(summary: dict, as_json: bool) -> None:
+    if summary.pop("rank", 0) == 0:  # under torchrun only rank 0 prints
+        emit(summary, as_json=as_json, human=_human)
+
+
 def _human(s: dict) -> str:
     losses = ", ".join(f"{t} {v:.3f}" for t, v in s["loss"].items())
     return (f"{s['status']}: {s['run_dir']}  step {s['step']}, epoch {s['epoch']}/{s['epochs']}, "
@@ -60,7 +65,7 @@ def train(
     if resume_run is not None:
         overrides = {"num_workers": workers, "max_steps": max_steps, "checkpoint_every": checkpoint_every, "device": device}
         summary = resume(resume_run, progress=not (quiet or json_), overrides=overrides)
-        emit(summary, as_json=json_, human=_human)
+        _emit(summary, json_)
         return
     base = TrainConfig().merged(load_config_file(config_file)) if config_file else TrainConfig()
     config = base.merged({
@@ -74,8 +79,7 @@ def train(
     })
     if not config.manifest or not config.out:
         raise ConfigError("emb train needs --manifest and --out (or --resume RUN)")
-    summary = run_train(config, progress=not (quiet or json_))
-    emit(summary, as_json=json_, human=_human)
+    _emit(run_train(config, progress=not (quiet or json_)), json_)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,7 @@ uninterrupted one. A run killed mid-epoch loses at most the steps since its last
 from __future__ import annotations
 
 import json
+import sys
 import math
 import time
 from contextlib import nullcontext
@@ -119,7 +120,7 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
             log.log({"event": "resume" if resume_from else "start", "step": step, "epoch": epoch, "batch": batch_pos,
                      "validation": data.report.summary()})
             if data.report.bad:
-                tqdm.write(f"[emb train] {data.report.summary()}")
+                tqdm.write(f"[emb train] {data.report.summary()}", file=sys.stderr)
         ddp = torch.nn.parallel.DistributedDataParallel(module) if dist.enabled else module
 
         def checkpoint(ep: int, pos: int, *, periodic: bool) -> None:
@@ -198,12 +199,13 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
                    "tasks": data.tasks, "loss": last_losses, "images_seen": seen, "elapsed_s": round(elapsed, 2),
                    "images_per_s": round(seen / max(elapsed, 1e-9), 1), "skipped_rows": len(data.report.bad),
                    "train_rows": len(data.rows), "feature_cache": config.uses_feature_cache,
-                   "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off", "world_size": dist.world_size}
+                   "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off", "world_size": dist.world_size,
+                   "device": str(dist.device)}
         if dist.is_main:
             meta.update(status=status, step=step, summary=summary)
             write_json_atomic(run_dir / RUN_JSON, meta)
             log.log({"event": status, **summary})
-        return summary
+        return {**summary, "rank": dist.rank}
     finally:
         shutdown_distributed()
 
