@@ -174,7 +174,7 @@ class RegistryCore:
 
     @staticmethod
     def _info(session: Session, gen: Any, resolved_from: str | None = None) -> GenerationInfo:
-        """Assemble the full, detached view of one generation (*gen*: ORM object or row; 6 indexed queries)."""
+        """Assemble the full, detached view of one generation (*gen*: ORM object or row; 3 indexed queries)."""
         conn, p = session.connection(), {"id": gen.id}
         edges = conn.execute(_Q.edges, p).all()
         rows = conn.execute(_Q.artifacts, p).all()
@@ -192,9 +192,16 @@ class RegistryCore:
             )
             for a in rows
         )
-        datasets = conn.execute(_Q.datasets, p).all()
-        aliases = conn.execute(_Q.aliases, p).scalars().all()
-        metrics = conn.execute(_Q.metrics, p).all()
+        datasets: list[DatasetRef] = []
+        aliases: list[str] = []
+        metrics: dict[str, float] = {}
+        for kind, text_a, text_b, text_c, number_i, number_f in conn.execute(_Q.extras, p):
+            if kind == "d":
+                datasets.append(DatasetRef(text_a, text_b, number_i, text_c))
+            elif kind == "a":
+                aliases.append(text_a)
+            else:
+                metrics[text_a] = number_f
         return GenerationInfo(
             name=gen.name,
             family=gen.family,
@@ -209,9 +216,9 @@ class RegistryCore:
             parents=tuple(LineageEdgeInfo(gen.name, other, k) for up, other, k in edges if up),
             children=tuple(LineageEdgeInfo(other, gen.name, k) for up, other, k in edges if not up),
             artifacts=artifacts,
-            datasets=tuple(DatasetRef(n, s, r, role) for n, s, r, role in datasets),
-            aliases=tuple(aliases),
-            metrics={k: v for k, v in metrics},
+            datasets=tuple(sorted(datasets, key=lambda d: (d.role, d.name))),
+            aliases=tuple(sorted(aliases)),
+            metrics=dict(sorted(metrics.items())),
             resolved_from=resolved_from,
         )
 
@@ -245,12 +252,15 @@ class _Queries:
             .join(child, child.c.id == e.c.child_id).where(e.c.parent_id == bid),
         ).order_by(sa.text("name"), sa.text("kind"))
         self.artifacts = sa.select(a).where(a.c.generation_id == bid).order_by(a.c.id)
-        self.datasets = (
-            sa.select(d.c.name, d.c.sha256, d.c.rows, gd.c.role)
-            .join(gd, gd.c.dataset_id == d.c.id).where(gd.c.generation_id == bid).order_by(gd.c.role, d.c.name)
+        # datasets, aliases and metrics in one round trip: (kind, text_a, text_b, text_c, number_i, number_f)
+        no_text, no_int, no_float = sa.cast(sa.null(), sa.String), sa.cast(sa.null(), sa.BigInteger), sa.cast(
+            sa.null(), sa.Float)
+        self.extras = sa.union_all(
+            sa.select(sa.literal("d"), d.c.name, d.c.sha256, gd.c.role, d.c.rows, no_float)
+            .join(gd, gd.c.dataset_id == d.c.id).where(gd.c.generation_id == bid),
+            sa.select(sa.literal("a"), al.c.name, no_text, no_text, no_int, no_float).where(al.c.generation_id == bid),
+            sa.select(sa.literal("m"), m.c.key, no_text, no_text, no_int, m.c.value).where(m.c.generation_id == bid),
         )
-        self.aliases = sa.select(al.c.name).where(al.c.generation_id == bid).order_by(al.c.name)
-        self.metrics = sa.select(m.c.key, m.c.value).where(m.c.generation_id == bid).order_by(m.c.key)
 
 
 _Q = _Queries()

@@ -24,7 +24,14 @@ from embsdk.errors import (
 from registry import _hooks
 from registry._core import _Q, RegistryCore
 from registry.artifacts import StoredBlob, validate_artifact_name
-from registry.entities import ArtifactInfo, Comparison, DatasetRef, GenerationInfo, GenerationSummary
+from registry.entities import (
+    ArtifactInfo,
+    Comparison,
+    DatasetRef,
+    GenerationInfo,
+    GenerationSummary,
+    LineageEdgeInfo,
+)
 from registry.lifecycle import Status
 from registry.models import (
     Alias,
@@ -153,10 +160,11 @@ class GenerationsMixin(RegistryCore):
 
                 raise ArtifactSourceNotFound(str(path))
 
-        with self._read(f"register {name}") as session:  # fail fast, before copying any bytes
-            self._check_new_name(session, name)
-            for parent, _ in edges:
-                self._gen_id(session, parent)
+        if files:  # fail fast, before copying any bytes (the write transaction checks again)
+            with self._read(f"register {name}") as session:
+                self._check_new_name(session, name)
+                for parent, _ in edges:
+                    self._gen_id(session, parent)
 
         blobs: list[tuple[str, str, StoredBlob]] = [(n, role, self.store.put(p)) for n, p, role in files]
         _hooks.after_blobs_written()
@@ -192,7 +200,17 @@ class GenerationsMixin(RegistryCore):
                                         who=self.user, reason="registered"))
                 session.flush()
                 _hooks.before_commit()
-                return self._info(session, gen)
+            # Everything in the new generation is known here; build the view without reading it back.
+            return GenerationInfo(
+                name=name, family=family, status=Status.CANDIDATE.value, created_at=now, created_by=self.user,
+                description=description, code_version=code, training_config=config, embedding_spec=spec,
+                input_spec=input_dict,
+                parents=tuple(sorted((LineageEdgeInfo(name, p, k) for p, k in dict.fromkeys(edges)),
+                                     key=lambda e: (e.parent, e.kind))),
+                artifacts=tuple(ArtifactInfo(n, role, b.sha256, b.size, True, now, self.user) for n, role, b in blobs),
+                datasets=tuple(sorted(dict.fromkeys(refs), key=lambda d: (d.role, d.name))),
+                metrics=dict(sorted(metric_values.items())),
+            )
         except RegistryError as exc:
             # A translated database error: on PostgreSQL the loser of a race for the name gets a unique
             # violation when the winner commits. Report it as the duplicate it is.
