@@ -166,3 +166,19 @@ def test_config_file_and_single_task(manifest: Path, tmp_path: Path) -> None:
     assert s["tasks"] == ["warm"] and s["train_rows"] == 12 and s["step"] == 3  # only rows labeled for warm
     cfg = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
     assert cfg["batch_size"] == 4 and cfg["embedding_dim"] == 16
+
+
+def test_efficientnet_lite0_pretrained_trains_and_reloads(manifest: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["train", "--manifest", str(manifest), "--out", str(tmp_path / "r"), "--epochs", "1",
+                              "--image-size", "64", "--batch-size", "8", "--workers", "0", "--trainable-blocks", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["step"] == 3
+    model, info = load_model(tmp_path / "r")
+    assert info.backbone == "efficientnet-lite0" and info.input_spec.image_size == 64
+    assert info.input_spec.mean == (127 / 255,) * 3 and info.embedding_spec["dim"] == 256
+    from trainer.backbones import create_backbone
+
+    pretrained = create_backbone("efficientnet-lite0", image_size=64)
+    # frozen early blocks keep the ImageNet weights; the last blocks moved
+    assert torch.equal(model.backbone.net._conv_stem.weight, pretrained.net._conv_stem.weight)
+    assert not torch.equal(model.backbone.net._conv_head.weight, pretrained.net._conv_head.weight)
