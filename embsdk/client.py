@@ -102,25 +102,28 @@ class Client:
         now = time.monotonic()
         hit = self._resolved.get(version)
         if hit is not None and now - hit[1] < self.resolve_ttl:
-            res = hit[0]
-        elif not self.use_registry:
-            try:
-                m = read_manifest(generation_root(self.store_dir, version), version)
-            except StoreNotFound:
-                raise GenerationNotFound(version, hint=f"Without a registry, --version must name a generation whose "
-                                         f"store is in {self.store_dir}.") from None
-            res = Resolved(m.generation, m.spec, None, version)
+            res = hit[0]  # fast path: no lock, no I/O
         else:
-            info = self.registry.resolve(version)
-            res = Resolved(info.name, info.embedding_spec, str(info.status), version)
-        with self._lock:
-            self._resolved[version] = (res, hit[1] if hit is not None and hit[0] is res else now)
+            res = self._resolve_now(version)
+            with self._lock:
+                self._resolved[version] = (res, now)
         if res.status == "retired":
             raise RetiredGeneration(res.name)
         if res.status == "deprecated":
             warnings.warn(f"Generation {res.name!r} is deprecated; plan to move to its replacement "
                           f"(emb registry lineage {res.name}).", DeprecatedGenerationWarning, stacklevel=3)
         return res
+
+    def _resolve_now(self, version: str) -> Resolved:
+        if not self.use_registry:
+            try:
+                m = read_manifest(generation_root(self.store_dir, version), version)
+            except StoreNotFound:
+                raise GenerationNotFound(version, hint=f"Without a registry, --version must name a generation whose "
+                                         f"store is in {self.store_dir}.") from None
+            return Resolved(m.generation, m.spec, None, version)
+        info = self.registry.resolve(version)
+        return Resolved(info.name, info.embedding_spec, str(info.status), version)
 
     def open_store(self, version: str = DEFAULT_VERSION) -> EmbeddingStore:
         """The memory-mapped store of the resolved generation (cached; picks up new commits after ``resolve_ttl``)."""
@@ -132,7 +135,10 @@ class Client:
         hit = self._stores.get(res.name)
         if hit is not None and now - hit[1] < self.resolve_ttl:
             return hit[0]
-        store = hit[0].refresh() if hit is not None else EmbeddingStore.open(self.store_dir, res.name, spec=res.spec)
+        if hit is not None and read_manifest(hit[0].root, res.name).version == hit[0].manifest.version:
+            store = hit[0]
+        else:
+            store = EmbeddingStore.open(self.store_dir, res.name, spec=res.spec)
         with self._lock:
             self._stores[res.name] = (store, now)
         return store
@@ -274,6 +280,9 @@ class Client:
             self._stores.clear()
             self._indexes.clear()
             self._resolved.clear()
+            if self._registry is not None:
+                self._registry.close()
+                self._registry = None
 
     def __enter__(self) -> Client:
         return self
