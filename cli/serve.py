@@ -15,7 +15,8 @@ __all__ = ["register"]
 
 
 def _check_human(data: dict[str, Any]) -> str:
-    lines = [f"Triton at {data['url']} ({data['protocol']}): ready, {len(data['generations'])} generation(s) loaded"]
+    state = "ready" if data["ready"] else "live, still loading a model"
+    lines = [f"Triton at {data['url']} ({data['protocol']}): {state}, {len(data['generations'])} generation(s) loaded"]
     for r in data["generations"]:
         state = f"ok {r['latency_ms']} ms, {r['code_bytes']}-byte codes" if r["ok"] else f"FAILED: {r['error']}"
         lines.append(f"  {r['generation']:<24} {r['family']} v{r['version']:<4} {state}")
@@ -43,6 +44,7 @@ def serve_command(
     url: Annotated[str | None, typer.Option("--url", help="With --check: server address host:port (default: 127.0.0.1 and --http-port/--grpc-port).")] = None,
     protocol: Annotated[str, typer.Option("--protocol", "-p", help="With --check: http or grpc.")] = "http",
     ready_timeout: Annotated[float, typer.Option("--ready-timeout", help="Seconds to wait for the server to be ready.")] = 120.0,
+    watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Reload a model when emb publish adds a version to the repository (polls every 2 s).")] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Serve the model repository with the real tritonserver (or --check a running one).
@@ -63,6 +65,7 @@ def serve_command(
             raise typer.Exit(code=1)
         return
     from embsdk.config import get_settings
+    from embsdk.errors import ServerStartError
     from embsdk.serving.server import TritonServer
 
     repo = (repository or get_settings().triton_repository).expanduser().resolve()
@@ -85,11 +88,19 @@ def serve_command(
         emit(data, as_json=as_json, human=lambda d: (
             f"Triton ready: HTTP {d['http']}  gRPC {d['grpc']}  models: {', '.join(d['models']) or 'none'}\n"
             f"Embed with: emb embed IMAGE --version NAME --url {d['grpc']} --protocol grpc   (Ctrl-C stops)"))
+        seen, next_poll = server.repository_state(), time.monotonic() + 2
         while stop["signal"] is None and server.running:
             time.sleep(0.2)
+            if watch and time.monotonic() > next_poll:  # emb publish added a version: load it
+                now, next_poll = server.repository_state(), time.monotonic() + 2
+                for model in sorted(m for m, mtime in now.items() if seen.get(m) != mtime):
+                    try:
+                        server.load(model)
+                        info(f"reloaded {model!r}: the repository changed")
+                    except ServerStartError as exc:
+                        info(f"could not reload {model!r}: {exc}")
+                seen = now
         if stop["signal"] is None:
-            from embsdk.errors import ServerStartError
-
             raise ServerStartError(f"tritonserver exited unexpectedly (code {server.proc.returncode if server.proc else '?'}).\n{server.log_tail()}")
     finally:
         code = server.stop()

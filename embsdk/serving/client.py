@@ -123,6 +123,13 @@ class TritonClient:
         except Exception:  # unreachable → not ready
             return False
 
+    def is_live(self) -> bool:
+        """True when the server answers (it may still be loading a model; never raises)."""
+        try:
+            return bool(self._client.is_server_live())
+        except Exception:  # unreachable → not live
+            return False
+
     def model_config(self, family: str, *, refresh: bool = False) -> dict[str, Any]:
         """The model's config as a dict (cached)."""
         if refresh or family not in self._config_cache:

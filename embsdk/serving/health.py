@@ -21,15 +21,16 @@ def check_server(url: str, *, protocol: Literal["http", "grpc"] = "http", timeou
     A stub that died still reports READY, so only an inference proves a version works.
 
     Returns:
-        ``{"url", "protocol", "ready", "generations": [{"family", "version", "generation", "ok", "latency_ms",
+        ``{"url", "protocol", "ready" (False while a model loads), "generations": [{"family", "version", "generation", "ok", "latency_ms",
         "code_bytes", "error"}]}``; ``ok`` is False for a version that failed its inference.
 
     Raises:
         ServerUnavailable: the server cannot be reached or is not ready.
     """
     with TritonClient(url, protocol=protocol, timeout=timeout, retries=0) as client:
-        if not client.is_ready():
-            raise ServerUnavailable(f"Triton at {url} ({protocol}) is not reachable or not ready. Start it with: emb serve")
+        if not client.is_live():
+            raise ServerUnavailable(f"Triton at {url} ({protocol}) is not reachable. Start it with: emb serve")
+        ready = client.is_ready()  # False while a model (re)loads; loaded versions keep serving
         loaded: dict[str, set[int]] = {}
         for row in client.models():
             if row["state"] == "READY":
@@ -55,4 +56,4 @@ def check_server(url: str, *, protocol: Literal["http", "grpc"] = "http", timeou
                 except InferenceError as exc:
                     row["error"] = str(exc)
                 rows.append(row)
-    return {"url": url, "protocol": protocol, "ready": True, "generations": rows}
+    return {"url": url, "protocol": protocol, "ready": ready, "generations": rows}

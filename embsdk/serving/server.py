@@ -181,6 +181,40 @@ class TritonServer:
             else:
                 time.sleep(0.1)
 
+    def load(self, model: str, *, timeout: float = 120.0) -> None:
+        """(Re)load ``model`` from the repository, e.g. after ``emb publish`` added a version; waits until ready.
+
+        Raises:
+            ServerStartError: the server refused or the model did not become ready in time.
+        """
+        url = f"http://{self.endpoints.http_url}/v2/repository/models/{model}/load"
+        headers = {ADMIN_HEADER: self.admin_key} if self.restricted and self.admin_key else {}
+        request = urllib.request.Request(url, data=b"{}", method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout):
+                pass
+        except urllib.error.HTTPError as exc:
+            raise ServerStartError(f"tritonserver refused to load {model!r}: {exc.read().decode(errors='replace')}") from None
+        except OSError as exc:
+            raise ServerStartError(f"tritonserver did not answer the load of {model!r}: {exc}") from None
+        deadline = time.monotonic() + timeout
+        while self._get(f"/v2/models/{model}/ready") != 200:
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"model {model!r} was not ready {timeout:.0f} s after loading.\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def repository_state(self) -> dict[str, float]:
+        """``{model: mtime of its config.pbtxt}``: what changes when a version is added or removed."""
+        if not self.repository.is_dir():
+            return {}
+        out = {}
+        for cfg in self.repository.glob("*/config.pbtxt"):
+            try:
+                out[cfg.parent.name] = cfg.stat().st_mtime_ns
+            except OSError:
+                continue
+        return out
+
     def log_tail(self, lines: int = 15) -> str:
         """The last lines of the server log (for error messages)."""
         try:

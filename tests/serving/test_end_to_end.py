@@ -39,9 +39,13 @@ def test_train_publish_serve_embed(tiny_run: Path, images: list[Path], tmp_path:
         res = runner.invoke(app, ["embed", str(images[0]), "--version", "unified-v1", "--url", ep.grpc_url, "-p", "grpc", "--json"])
         assert res.exit_code == 0, res.output
         assert json.loads(res.stdout)[0]["code_hex"] == local[0].code.tobytes().hex()
-        # a generation published after the server started is not loaded until the server reloads
+        # a generation published after the server started is served once the model is reloaded
         res = runner.invoke(app, ["publish", str(tiny_run), "--name", "unified-v2", "--parent", "unified-v1"])
         assert res.exit_code == 0, res.output
         with pytest.raises(ModelNotLoaded, match="does not serve generation 'unified-v2'"):
             embsdk.embed(images[:1], "unified-v2", url=ep.http_url)
+        server.load("unified")  # what emb serve does by itself when the repository changes
+        v2 = embsdk.embed(images, "unified-v2", url=ep.grpc_url, protocol="grpc")
+        assert {e.generation for e in v2} == {"unified-v2"}
+        assert [e.code.tobytes() for e in v2] == [e.code.tobytes() for e in embsdk.embed(images, "unified-v2")]
     assert server.shm_files() == []

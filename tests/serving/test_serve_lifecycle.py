@@ -63,15 +63,23 @@ def _wait_gone(pids: list[int], timeout: float = 30) -> list[int]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_emb_serve_stops_cleanly(repository: Path, tmp_path: Path, sig: int) -> None:
+def test_emb_serve_stops_cleanly(repository: Path, tmp_path: Path, sig: int, tiny_exports: list[Path]) -> None:
     from embsdk.serving.health import check_server
+    from triton_models.repository import ModelRepository
 
     proc, ep = _start(repository, tmp_path / "home")
     server_pid = ep["pid"]
-    stubs = children(server_pid)
-    assert stubs and _shm(proc.pid), "a loaded python-backend model has a stub process and a shm region"
     report = check_server(ep["grpc"], protocol="grpc")
     assert [(g["generation"], g["ok"]) for g in report["generations"]] == [("unified-v1", True)]
+    if sig == signal.SIGINT:  # a version published while serving is picked up without a restart
+        ModelRepository(repository).add(tiny_exports[1], generation="unified-v2")
+        deadline = time.monotonic() + 60
+        while len(check_server(ep["http"])["generations"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert [(g["generation"], g["ok"]) for g in check_server(ep["http"])["generations"]] == [
+            ("unified-v1", True), ("unified-v2", True)]
+    stubs = children(server_pid)
+    assert stubs and _shm(proc.pid), "a loaded python-backend model has a stub process and a shm region"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
