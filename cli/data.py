@@ -11,14 +11,21 @@ from cli._output import JsonOpt, emit, info
 
 __all__ = ["register"]
 
-app = typer.Typer(help="Write and validate training manifests (CSV/Parquet: image, id, task.<name>, domain, split).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Write and validate training manifests (CSV/Parquet: image, id, task.<name>, domain, split).",
+    no_args_is_help=True,
+)
 
 
 @app.command("grocery")
 def grocery(
     out: Annotated[Path, typer.Option("--out", help="Folder to write grocery.csv into.")] = Path("data"),
-    root: Annotated[Path | None, typer.Option("--root", help="The Grocery Store dataset folder (default ../shared/data/grocery-store).")] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--root", help="The Grocery Store dataset folder (default ../shared/data/grocery-store)."
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Write OUT/grocery.csv for the Grocery Store dataset: tasks coarse (semantic), fine (product), catalog (photo → iconic image).
@@ -33,21 +40,35 @@ def grocery(
     m = Manifest.load(path)
     counts = m.rows.groupby(["split", "domain"]).size()
     summary = {
-        "manifest": str(path), "rows": len(m), "sha256": m.sha256,
+        "manifest": str(path),
+        "rows": len(m),
+        "sha256": m.sha256,
         "tasks": {t: len(m.classes(t)) for t in m.tasks},
         "rows_by_split_domain": {f"{s}/{d}": int(n) for (s, d), n in counts.items()},
     }
-    emit(summary, as_json=json_, human=lambda s: (
-        f"wrote {s['manifest']} ({s['rows']} rows)\n"
-        + "tasks: " + ", ".join(f"{t} ({n} classes)" for t, n in s["tasks"].items()) + "\n"
-        + "rows: " + ", ".join(f"{k} {v}" for k, v in s["rows_by_split_domain"].items())))
+    emit(
+        summary,
+        as_json=json_,
+        human=lambda s: (
+            f"wrote {s['manifest']} ({s['rows']} rows)\n"
+            + "tasks: "
+            + ", ".join(f"{t} ({n} classes)" for t, n in s["tasks"].items())
+            + "\n"
+            + "rows: "
+            + ", ".join(f"{k} {v}" for k, v in s["rows_by_split_domain"].items())
+        ),
+    )
 
 
 @app.command("validate")
 def validate_cmd(
     manifest: Annotated[Path, typer.Argument(help="Manifest file (.csv or .parquet).")],
-    strict: Annotated[bool, typer.Option("--strict", help="Fail on the first bad row instead of counting them.")] = False,
-    no_images: Annotated[bool, typer.Option("--no-images", help="Skip opening every image (faster, misses corrupt files).")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail on the first bad row instead of counting them.")
+    ] = False,
+    no_images: Annotated[
+        bool, typer.Option("--no-images", help="Skip opening every image (faster, misses corrupt files).")
+    ] = False,
     split: Annotated[str | None, typer.Option("--split", help="Only check rows of this split.")] = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -56,8 +77,11 @@ def validate_cmd(
 
     m = Manifest.load(manifest, strict=strict)
     report = validate(m, strict=strict, check_images=not no_images, rows=m.indices(split))
-    emit({"manifest": str(m.path), "tasks": m.tasks, **report.to_dict()}, as_json=json_,
-         human=lambda _: report.summary() + "".join(f"\n  {b}" for b in report.bad[:20]))
+    emit(
+        {"manifest": str(m.path), "tasks": m.tasks, **report.to_dict()},
+        as_json=json_,
+        human=lambda _: report.summary() + "".join(f"\n  {b}" for b in report.bad[:20]),
+    )
     if report.bad:
         info(f"{len(report.bad)} bad row(s)")
         raise typer.Exit(code=1)

@@ -19,36 +19,117 @@ def _emit(summary: dict, as_json: bool) -> None:
 
 def _human(s: dict) -> str:
     losses = ", ".join(f"{t} {v:.3f}" for t, v in s["loss"].items())
-    return (f"{s['status']}: {s['run_dir']}  step {s['step']}, epoch {s['epoch']}/{s['epochs']}, "
-            f"{s['images_per_s']} img/s, {s['elapsed_s']} s\nlast loss: {losses}"
-            + (f"\nskipped {s['skipped_rows']} bad manifest rows" if s["skipped_rows"] else ""))
+    return (
+        f"{s['status']}: {s['run_dir']}  step {s['step']}, epoch {s['epoch']}/{s['epochs']}, "
+        f"{s['images_per_s']} img/s, {s['elapsed_s']} s\nlast loss: {losses}"
+        + (f"\nskipped {s['skipped_rows']} bad manifest rows" if s["skipped_rows"] else "")
+    )
 
 
 def train(
-    manifest: Annotated[Path | None, typer.Option("--manifest", "-m", help="Training manifest (.csv/.parquet); its train split is used.")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder to create (config.yaml, run.json, checkpoints/, metrics.jsonl).")] = None,
-    resume_run: Annotated[Path | None, typer.Option("--resume", help="Continue the run in this folder exactly where it stopped.")] = None,
-    config_file: Annotated[Path | None, typer.Option("--config", help="YAML file of options (flags override it).")] = None,
-    backbone: Annotated[str | None, typer.Option("--backbone", help="efficientnet-lite0 (default), efficientnet-lite2, resnet50, resnext50_32x4d, tiny-cnn.")] = None,
-    weights: Annotated[Path | None, typer.Option("--weights", help="Local backbone state_dict to start from (e.g. for resnet50).")] = None,
-    embedding_dim: Annotated[int | None, typer.Option("--embedding-dim", help="Embedding size = code length in bits (multiple of 8).")] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option("--manifest", "-m", help="Training manifest (.csv/.parquet); its train split is used."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Run folder to create (config.yaml, run.json, checkpoints/, metrics.jsonl)."
+        ),
+    ] = None,
+    resume_run: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue the run in this folder exactly where it stopped."),
+    ] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="YAML file of options (flags override it).")
+    ] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(
+            "--backbone",
+            help="efficientnet-lite0 (default), efficientnet-lite2, resnet50, resnext50_32x4d, tiny-cnn.",
+        ),
+    ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option("--weights", help="Local backbone state_dict to start from (e.g. for resnet50)."),
+    ] = None,
+    embedding_dim: Annotated[
+        int | None,
+        typer.Option("--embedding-dim", help="Embedding size = code length in bits (multiple of 8)."),
+    ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Passes over the training rows.")] = None,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Batch size per process (tasks mixed uniformly in each batch).")] = None,
-    image_size: Annotated[int | None, typer.Option("--image-size", help="Input size (default: the backbone's native size).")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Learning rate of embedding layer and heads (backbone: × backbone_lr_mult).")] = None,
-    tasks: Annotated[str | None, typer.Option("--tasks", help="Comma-separated tasks to train on (default: all task.* columns).")] = None,
-    freeze_backbone: Annotated[bool | None, typer.Option("--freeze-backbone/--train-backbone", help="Freeze the whole backbone (then train on cached features).")] = None,
-    trainable_blocks: Annotated[int | None, typer.Option("--trainable-blocks", help="Train only the last K backbone blocks.")] = None,
-    sampler: Annotated[str | None, typer.Option("--sampler", help="uniform (tasks mixed uniformly) or class-balanced.")] = None,
-    sample_negatives: Annotated[int | None, typer.Option("--sample-negatives", help="Class subsampling: score positives + this many sampled negatives.")] = None,
-    grad_accum: Annotated[int | None, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")] = None,
-    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (bf16, or fp16 + GradScaler); ignored on CPU.")] = None,
-    checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", help="Also checkpoint every N optimizer steps (0: end of epoch only).")] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="DataLoader worker processes (decode + augment).")] = None,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop (checkpointed, resumable) after this many optimizer steps.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed of init, sampling and augmentation.")] = None,
-    strict: Annotated[bool | None, typer.Option("--strict/--no-strict", help="Fail on the first bad manifest row (default: skip and count).")] = None,
-    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, cuda:1 (default: cuda if available).")] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", help="Batch size per process (tasks mixed uniformly in each batch)."),
+    ] = None,
+    image_size: Annotated[
+        int | None, typer.Option("--image-size", help="Input size (default: the backbone's native size).")
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            "--lr", help="Learning rate of embedding layer and heads (backbone: × backbone_lr_mult)."
+        ),
+    ] = None,
+    tasks: Annotated[
+        str | None,
+        typer.Option("--tasks", help="Comma-separated tasks to train on (default: all task.* columns)."),
+    ] = None,
+    freeze_backbone: Annotated[
+        bool | None,
+        typer.Option(
+            "--freeze-backbone/--train-backbone",
+            help="Freeze the whole backbone (then train on cached features).",
+        ),
+    ] = None,
+    trainable_blocks: Annotated[
+        int | None, typer.Option("--trainable-blocks", help="Train only the last K backbone blocks.")
+    ] = None,
+    sampler: Annotated[
+        str | None, typer.Option("--sampler", help="uniform (tasks mixed uniformly) or class-balanced.")
+    ] = None,
+    sample_negatives: Annotated[
+        int | None,
+        typer.Option(
+            "--sample-negatives", help="Class subsampling: score positives + this many sampled negatives."
+        ),
+    ] = None,
+    grad_accum: Annotated[
+        int | None, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")
+    ] = None,
+    amp: Annotated[
+        bool | None,
+        typer.Option(
+            "--amp/--no-amp", help="Mixed precision on CUDA (bf16, or fp16 + GradScaler); ignored on CPU."
+        ),
+    ] = None,
+    checkpoint_every: Annotated[
+        int | None,
+        typer.Option(
+            "--checkpoint-every", help="Also checkpoint every N optimizer steps (0: end of epoch only)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="DataLoader worker processes (decode + augment).")
+    ] = None,
+    max_steps: Annotated[
+        int | None,
+        typer.Option("--max-steps", help="Stop (checkpointed, resumable) after this many optimizer steps."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of init, sampling and augmentation.")
+    ] = None,
+    strict: Annotated[
+        bool | None,
+        typer.Option(
+            "--strict/--no-strict", help="Fail on the first bad manifest row (default: skip and count)."
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu, cuda, cuda:1 (default: cuda if available).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     json_: JsonOpt = False,
 ) -> None:
@@ -63,20 +144,42 @@ def train(
     from trainer.loop import train as run_train
 
     if resume_run is not None:
-        overrides = {"num_workers": workers, "max_steps": max_steps, "checkpoint_every": checkpoint_every, "device": device}
+        overrides = {
+            "num_workers": workers,
+            "max_steps": max_steps,
+            "checkpoint_every": checkpoint_every,
+            "device": device,
+        }
         summary = resume(resume_run, progress=not (quiet or json_), overrides=overrides)
         _emit(summary, json_)
         return
     base = TrainConfig().merged(load_config_file(config_file)) if config_file else TrainConfig()
-    config = base.merged({
-        "manifest": str(manifest) if manifest else None, "out": str(out) if out else None, "backbone": backbone,
-        "weights_path": str(weights) if weights else None, "embedding_dim": embedding_dim, "epochs": epochs,
-        "batch_size": batch_size, "image_size": image_size, "lr": lr,
-        "tasks": [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
-        "freeze_backbone": freeze_backbone, "trainable_blocks": trainable_blocks, "sampler": sampler,
-        "sample_negatives": sample_negatives, "grad_accum": grad_accum, "amp": amp, "checkpoint_every": checkpoint_every,
-        "num_workers": workers, "max_steps": max_steps, "seed": seed, "strict": strict, "device": device,
-    })
+    config = base.merged(
+        {
+            "manifest": str(manifest) if manifest else None,
+            "out": str(out) if out else None,
+            "backbone": backbone,
+            "weights_path": str(weights) if weights else None,
+            "embedding_dim": embedding_dim,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "image_size": image_size,
+            "lr": lr,
+            "tasks": [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
+            "freeze_backbone": freeze_backbone,
+            "trainable_blocks": trainable_blocks,
+            "sampler": sampler,
+            "sample_negatives": sample_negatives,
+            "grad_accum": grad_accum,
+            "amp": amp,
+            "checkpoint_every": checkpoint_every,
+            "num_workers": workers,
+            "max_steps": max_steps,
+            "seed": seed,
+            "strict": strict,
+            "device": device,
+        }
+    )
     if not config.manifest or not config.out:
         raise ConfigError("emb train needs --manifest and --out (or --resume RUN)")
     _emit(run_train(config, progress=not (quiet or json_)), json_)

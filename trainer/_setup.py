@@ -33,7 +33,9 @@ class TrainData:
     report: ValidationReport
 
     def task_rows(self) -> dict[str, list[int]]:
-        return {t: [p for p, r in enumerate(self.rows) if int(self.labels[t][r]) != IGNORE] for t in self.tasks}
+        return {
+            t: [p for p, r in enumerate(self.rows) if int(self.labels[t][r]) != IGNORE] for t in self.tasks
+        }
 
     def task_classes(self) -> dict[str, list[int]]:
         return {t: [int(self.labels[t][self.rows[p]]) for p in ps] for t, ps in self.task_rows().items()}
@@ -49,41 +51,71 @@ def prepare_data(config: TrainConfig, manifest: Manifest | None = None) -> Train
     tasks = list(config.tasks or manifest.tasks)
     for t in tasks:
         if t not in manifest.tasks:
-            raise ManifestError(f"no task {t!r} in the manifest (tasks: {', '.join(manifest.tasks)})", path=str(manifest.path))
+            raise ManifestError(
+                f"no task {t!r} in the manifest (tasks: {', '.join(manifest.tasks)})", path=str(manifest.path)
+            )
     train_rows = manifest.indices("train") if "split" in manifest.rows.columns else manifest.indices()
     train_rows = [r for r in train_rows if any(manifest.labels(t).iloc[r] is not None for t in tasks)]
-    report = validate(manifest, strict=config.strict, check_images=config.check_images, tasks=tasks, rows=train_rows)
+    report = validate(
+        manifest, strict=config.strict, check_images=config.check_images, tasks=tasks, rows=train_rows
+    )
     classes = {t: manifest.classes(t) for t in tasks}
     labels = {}
     for t in tasks:
         lookup = {c: i for i, c in enumerate(classes[t])}
-        labels[t] = torch.tensor([lookup.get(v, IGNORE) if v is not None else IGNORE for v in manifest.labels(t)], dtype=torch.long)
-    return TrainData(manifest=manifest, tasks=tasks, classes=classes, rows=report.good, labels=labels, report=report)
+        labels[t] = torch.tensor(
+            [lookup.get(v, IGNORE) if v is not None else IGNORE for v in manifest.labels(t)], dtype=torch.long
+        )
+    return TrainData(
+        manifest=manifest, tasks=tasks, classes=classes, rows=report.good, labels=labels, report=report
+    )
 
 
 def build_model(config: TrainConfig) -> UnifiedEmbeddingModel:
-    backbone = create_backbone(config.backbone, pretrained=config.pretrained, image_size=config.image_size,
-                               weights_path=config.weights_path)
+    backbone = create_backbone(
+        config.backbone,
+        pretrained=config.pretrained,
+        image_size=config.image_size,
+        weights_path=config.weights_path,
+    )
     model = UnifiedEmbeddingModel(backbone, config.embedding_dim)
     if config.frozen_blocks_mode is not None:
         backbone.freeze(config.frozen_blocks_mode)
     return model
 
 
-def build_dataset(config: TrainConfig, data: TrainData, model: UnifiedEmbeddingModel, *, progress: bool, device: str) -> Any:
+def build_dataset(
+    config: TrainConfig, data: TrainData, model: UnifiedEmbeddingModel, *, progress: bool, device: str
+) -> Any:
     spec = model.input_spec
     if config.uses_feature_cache:
         from .features import cached_features
 
-        feats = cached_features(model.backbone, data.manifest, data.rows, spec=spec, views=config.cache_views,
-                                seed=config.seed, num_workers=config.num_workers, device=device, progress=progress)
+        feats = cached_features(
+            model.backbone,
+            data.manifest,
+            data.rows,
+            spec=spec,
+            views=config.cache_views,
+            seed=config.seed,
+            num_workers=config.num_workers,
+            device=device,
+            progress=progress,
+        )
         return FeatureDataset(feats, data.rows)
     return ImageDataset(data.manifest, data.rows, train_transform(spec))
 
 
 def build_sampler(config: TrainConfig, data: TrainData, rank: int, world: int) -> MixedTaskBatchSampler:
-    return MixedTaskBatchSampler(data.task_rows(), config.batch_size, seed=config.seed, mode=config.sampler,
-                                 task_classes=data.task_classes(), rank=rank, world_size=world)
+    return MixedTaskBatchSampler(
+        data.task_rows(),
+        config.batch_size,
+        seed=config.seed,
+        mode=config.sampler,
+        task_classes=data.task_classes(),
+        rank=rank,
+        world_size=world,
+    )
 
 
 class TrainModule(nn.Module):
@@ -93,29 +125,41 @@ class TrainModule(nn.Module):
         super().__init__()
         self.model, self.loss, self.features = model, loss, features
 
-    def forward(self, x: torch.Tensor, labels: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, x: torch.Tensor, labels: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         emb = self.model.embed(x) if self.features else self.model(x)
         return self.loss(emb.float(), labels)
 
 
 def build_loss(config: TrainConfig, data: TrainData) -> MultiTaskLoss:
-    heads = {t: NormSoftmaxHead(len(data.classes[t]), config.embedding_dim, config.temperature, config.sample_negatives)
-             for t in data.tasks}
+    heads = {
+        t: NormSoftmaxHead(
+            len(data.classes[t]), config.embedding_dim, config.temperature, config.sample_negatives
+        )
+        for t in data.tasks
+    }
     return MultiTaskLoss(heads, config.task_weights)
 
 
 def build_optimizer(config: TrainConfig, module: TrainModule) -> torch.optim.Optimizer:
     backbone = [p for p in module.model.backbone.parameters() if p.requires_grad]
-    rest = [p for n, p in module.named_parameters() if p.requires_grad and not n.startswith("model.backbone.")]
+    rest = [
+        p for n, p in module.named_parameters() if p.requires_grad and not n.startswith("model.backbone.")
+    ]
     groups = [{"params": rest, "lr": config.lr}]
     if backbone and not config.uses_feature_cache:
         groups.append({"params": backbone, "lr": config.lr * config.backbone_lr_mult})
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
+        return torch.optim.SGD(
+            groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True
+        )
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warmup for ``warmup_steps`` then cosine decay to 0 at ``total_steps``."""
     warm = config.warmup_steps
 

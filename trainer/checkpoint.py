@@ -11,7 +11,14 @@ import torch
 
 from embsdk.errors import CheckpointError
 
-__all__ = ["load_checkpoint", "prune_checkpoints", "resolve_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
+__all__ = [
+    "load_checkpoint",
+    "prune_checkpoints",
+    "resolve_checkpoint",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+]
 
 
 def rng_state() -> dict[str, Any]:
@@ -70,7 +77,9 @@ def resolve_checkpoint(run_dir: Path, checkpoint: str | int = "last") -> Path:
         path = ckpt_dir / str(checkpoint)
     if not path.is_file():
         have = sorted(p.name for p in ckpt_dir.glob("*.pt")) if ckpt_dir.is_dir() else []
-        raise CheckpointError(f"no checkpoint {checkpoint!r} in {run_dir} (have: {', '.join(have) or 'none'})")
+        raise CheckpointError(
+            f"no checkpoint {checkpoint!r} in {run_dir} (have: {', '.join(have) or 'none'})"
+        )
     return path
 
 

@@ -72,7 +72,9 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"unknown training option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+            raise ConfigError(
+                f"unknown training option(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
         return cls(**data)
 
     def merged(self, overrides: dict[str, Any]) -> TrainConfig:

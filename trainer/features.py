@@ -27,22 +27,40 @@ from .data.manifest import Manifest
 __all__ = ["cached_features", "compute_features", "feature_cache_key"]
 
 
-def feature_cache_key(backbone: Backbone, spec: InputSpec, manifest: Manifest, rows: Sequence[int], views: int, seed: int, extra: str = "") -> str:
+def feature_cache_key(
+    backbone: Backbone,
+    spec: InputSpec,
+    manifest: Manifest,
+    rows: Sequence[int],
+    views: int,
+    seed: int,
+    extra: str = "",
+) -> str:
     """A hex digest naming one cached feature array."""
     weights = hashlib.sha256()
     for name, tensor in sorted(backbone.state_dict().items()):
         weights.update(name.encode())
-        weights.update(tensor.detach().cpu().contiguous().numpy().tobytes()[:4096])  # cheap but weight-specific
+        weights.update(
+            tensor.detach().cpu().contiguous().numpy().tobytes()[:4096]
+        )  # cheap but weight-specific
     payload = {
-        "backbone": backbone.name, "weights": weights.hexdigest(), "spec": spec.to_dict(), "manifest": manifest.sha256,
-        "rows": hashlib.sha256(np.asarray(rows, np.int64).tobytes()).hexdigest(), "views": views, "seed": seed,
-        "extra": extra, "format": 1,
+        "backbone": backbone.name,
+        "weights": weights.hexdigest(),
+        "spec": spec.to_dict(),
+        "manifest": manifest.sha256,
+        "rows": hashlib.sha256(np.asarray(rows, np.int64).tobytes()).hexdigest(),
+        "views": views,
+        "seed": seed,
+        "extra": extra,
+        "format": 1,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
 class _ViewDataset(torch.utils.data.Dataset):
-    def __init__(self, manifest: Manifest, rows: Sequence[int], spec: InputSpec, views: int, seed: int) -> None:
+    def __init__(
+        self, manifest: Manifest, rows: Sequence[int], spec: InputSpec, views: int, seed: int
+    ) -> None:
         self.eval = ImageDataset(manifest, rows, eval_transform(spec))
         self.train = ImageDataset(manifest, rows, train_transform(spec))
         self.n, self.views, self.seed = len(rows), views, seed
@@ -113,8 +131,17 @@ def cached_features(
                 return np.asarray(arr)
         except (OSError, ValueError):
             pass  # unreadable cache entry: recompute
-    feats = compute_features(backbone, manifest, rows, spec=spec, views=views, seed=seed,
-                             num_workers=num_workers, device=device, progress=progress)
+    feats = compute_features(
+        backbone,
+        manifest,
+        rows,
+        spec=spec,
+        views=views,
+        seed=seed,
+        num_workers=num_workers,
+        device=device,
+        progress=progress,
+    )
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with tmp.open("wb") as f:

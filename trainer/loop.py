@@ -8,8 +8,8 @@ uninterrupted one. A run killed mid-epoch loses at most the steps since its last
 from __future__ import annotations
 
 import json
-import sys
 import math
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -41,12 +41,16 @@ def train(config: TrainConfig, *, progress: bool = True) -> dict[str, Any]:
     config.check()
     out = Path(config.out).expanduser().resolve()
     if (out / RUN_JSON).exists():
-        raise RunError(f"{out} already holds a run; continue it with: emb train --resume {out} (or pick another --out)")
+        raise RunError(
+            f"{out} already holds a run; continue it with: emb train --resume {out} (or pick another --out)"
+        )
     config.out, config.manifest = str(out), str(Path(config.manifest).expanduser().resolve())
     return _run(config, resume_from=None, progress=progress)
 
 
-def resume(run_dir: str | Path, *, progress: bool = True, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def resume(
+    run_dir: str | Path, *, progress: bool = True, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Continue the run in *run_dir* from ``checkpoints/last.pt`` (``overrides``: e.g. ``num_workers``, ``max_steps``).
 
     Raises:
@@ -83,7 +87,9 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
         data = S.prepare_data(config)
         model = S.build_model(config)
         loss = S.build_loss(config, data)
-        dataset = S.build_dataset(config, data, model, progress=progress and dist.is_main, device=str(dist.device))
+        dataset = S.build_dataset(
+            config, data, model, progress=progress and dist.is_main, device=str(dist.device)
+        )
         module = S.TrainModule(model, loss, features=config.uses_feature_cache).to(dist.device)
         optimizer = S.build_optimizer(config, module)
         sampler = S.build_sampler(config, data, dist.rank, dist.world_size)
@@ -97,8 +103,10 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
             state = load_checkpoint(resume_from)
             run_meta = json.loads((run_dir / RUN_JSON).read_text())
             if run_meta["manifest"]["sha256"] != data.manifest.sha256:
-                raise RunError(f"the manifest {data.manifest.path} changed since this run started "
-                               f"(sha256 {run_meta['manifest']['sha256'][:12]} → {data.manifest.sha256[:12]}); start a new run")
+                raise RunError(
+                    f"the manifest {data.manifest.path} changed since this run started "
+                    f"(sha256 {run_meta['manifest']['sha256'][:12]} → {data.manifest.sha256[:12]}); start a new run"
+                )
             module.load_state_dict(state["module"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -109,16 +117,31 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
             (run_dir / CONFIG_YAML).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         meta = {
-            "backbone": config.backbone, "manifest": manifest_info, "code_version": code_version(),
-            "tasks": data.tasks, "classes": data.classes, "embedding_spec": embedding_spec(config.embedding_dim),
-            "input_spec": model.input_spec.to_dict(), "config": config.to_dict(), "world_size": dist.world_size,
-            "validation": data.report.to_dict(), "status": "running", "step": step,
+            "backbone": config.backbone,
+            "manifest": manifest_info,
+            "code_version": code_version(),
+            "tasks": data.tasks,
+            "classes": data.classes,
+            "embedding_spec": embedding_spec(config.embedding_dim),
+            "input_spec": model.input_spec.to_dict(),
+            "config": config.to_dict(),
+            "world_size": dist.world_size,
+            "validation": data.report.to_dict(),
+            "status": "running",
+            "step": step,
         }
         log = _Logger(run_dir, dist.is_main)
         if dist.is_main:
             write_json_atomic(run_dir / RUN_JSON, meta)
-            log.log({"event": "resume" if resume_from else "start", "step": step, "epoch": epoch, "batch": batch_pos,
-                     "validation": data.report.summary()})
+            log.log(
+                {
+                    "event": "resume" if resume_from else "start",
+                    "step": step,
+                    "epoch": epoch,
+                    "batch": batch_pos,
+                    "validation": data.report.summary(),
+                }
+            )
             if data.report.bad:
                 tqdm.write(f"[emb train] {data.report.summary()}", file=sys.stderr)
         ddp = torch.nn.parallel.DistributedDataParallel(module) if dist.enabled else module
@@ -126,9 +149,18 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
         def checkpoint(ep: int, pos: int, *, periodic: bool) -> None:
             if not dist.is_main:
                 return
-            state = {"module": module.state_dict(), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "step": step, "epoch": ep,
-                     "batch": pos, "rng": rng_state(), "config": config.to_dict()}
+            state = {
+                "module": module.state_dict(),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "step": step,
+                "epoch": ep,
+                "batch": pos,
+                "rng": rng_state(),
+                "config": config.to_dict(),
+            }
             ckpt_dir = run_dir / "checkpoints"
             save_checkpoint(state, ckpt_dir / "last.pt")
             if periodic:
@@ -142,14 +174,27 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
         last_losses: dict[str, float] = {}
         while epoch < config.epochs and not stopped:
             sampler.set_epoch(epoch, batch_pos)
-            workers = 0 if config.uses_feature_cache else config.num_workers  # cached features: nothing to decode
-            loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                                generator=torch.Generator().manual_seed(config.seed), persistent_workers=False)
+            workers = (
+                0 if config.uses_feature_cache else config.num_workers
+            )  # cached features: nothing to decode
+            loader = DataLoader(
+                dataset,
+                batch_sampler=sampler,
+                num_workers=workers,
+                generator=torch.Generator().manual_seed(config.seed),
+                persistent_workers=False,
+            )
             module.train()
             sums: dict[str, float] = {}
             count, t_epoch, ep_seen = 0, time.perf_counter(), 0
-            bar = tqdm(total=sampler.batches_per_epoch, initial=batch_pos, desc=f"epoch {epoch + 1}/{config.epochs}",
-                       unit="batch", disable=not (progress and dist.is_main), dynamic_ncols=True)
+            bar = tqdm(
+                total=sampler.batches_per_epoch,
+                initial=batch_pos,
+                desc=f"epoch {epoch + 1}/{config.epochs}",
+                unit="batch",
+                disable=not (progress and dist.is_main),
+                dynamic_ncols=True,
+            )
             for batch in loader:
                 x = batch["image"].to(dist.device, non_blocking=True)
                 rows = batch["index"]
@@ -157,7 +202,12 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
                 batch_pos += 1
                 boundary = batch_pos % config.grad_accum == 0 or batch_pos == sampler.batches_per_epoch
                 sync = nullcontext() if (boundary or not dist.enabled) else ddp.no_sync()
-                with sync, torch.autocast(dist.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                with (
+                    sync,
+                    torch.autocast(
+                        dist.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+                    ),
+                ):
                     total, per_task = ddp(x, labels)
                 scaler.scale(total / config.grad_accum).backward()
                 for t, v in per_task.items():
@@ -173,10 +223,20 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
                     step += 1
                     last_losses = {t: round(s / count, 5) for t, s in sums.items()}
                     ips = ep_seen / max(1e-9, time.perf_counter() - t_epoch)
-                    log.log({"step": step, "epoch": epoch, "batch": batch_pos, "loss": round(float(total.detach()), 5),
-                             **{f"loss.{t}": round(float(v), 5) for t, v in per_task.items()},
-                             "lr": scheduler.get_last_lr()[0], "images_per_s": round(ips, 1)})
-                    bar.set_postfix({**{t: f"{v:.3f}" for t, v in last_losses.items()}, "img/s": f"{ips:.0f}"})
+                    log.log(
+                        {
+                            "step": step,
+                            "epoch": epoch,
+                            "batch": batch_pos,
+                            "loss": round(float(total.detach()), 5),
+                            **{f"loss.{t}": round(float(v), 5) for t, v in per_task.items()},
+                            "lr": scheduler.get_last_lr()[0],
+                            "images_per_s": round(ips, 1),
+                        }
+                    )
+                    bar.set_postfix(
+                        {**{t: f"{v:.3f}" for t, v in last_losses.items()}, "img/s": f"{ips:.0f}"}
+                    )
                     done_epoch = batch_pos == sampler.batches_per_epoch
                     if config.checkpoint_every and step % config.checkpoint_every == 0 and not done_epoch:
                         checkpoint(epoch, batch_pos, periodic=True)
@@ -195,12 +255,24 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
         elapsed = time.perf_counter() - t_start
         torch.set_num_threads(threads)
         status = "stopped" if stopped else "finished"
-        summary = {"run_dir": str(run_dir), "status": status, "step": step, "epoch": epoch, "epochs": config.epochs,
-                   "tasks": data.tasks, "loss": last_losses, "images_seen": seen, "elapsed_s": round(elapsed, 2),
-                   "images_per_s": round(seen / max(elapsed, 1e-9), 1), "skipped_rows": len(data.report.bad),
-                   "train_rows": len(data.rows), "feature_cache": config.uses_feature_cache,
-                   "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off", "world_size": dist.world_size,
-                   "device": str(dist.device)}
+        summary = {
+            "run_dir": str(run_dir),
+            "status": status,
+            "step": step,
+            "epoch": epoch,
+            "epochs": config.epochs,
+            "tasks": data.tasks,
+            "loss": last_losses,
+            "images_seen": seen,
+            "elapsed_s": round(elapsed, 2),
+            "images_per_s": round(seen / max(elapsed, 1e-9), 1),
+            "skipped_rows": len(data.report.bad),
+            "train_rows": len(data.rows),
+            "feature_cache": config.uses_feature_cache,
+            "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
+            "world_size": dist.world_size,
+            "device": str(dist.device),
+        }
         if dist.is_main:
             meta.update(status=status, step=step, summary=summary)
             write_json_atomic(run_dir / RUN_JSON, meta)

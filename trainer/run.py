@@ -26,7 +26,15 @@ from typing import Any
 from embsdk.errors import RunError
 from embsdk.preprocess import InputSpec
 
-__all__ = ["CONFIG_YAML", "RUN_JSON", "RunInfo", "code_version", "load_model", "read_run_info", "write_json_atomic"]
+__all__ = [
+    "CONFIG_YAML",
+    "RUN_JSON",
+    "RunInfo",
+    "code_version",
+    "load_model",
+    "read_run_info",
+    "write_json_atomic",
+]
 
 RUN_JSON, CONFIG_YAML, METRICS = "run.json", "config.yaml", "metrics.jsonl"
 
@@ -41,10 +49,16 @@ def code_version() -> str:
     """``git:<commit>[+dirty]`` when run from a checkout, else ``embsdk==<version>``."""
     repo = Path(__file__).resolve().parents[1]
     try:
-        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
         if head.returncode == 0:
-            dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--", "trainer"],
-                                   capture_output=True, text=True, timeout=5).stdout.strip()
+            dirty = subprocess.run(
+                ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--", "trainer"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
             return f"git:{head.stdout.strip()}{'+dirty' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
         pass
@@ -77,10 +91,17 @@ class RunInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "run_dir": str(self.run_dir), "backbone": self.backbone, "embedding_dim": self.embedding_dim,
-            "tasks": self.tasks, "classes": self.classes, "embedding_spec": self.embedding_spec,
-            "input_spec": self.input_spec.to_dict(), "manifest": {"path": self.manifest_path, "sha256": self.manifest_sha256},
-            "code_version": self.code_version, "status": self.status, "step": self.step,
+            "run_dir": str(self.run_dir),
+            "backbone": self.backbone,
+            "embedding_dim": self.embedding_dim,
+            "tasks": self.tasks,
+            "classes": self.classes,
+            "embedding_spec": self.embedding_spec,
+            "input_spec": self.input_spec.to_dict(),
+            "manifest": {"path": self.manifest_path, "sha256": self.manifest_sha256},
+            "code_version": self.code_version,
+            "status": self.status,
+            "step": self.step,
             "checkpoint": str(self.checkpoint) if self.checkpoint else None,
         }
 
@@ -94,16 +115,25 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
     run_dir = Path(run_dir).expanduser().resolve()
     path = run_dir / RUN_JSON
     if not path.is_file():
-        raise RunError(f"{run_dir} is not a training run folder (no {RUN_JSON}); train one with: emb train --manifest M --out {run_dir}")
+        raise RunError(
+            f"{run_dir} is not a training run folder (no {RUN_JSON}); train one with: emb train --manifest M --out {run_dir}"
+        )
     try:
         data = json.loads(path.read_text())
         return RunInfo(
-            run_dir=run_dir, backbone=data["backbone"], embedding_dim=int(data["embedding_spec"]["dim"]),
-            tasks=list(data["tasks"]), classes={k: list(v) for k, v in data["classes"].items()},
-            embedding_spec=dict(data["embedding_spec"]), input_spec=InputSpec.from_dict(data["input_spec"]),
-            manifest_path=data["manifest"]["path"], manifest_sha256=data["manifest"]["sha256"],
-            code_version=data.get("code_version", "unknown"), config=data.get("config", {}),
-            status=data.get("status", "unknown"), step=int(data.get("step", 0)),
+            run_dir=run_dir,
+            backbone=data["backbone"],
+            embedding_dim=int(data["embedding_spec"]["dim"]),
+            tasks=list(data["tasks"]),
+            classes={k: list(v) for k, v in data["classes"].items()},
+            embedding_spec=dict(data["embedding_spec"]),
+            input_spec=InputSpec.from_dict(data["input_spec"]),
+            manifest_path=data["manifest"]["path"],
+            manifest_sha256=data["manifest"]["sha256"],
+            code_version=data.get("code_version", "unknown"),
+            config=data.get("config", {}),
+            status=data.get("status", "unknown"),
+            step=int(data.get("step", 0)),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise RunError(f"{path} is unreadable or incomplete ({type(exc).__name__}: {exc})") from None
@@ -137,6 +167,8 @@ def load_model(run_dir: str | Path, checkpoint: str | int = "last") -> tuple[Any
     try:
         model.load_state_dict(state["model"])
     except (KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"checkpoint {path} does not fit a {info.backbone} model of dim {info.embedding_dim}: {exc}") from None
+        raise CheckpointError(
+            f"checkpoint {path} does not fit a {info.backbone} model of dim {info.embedding_dim}: {exc}"
+        ) from None
     info.checkpoint, info.step = path, int(state.get("step", info.step))
     return model.eval(), info

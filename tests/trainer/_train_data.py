@@ -10,8 +10,15 @@ import numpy as np
 COLORS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (40, 60, 220), "yellow": (230, 220, 40)}
 
 
-def write_images_manifest(root: Path, *, per_class: int = 8, test_per_class: int = 2, size: int = 40, seed: int = 0,
-                          fmt: str = "csv") -> Path:
+def write_images_manifest(
+    root: Path,
+    *,
+    per_class: int = 8,
+    test_per_class: int = 2,
+    size: int = 40,
+    seed: int = 0,
+    fmt: str = "csv",
+) -> Path:
     """4 colour classes; tasks ``color`` (4 classes, every row) and ``warm`` (2 classes, every other row)."""
     rng = np.random.default_rng(seed)
     from PIL import Image
@@ -21,12 +28,22 @@ def write_images_manifest(root: Path, *, per_class: int = 8, test_per_class: int
     k = 0
     for name, rgb in COLORS.items():
         for i in range(per_class + test_per_class):
-            px = np.clip(np.array(rgb, float) + rng.normal(0, 30, (size, size + 8, 3)), 0, 255).astype(np.uint8)
+            px = np.clip(np.array(rgb, float) + rng.normal(0, 30, (size, size + 8, 3)), 0, 255).astype(
+                np.uint8
+            )
             rel = f"img/{name}_{i}.png"
             Image.fromarray(px).save(root / rel)
             warm = ("warm" if name in ("red", "yellow") else "cold") if k % 2 == 0 else ""
-            rows.append({"id": 1000 + k, "image": rel, "split": "train" if i < per_class else "test",
-                         "domain": "photo", "task.color": name, "task.warm": warm})
+            rows.append(
+                {
+                    "id": 1000 + k,
+                    "image": rel,
+                    "split": "train" if i < per_class else "test",
+                    "domain": "photo",
+                    "task.color": name,
+                    "task.warm": warm,
+                }
+            )
             k += 1
     if fmt == "parquet":
         import pandas as pd

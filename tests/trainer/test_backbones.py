@@ -79,8 +79,16 @@ def test_model_output_is_layernormed_and_exports_to_onnx(tmp_path: Path) -> None
     assert sum(1 for _ in model.embedding.parameters()) == 2  # the Linear only: the LayerNorm has no affine
     assert torch.equal(model.codes(x), emb > 0)
     path = tmp_path / "m.onnx"
-    torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, input_names=["image"],
-                      output_names=["embedding"], dynamic_axes={"image": {0: "batch"}, "embedding": {0: "batch"}})
+    torch.onnx.export(
+        model,
+        (x,),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["image"],
+        output_names=["embedding"],
+        dynamic_axes={"image": {0: "batch"}, "embedding": {0: "batch"}},
+    )
     out = ort.InferenceSession(str(path)).run(None, {"image": x[:2].numpy()})[0]
     torch.testing.assert_close(torch.from_numpy(out), emb[:2], atol=1e-4, rtol=1e-4)
     assert embedding_spec(64)["bit_order"] == "numpy-packbits-big"

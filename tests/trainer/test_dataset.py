@@ -6,13 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _train_data import write_images_manifest
 from PIL import Image
 
 from embsdk.preprocess import TF_MEAN, TF_STD, InputSpec, load_image
 from trainer.data.dataset import FeatureDataset, ImageDataset, eval_transform, train_transform
 from trainer.data.manifest import Manifest
-
-from _train_data import write_images_manifest
 
 
 def test_eval_transform_is_exactly_the_sdk_preprocessing(tmp_path: Path) -> None:

@@ -72,17 +72,28 @@ def test_cli_on_fake_dataset(tmp_path: Path) -> None:
     res = runner.invoke(app, ["data", "grocery", "--root", str(root), "--out", str(tmp_path / "o"), "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert out["tasks"] == {"catalog": 3, "coarse": 2, "fine": 3} and out["rows_by_split_domain"]["train/catalog"] == 3
+    assert (
+        out["tasks"] == {"catalog": 3, "coarse": 2, "fine": 3}
+        and out["rows_by_split_domain"]["train/catalog"] == 3
+    )
 
 
-@pytest.mark.skipif(not (DEFAULT_GROCERY_ROOT / "classes.csv").is_file(), reason="Grocery Store copy not present")
+@pytest.mark.skipif(
+    not (DEFAULT_GROCERY_ROOT / "classes.csv").is_file(), reason="Grocery Store copy not present"
+)
 def test_real_grocery_store(tmp_path: Path) -> None:
     m = Manifest.load(write_grocery_manifest(out_dir=tmp_path))
     assert {t: len(m.classes(t)) for t in m.tasks} == {"catalog": 81, "coarse": 43, "fine": 81}
     counts = m.rows.groupby(["split", "domain"]).size().to_dict()
-    listed = {s: sum(1 for line in (DEFAULT_GROCERY_ROOT / f"{s}.txt").read_text().splitlines() if line.strip())
-              for s in ("train", "val", "test")}
-    assert counts == {("train", "photo"): listed["train"], ("val", "photo"): listed["val"],
-                      ("test", "photo"): listed["test"], ("train", "catalog"): 81}
+    listed = {
+        s: sum(1 for line in (DEFAULT_GROCERY_ROOT / f"{s}.txt").read_text().splitlines() if line.strip())
+        for s in ("train", "val", "test")
+    }
+    assert counts == {
+        ("train", "photo"): listed["train"],
+        ("val", "photo"): listed["val"],
+        ("test", "photo"): listed["test"],
+        ("train", "catalog"): 81,
+    }
     assert m.rows["id"].is_unique
     assert validate(m, check_images=False).ok

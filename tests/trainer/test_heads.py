@@ -9,7 +9,9 @@ import torch
 from trainer.heads import IGNORE, MultiTaskLoss, NormSoftmaxHead, candidate_classes
 
 
-def _reference_loss(emb: np.ndarray, proxies: np.ndarray, labels: np.ndarray, temperature: float) -> np.ndarray:
+def _reference_loss(
+    emb: np.ndarray, proxies: np.ndarray, labels: np.ndarray, temperature: float
+) -> np.ndarray:
     """Cross-entropy of cos(emb, proxy) / T, written out with numpy (float64)."""
     e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     w = proxies / np.linalg.norm(proxies, axis=1, keepdims=True)
@@ -73,7 +75,10 @@ def test_multitask_rows_without_label_get_exactly_zero_gradient() -> None:
     torch.manual_seed(0)
     loss = MultiTaskLoss({"a": NormSoftmaxHead(3, 8), "b": NormSoftmaxHead(4, 8)})
     emb = torch.randn(6, 8, requires_grad=True)
-    labels = {"a": torch.tensor([0, 1, IGNORE, 2, IGNORE, IGNORE]), "b": torch.tensor([IGNORE, 3, IGNORE, 0, IGNORE, 1])}
+    labels = {
+        "a": torch.tensor([0, 1, IGNORE, 2, IGNORE, IGNORE]),
+        "b": torch.tensor([IGNORE, 3, IGNORE, 0, IGNORE, 1]),
+    }
     total, per_task = loss(emb, labels)
     total.backward()
     assert torch.equal(emb.grad[[2, 4]], torch.zeros(2, 8))  # no label for any task
@@ -109,6 +114,8 @@ def test_task_without_labels_in_the_batch_contributes_zero() -> None:
 
 
 def test_task_names_that_clash_with_module_attributes() -> None:
-    loss = MultiTaskLoss({"half": NormSoftmaxHead(2, 8), "train": NormSoftmaxHead(2, 8), "x.y": NormSoftmaxHead(2, 8)})
+    loss = MultiTaskLoss(
+        {"half": NormSoftmaxHead(2, 8), "train": NormSoftmaxHead(2, 8), "x.y": NormSoftmaxHead(2, 8)}
+    )
     assert loss.tasks == ["half", "train", "x.y"]
     assert "heads.task_x_y.proxies" in loss.state_dict()

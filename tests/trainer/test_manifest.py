@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _train_data import rewrite_rows, write_images_manifest
 from typer.testing import CliRunner
 
 from cli.main import app
 from embsdk.errors import ManifestError
 from trainer.data.manifest import Manifest, validate
-
-from _train_data import rewrite_rows, write_images_manifest
 
 
 @pytest.fixture
@@ -36,7 +35,9 @@ def test_load_reads_tasks_classes_and_paths(tmp_path: Path, fmt: str) -> None:
 def test_missing_corrupt_unknown_rows_are_skipped_and_counted(manifest_path: Path) -> None:
     (manifest_path.parent / "img" / "red_1.png").unlink()
     (manifest_path.parent / "img" / "red_2.png").write_bytes(b"not a png at all")
-    rewrite_rows(manifest_path, {7: {"task.color": "purple"}, 5: {"task.color": "", "task.warm": ""}})  # row 7: a test row
+    rewrite_rows(
+        manifest_path, {7: {"task.color": "purple"}, 5: {"task.color": "", "task.warm": ""}}
+    )  # row 7: a test row
     m = Manifest.load(manifest_path)
     report = validate(m)
     reasons = {b.row: b.reason for b in report.bad}
@@ -67,9 +68,14 @@ def test_strict_fails_at_the_first_bad_row_naming_it(manifest_path: Path) -> Non
 
 @pytest.mark.parametrize(
     ("content", "match"),
-    [("", "empty"), ("image,task.a\n", "no rows"), ("path,task.a\nx.png,b\n", "'image' column"),
-     ("image,label\nx.png,b\n", "task.<name>"), ("image,task.a,split\nx.png,b,training\n", "row 0: unknown split"),
-     ("image,task.a,id\nx.png,b,abc\n", "row 0: 'id' is not an integer")],
+    [
+        ("", "empty"),
+        ("image,task.a\n", "no rows"),
+        ("path,task.a\nx.png,b\n", "'image' column"),
+        ("image,label\nx.png,b\n", "task.<name>"),
+        ("image,task.a,split\nx.png,b,training\n", "row 0: unknown split"),
+        ("image,task.a,id\nx.png,b,abc\n", "row 0: 'id' is not an integer"),
+    ],
 )
 def test_malformed_manifests_raise_clear_errors(tmp_path: Path, content: str, match: str) -> None:
     path = tmp_path / "m.csv"

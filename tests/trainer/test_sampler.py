@@ -67,7 +67,9 @@ def test_epoch_length_covers_distinct_rows_once() -> None:
 def test_class_balanced_draws_classes_uniformly() -> None:
     rows = {"a": list(range(100))}
     classes = {"a": [0] * 90 + [1] * 5 + [2] * 5}  # heavily imbalanced
-    s = MixedTaskBatchSampler(rows, 30, seed=0, mode="class-balanced", task_classes=classes, batches_per_epoch=100)
+    s = MixedTaskBatchSampler(
+        rows, 30, seed=0, mode="class-balanced", task_classes=classes, batches_per_epoch=100
+    )
     counts = Counter(classes["a"][p] for batch in s.global_batches(0) for p, _, _ in batch)
     for c in (0, 1, 2):
         assert abs(counts[c] / 3000 - 1 / 3) < 0.03

@@ -6,19 +6,28 @@ from pathlib import Path
 
 import pytest
 import torch
+from _train_data import write_images_manifest
 
 from trainer.config import TrainConfig
 from trainer.loop import resume, train
 from trainer.run import load_model
 
-from _train_data import write_images_manifest
-
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
 def _cfg(manifest: Path, out: Path, **kw: object) -> TrainConfig:
-    base = dict(manifest=str(manifest), out=str(out), backbone="tiny-cnn", image_size=32, batch_size=8, num_workers=0,
-                embedding_dim=32, epochs=2, seed=0, device="cuda")
+    base = dict(
+        manifest=str(manifest),
+        out=str(out),
+        backbone="tiny-cnn",
+        image_size=32,
+        batch_size=8,
+        num_workers=0,
+        embedding_dim=32,
+        epochs=2,
+        seed=0,
+        device="cuda",
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -42,6 +51,15 @@ def test_no_amp_on_cuda(tmp_path: Path) -> None:
 
 def test_efficientnet_lite0_step_on_cuda(tmp_path: Path) -> None:
     manifest = write_images_manifest(tmp_path / "data", per_class=4, test_per_class=0)
-    s = train(_cfg(manifest, tmp_path / "lite0", backbone="efficientnet-lite0", image_size=96, epochs=1, trainable_blocks=3),
-              progress=False)
+    s = train(
+        _cfg(
+            manifest,
+            tmp_path / "lite0",
+            backbone="efficientnet-lite0",
+            image_size=96,
+            epochs=1,
+            trainable_blocks=3,
+        ),
+        progress=False,
+    )
     assert s["status"] == "finished" and s["step"] == 2

@@ -12,15 +12,27 @@ from pathlib import Path
 
 import pytest
 import torch
+from _train_data import write_images_manifest
 
 from trainer.config import TrainConfig
 from trainer.loop import train
 from trainer.run import load_model
 
-from _train_data import write_images_manifest
-
 BIN = Path(sys.executable).parent
-TINY = ["--backbone", "tiny-cnn", "--image-size", "32", "--batch-size", "8", "--workers", "0", "--embedding-dim", "32", "--seed", "3"]
+TINY = [
+    "--backbone",
+    "tiny-cnn",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "8",
+    "--workers",
+    "0",
+    "--embedding-dim",
+    "32",
+    "--seed",
+    "3",
+]
 
 
 def _steps(run: Path) -> list[dict]:
@@ -40,8 +52,20 @@ def _steps(run: Path) -> list[dict]:
 def test_sigkill_mid_epoch_then_resume_loses_at_most_the_uncheckpointed_steps(tmp_path: Path) -> None:
     manifest = write_images_manifest(tmp_path / "data", per_class=6, test_per_class=0)
     run = tmp_path / "run"
-    cmd = [str(BIN / "emb"), "train", "--manifest", str(manifest), "--out", str(run), "--epochs", "200",
-           "--checkpoint-every", "2", "--quiet", *TINY]
+    cmd = [
+        str(BIN / "emb"),
+        "train",
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(run),
+        "--epochs",
+        "200",
+        "--checkpoint-every",
+        "2",
+        "--quiet",
+        *TINY,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
@@ -61,8 +85,22 @@ def test_sigkill_mid_epoch_then_resume_loses_at_most_the_uncheckpointed_steps(tm
     assert not any(r.get("event") == "finished" for r in _steps(run))
 
     target = saved["step"] + 3
-    res = subprocess.run([str(BIN / "emb"), "train", "--resume", str(run), "--max-steps", str(target), "--json",
-                          "--workers", "0"], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            str(BIN / "emb"),
+            "train",
+            "--resume",
+            str(run),
+            "--max-steps",
+            str(target),
+            "--json",
+            "--workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["step"] == target
     resumed = [r for r in _steps(run) if r.get("event") == "resume"]
@@ -70,8 +108,19 @@ def test_sigkill_mid_epoch_then_resume_loses_at_most_the_uncheckpointed_steps(tm
 
     # the killed-and-resumed run is exactly where an uninterrupted run is after the same number of steps
     ref = tmp_path / "ref"
-    cfg = TrainConfig(manifest=str(manifest), out=str(ref), backbone="tiny-cnn", image_size=32, batch_size=8,
-                      num_workers=0, embedding_dim=32, seed=3, epochs=200, checkpoint_every=2, max_steps=target)
+    cfg = TrainConfig(
+        manifest=str(manifest),
+        out=str(ref),
+        backbone="tiny-cnn",
+        image_size=32,
+        batch_size=8,
+        num_workers=0,
+        embedding_dim=32,
+        seed=3,
+        epochs=200,
+        checkpoint_every=2,
+        max_steps=target,
+    )
     train(cfg, progress=False)
     a, _ = load_model(run)
     b, _ = load_model(ref)
@@ -84,9 +133,28 @@ def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
     manifest = write_images_manifest(tmp_path / "data", per_class=6, test_per_class=0)
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "-m", "cli.main", "train",
-           "--manifest", str(manifest), "--out", str(run), "--epochs", "2", "--device", "cpu", "--json", *TINY]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[2])
+    cmd = [
+        str(BIN / "torchrun"),
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "cli.main",
+        "train",
+        "--manifest",
+        str(manifest),
+        "--out",
+        str(run),
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        "--json",
+        *TINY,
+    ]
+    res = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[2]
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads(res.stdout)  # only rank 0 prints
     assert summary["world_size"] == 2 and summary["status"] == "finished"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from _train_data import rewrite_rows, write_images_manifest
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -18,10 +19,19 @@ from trainer.config import TrainConfig
 from trainer.loop import resume, train
 from trainer.run import load_model
 
-from _train_data import rewrite_rows, write_images_manifest
-
 runner = CliRunner()
-TINY = ["--backbone", "tiny-cnn", "--image-size", "32", "--batch-size", "8", "--workers", "0", "--embedding-dim", "32"]
+TINY = [
+    "--backbone",
+    "tiny-cnn",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "8",
+    "--workers",
+    "0",
+    "--embedding-dim",
+    "32",
+]
 
 
 @pytest.fixture
@@ -30,15 +40,26 @@ def manifest(tmp_path: Path) -> Path:
 
 
 def _cfg(manifest: Path, out: Path, **kw: object) -> TrainConfig:
-    base = dict(manifest=str(manifest), out=str(out), backbone="tiny-cnn", image_size=32, batch_size=8, num_workers=0,
-                embedding_dim=32, epochs=2, seed=3)
+    base = dict(
+        manifest=str(manifest),
+        out=str(out),
+        backbone="tiny-cnn",
+        image_size=32,
+        batch_size=8,
+        num_workers=0,
+        embedding_dim=32,
+        epochs=2,
+        seed=3,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
 
 def test_cli_train_writes_the_run_folder_contract(manifest: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    res = runner.invoke(app, ["train", "--manifest", str(manifest), "--out", str(run), "--epochs", "1", *TINY, "--json"])
+    res = runner.invoke(
+        app, ["train", "--manifest", str(manifest), "--out", str(run), "--epochs", "1", *TINY, "--json"]
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["status"] == "finished" and summary["train_rows"] == 24 and summary["step"] == 3
@@ -48,8 +69,14 @@ def test_cli_train_writes_the_run_folder_contract(manifest: Path, tmp_path: Path
     assert meta["manifest"]["path"] == str(manifest.resolve()) and len(meta["manifest"]["sha256"]) == 64
     assert meta["code_version"].startswith(("git:", "embsdk=="))
     assert meta["tasks"] == ["color", "warm"] and meta["classes"]["warm"] == ["cold", "warm"]
-    assert meta["embedding_spec"] == {"dim": 32, "bits": 32, "binarization": "layernorm-sign", "threshold": 0.0,
-                                      "bit_order": "numpy-packbits-big", "float_dtype": "float32"}
+    assert meta["embedding_spec"] == {
+        "dim": 32,
+        "bits": 32,
+        "binarization": "layernorm-sign",
+        "threshold": 0.0,
+        "bit_order": "numpy-packbits-big",
+        "float_dtype": "float32",
+    }
     assert meta["input_spec"]["image_size"] == 32 and meta["backbone"] == "tiny-cnn"
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)  # no pickled objects
     assert state["step"] == 3 and isinstance(state["rng"]["torch"], torch.Tensor)
@@ -79,7 +106,11 @@ def test_training_learns_the_colors(manifest: Path, tmp_path: Path) -> None:
     train(_cfg(manifest, tmp_path / "run", epochs=6, lr=3e-3), progress=False)
     model, info = load_model(tmp_path / "run")
     names = ["red", "green", "blue", "yellow"]
-    x = torch.from_numpy(load_images([manifest.parent / "img" / f"{n}_{i}.png" for n in names for i in (6, 7)], info.input_spec))
+    x = torch.from_numpy(
+        load_images(
+            [manifest.parent / "img" / f"{n}_{i}.png" for n in names for i in (6, 7)], info.input_spec
+        )
+    )
     with torch.no_grad():
         e = torch.nn.functional.normalize(model(x), dim=1)
     sim = (e @ e.T).fill_diagonal_(-2)
@@ -119,7 +150,20 @@ def test_feature_cache_training_and_reuse(manifest: Path, tmp_path: Path) -> Non
 
 def test_bad_rows_are_skipped_and_counted_before_training(manifest: Path, tmp_path: Path) -> None:
     (manifest.parent / "img" / "red_1.png").write_bytes(b"broken")
-    res = runner.invoke(app, ["train", "--manifest", str(manifest), "--out", str(tmp_path / "r"), "--epochs", "1", *TINY, "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(tmp_path / "r"),
+            "--epochs",
+            "1",
+            *TINY,
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["skipped_rows"] == 1 and json.loads(res.stdout)["train_rows"] == 23
     meta = json.loads((tmp_path / "r" / "run.json").read_text())
@@ -131,7 +175,9 @@ def test_strict_fails_before_any_training(manifest: Path, tmp_path: Path) -> Non
     with pytest.raises(ManifestError, match="row 4: missing image"):
         train(_cfg(manifest, tmp_path / "r", strict=True), progress=False)
     assert not (tmp_path / "r" / "checkpoints").exists()
-    res = runner.invoke(app, ["train", "--manifest", str(manifest), "--out", str(tmp_path / "r"), "--strict", *TINY])
+    res = runner.invoke(
+        app, ["train", "--manifest", str(manifest), "--out", str(tmp_path / "r"), "--strict", *TINY]
+    )
     assert isinstance(res.exception, ManifestError)
 
 
@@ -146,7 +192,18 @@ def test_bad_options_and_folders(manifest: Path, tmp_path: Path) -> None:
     with pytest.raises(RunError, match="not a training run folder"):
         resume(tmp_path / "nothing-here")
     (tmp_path / "opts.yaml").write_text("epochs: 1\nbogus_option: 3\n")
-    res = runner.invoke(app, ["train", "--manifest", str(manifest), "--out", str(tmp_path / "y"), "--config", str(tmp_path / "opts.yaml")])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(tmp_path / "y"),
+            "--config",
+            str(tmp_path / "opts.yaml"),
+        ],
+    )
     assert isinstance(res.exception, ConfigError) and "bogus_option" in str(res.exception)
 
 
@@ -158,9 +215,24 @@ def test_manifest_changed_since_the_run_started(manifest: Path, tmp_path: Path) 
 
 
 def test_config_file_and_single_task(manifest: Path, tmp_path: Path) -> None:
-    (tmp_path / "c.yaml").write_text("backbone: tiny-cnn\nimage_size: 32\nepochs: 1\nbatch-size: 4\nnum_workers: 0\nembedding_dim: 16\n")
-    res = runner.invoke(app, ["train", "--manifest", str(manifest), "--out", str(tmp_path / "r"), "--config",
-                              str(tmp_path / "c.yaml"), "--tasks", "warm", "--json"])
+    (tmp_path / "c.yaml").write_text(
+        "backbone: tiny-cnn\nimage_size: 32\nepochs: 1\nbatch-size: 4\nnum_workers: 0\nembedding_dim: 16\n"
+    )
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(tmp_path / "r"),
+            "--config",
+            str(tmp_path / "c.yaml"),
+            "--tasks",
+            "warm",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     s = json.loads(res.stdout)
     assert s["tasks"] == ["warm"] and s["train_rows"] == 12 and s["step"] == 3  # only rows labeled for warm
@@ -169,8 +241,27 @@ def test_config_file_and_single_task(manifest: Path, tmp_path: Path) -> None:
 
 
 def test_efficientnet_lite0_pretrained_trains_and_reloads(manifest: Path, tmp_path: Path) -> None:
-    res = runner.invoke(app, ["train", "--manifest", str(manifest), "--out", str(tmp_path / "r"), "--epochs", "1",
-                              "--image-size", "64", "--batch-size", "8", "--workers", "0", "--trainable-blocks", "2", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(tmp_path / "r"),
+            "--epochs",
+            "1",
+            "--image-size",
+            "64",
+            "--batch-size",
+            "8",
+            "--workers",
+            "0",
+            "--trainable-blocks",
+            "2",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["step"] == 3
     model, info = load_model(tmp_path / "r")

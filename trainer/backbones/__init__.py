@@ -8,4 +8,11 @@ from . import efficientnet_lite, tiny_cnn, torchvision_resnet  # noqa: F401  (fi
 from ._base import Backbone
 from ._registry import UnknownBackbone, create_backbone, is_backbone, list_backbones, register_backbone
 
-__all__ = ["Backbone", "UnknownBackbone", "create_backbone", "is_backbone", "list_backbones", "register_backbone"]
+__all__ = [
+    "Backbone",
+    "UnknownBackbone",
+    "create_backbone",
+    "is_backbone",
+    "list_backbones",
+    "register_backbone",
+]

@@ -23,7 +23,9 @@ class TorchvisionResNet(Backbone):
         net.fc = nn.Identity()
         self.net = net
         self.feature_dim = 2048
-        self.default_input_spec = InputSpec(image_size=image_size or 224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+        self.default_input_spec = InputSpec(
+            image_size=image_size or 224, mean=IMAGENET_MEAN, std=IMAGENET_STD
+        )
 
     def units(self) -> list[nn.Module]:
         n = self.net

@@ -16,8 +16,18 @@ _SUBMOD_ATTRS = {
 }
 _ATTR_TO_MOD = {name: mod for mod, names in _SUBMOD_ATTRS.items() for name in names}
 __all__ = [  # noqa: RUF022
-    "Manifest", "ValidationReport", "BadRow", "validate", "TASK_PREFIX", "ImageDataset", "FeatureDataset",
-    "eval_transform", "train_transform", "MixedTaskBatchSampler", "SAMPLERS", "write_grocery_manifest",
+    "Manifest",
+    "ValidationReport",
+    "BadRow",
+    "validate",
+    "TASK_PREFIX",
+    "ImageDataset",
+    "FeatureDataset",
+    "eval_transform",
+    "train_transform",
+    "MixedTaskBatchSampler",
+    "SAMPLERS",
+    "write_grocery_manifest",
 ]
 
 

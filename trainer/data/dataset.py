@@ -35,7 +35,9 @@ class _EvalTransform:
 
 
 class _TrainTransform:
-    def __init__(self, spec: InputSpec, scale: tuple[float, float], ratio: tuple[float, float], flip: float) -> None:
+    def __init__(
+        self, spec: InputSpec, scale: tuple[float, float], ratio: tuple[float, float], flip: float
+    ) -> None:
         self.spec, self.scale, self.ratio, self.flip = spec, scale, ratio, flip
 
     def _crop_box(self, w: int, h: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
@@ -129,4 +131,8 @@ class FeatureDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         pos, seed = _split_key(key)
         view = 0 if seed is None else seed % self.features.shape[0]
-        return {"image": torch.from_numpy(np.array(self.features[view, pos], dtype=np.float32)), "index": self.indices[pos], "position": pos}
+        return {
+            "image": torch.from_numpy(np.array(self.features[view, pos], dtype=np.float32)),
+            "index": self.indices[pos],
+            "position": pos,
+        }

@@ -77,14 +77,34 @@ def write_grocery_manifest(root: str | Path | None = None, out_dir: str | Path =
             rel, fine_id, _coarse_id = (p.strip() for p in line.split(","))
             image = root / rel
             if not image.is_file():
-                raise ManifestError(f"image {image} listed in {listing.name} is missing", row=line_no, path=str(listing))
+                raise ManifestError(
+                    f"image {image} listed in {listing.name} is missing", row=line_no, path=str(listing)
+                )
             c = classes[int(fine_id)]
-            rows.append({"id": stable_id(rel), "image": str(image), "split": split, "domain": "photo",
-                         "task.coarse": c["coarse"], "task.fine": c["fine"], "task.catalog": c["fine"]})
+            rows.append(
+                {
+                    "id": stable_id(rel),
+                    "image": str(image),
+                    "split": split,
+                    "domain": "photo",
+                    "task.coarse": c["coarse"],
+                    "task.fine": c["fine"],
+                    "task.catalog": c["fine"],
+                }
+            )
     for cid in sorted(classes):
         c = classes[cid]
-        rows.append({"id": stable_id(c["iconic"]), "image": str(root / c["iconic"]), "split": "train",
-                     "domain": "catalog", "task.coarse": "", "task.fine": "", "task.catalog": c["fine"]})
+        rows.append(
+            {
+                "id": stable_id(c["iconic"]),
+                "image": str(root / c["iconic"]),
+                "split": "train",
+                "domain": "catalog",
+                "task.coarse": "",
+                "task.fine": "",
+                "task.catalog": c["fine"],
+            }
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / "grocery.csv"

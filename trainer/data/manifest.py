@@ -49,7 +49,9 @@ def _read_table(path: Path) -> pd.DataFrame:
         elif suffix in (".csv", ".txt"):
             df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
         else:
-            raise ManifestError(f"unsupported manifest format {suffix!r}; use .csv or .parquet", path=str(path))
+            raise ManifestError(
+                f"unsupported manifest format {suffix!r}; use .csv or .parquet", path=str(path)
+            )
     except ManifestError:
         raise
     except pd.errors.EmptyDataError:
@@ -107,20 +109,26 @@ class Manifest:
             ids = pd.to_numeric(df["id"], errors="coerce")
             if ids.isna().any():
                 bad = int(ids.isna().to_numpy().nonzero()[0][0])
-                raise ManifestError(f"'id' is not an integer ({df['id'].iloc[bad]!r})", row=bad, path=str(path))
+                raise ManifestError(
+                    f"'id' is not an integer ({df['id'].iloc[bad]!r})", row=bad, path=str(path)
+                )
             df["id"] = ids.astype("int64")
         if "split" in df.columns:
             df["split"] = df["split"].fillna("").astype(str)
             bad_split = ~df["split"].isin(SPLITS + ("",))
             if bad_split.any():
                 bad = int(bad_split.to_numpy().nonzero()[0][0])
-                raise ManifestError(f"unknown split {df['split'].iloc[bad]!r} (use {', '.join(SPLITS)})", row=bad, path=str(path))
+                raise ManifestError(
+                    f"unknown split {df['split'].iloc[bad]!r} (use {', '.join(SPLITS)})",
+                    row=bad,
+                    path=str(path),
+                )
         return cls(path=path, rows=df, sha256=_sha256_file(path))
 
     @property
     def tasks(self) -> list[str]:
         """Task names (``task.<name>`` columns without the prefix), sorted."""
-        return sorted(str(c)[len(TASK_PREFIX):] for c in self.rows.columns if str(c).startswith(TASK_PREFIX))
+        return sorted(str(c)[len(TASK_PREFIX) :] for c in self.rows.columns if str(c).startswith(TASK_PREFIX))
 
     def labels(self, task: str) -> pd.Series:
         """The label column of *task* (None where unlabeled)."""
@@ -158,7 +166,9 @@ class Manifest:
 
     def _check_task(self, task: str) -> None:
         if TASK_PREFIX + task not in self.rows.columns:
-            raise ManifestError(f"no task {task!r} in the manifest (tasks: {', '.join(self.tasks)})", path=str(self.path))
+            raise ManifestError(
+                f"no task {task!r} in the manifest (tasks: {', '.join(self.tasks)})", path=str(self.path)
+            )
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -197,7 +207,12 @@ class ValidationReport:
         return f"skipped {len(self.bad)} of {self.total} rows ({detail}); first: {self.bad[0]}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"total": self.total, "good": len(self.good), "skipped": len(self.bad), "bad": [str(b) for b in self.bad[:100]]}
+        return {
+            "total": self.total,
+            "good": len(self.good),
+            "skipped": len(self.bad),
+            "bad": [str(b) for b in self.bad[:100]],
+        }
 
 
 def _check_image(path: Path) -> str | None:

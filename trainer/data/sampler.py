@@ -111,7 +111,7 @@ class MixedTaskBatchSampler(Sampler[list[tuple[int, int]]]):
         return out
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for batch in self.global_batches(self.epoch)[self.start_batch:]:
+        for batch in self.global_batches(self.epoch)[self.start_batch :]:
             yield [(pos, seed) for pos, seed, _ in batch[self.rank :: self.world_size]]
 
     def __len__(self) -> int:

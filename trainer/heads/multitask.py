@@ -53,4 +53,3 @@ class MultiTaskLoss(nn.Module):
             per_task[task] = loss.detach()
             total = total + self.weights[task] * loss
         return total, per_task
-

@@ -17,7 +17,9 @@ from torch import Tensor, nn
 __all__ = ["NormSoftmaxHead", "candidate_classes"]
 
 
-def candidate_classes(labels: Tensor, num_classes: int, sample_negatives: int, generator: torch.Generator | None = None) -> Tensor:
+def candidate_classes(
+    labels: Tensor, num_classes: int, sample_negatives: int, generator: torch.Generator | None = None
+) -> Tensor:
     """Sorted unique class ids: the batch's positives plus ``sample_negatives`` uniform draws (with replacement).
 
     Draws that hit a positive or repeat are merged, so the set holds at most ``len(unique(labels)) + k`` classes.
@@ -55,7 +57,9 @@ class NormSoftmaxHead(nn.Module):
 
     def logits(self, emb: Tensor, classes: Tensor | None = None) -> Tensor:
         """Cosine / T against all proxies, or only against the rows *classes*."""
-        weight = self.proxies if classes is None else F.embedding(classes, self.proxies, sparse=self.sparse_grad)
+        weight = (
+            self.proxies if classes is None else F.embedding(classes, self.proxies, sparse=self.sparse_grad)
+        )
         return F.normalize(emb, dim=1) @ F.normalize(weight, dim=1).T / self.temperature
 
     def forward(self, emb: Tensor, labels: Tensor) -> Tensor:
