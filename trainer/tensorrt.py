@@ -207,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("export_dir", nargs="?", help="an `emb export` folder (default with --check: a tiny model exported to a temp dir)")
     ap.add_argument("--check", action="store_true", help="build, load and compare with ONNX Runtime; print JSON")
     args = ap.parse_args(argv)
+    try:
+        gpu_environment()
+    except MissingExtraError as exc:
+        print(f"skipped: {exc}", file=sys.stderr)
+        return 2
     export_dir = args.export_dir
     if export_dir is None:
         if not args.check:

@@ -109,3 +109,32 @@ def test_read_export_detects_tampering(tiny_exports: list[Path], tmp_path: Path)
         read_export(copy)
     with pytest.raises(ExportError, match="not an export folder"):
         read_export(tmp_path)
+
+
+def test_emb_export_cli_on_a_trained_run(tiny_run: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from trainer.run import read_run_info
+
+    out = tmp_path / "exp"
+    res = CliRunner().invoke(app, ["export", str(tiny_run), "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    run = read_run_info(tiny_run)
+    assert data["parity"]["passed"] and data["parity"]["n_images"] == 16  # the run's manifest images
+    assert data["embedding_spec"]["bits"] == run.embedding_spec["bits"] and data["input_spec"] == run.input_spec.to_dict()
+    assert data["source"]["manifest_sha256"] == run.manifest_sha256 and (out / "model.onnx").is_file()
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "nope"), "--out", str(out)])
+    assert res.exit_code == 1 and "not a training run folder" in str(res.exception)
+
+
+def test_sdk_serving_modules_import_light() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, embsdk.embed, embsdk.serving.server, embsdk.serving.client, embsdk.serving.local, "
+            "embsdk.serving.resolve, embsdk.serving.health; "
+            "print(sorted(m for m in ('torch', 'tritonclient', 'onnxruntime', 'sqlalchemy', 'faiss', 'registry') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[]"
