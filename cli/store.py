@@ -51,8 +51,13 @@ def verify_command(version: VersionOpt, store: StoreOpt = None, no_registry: NoR
 
 
 @app.command("compact")
-def compact_command(version: VersionOpt, store: StoreOpt = None, no_registry: NoRegistryOpt = False,
-                    as_json: JsonOpt = False) -> None:
+def compact_command(
+    version: VersionOpt,
+    publish: Annotated[bool, typer.Option("--publish", help="Register the compacted shard as artifacts of the generation.")] = False,
+    store: StoreOpt = None,
+    no_registry: NoRegistryOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Merge all shards into one, dropping deleted and superseded rows and crashed-write leftovers.
 
     Example: emb store compact --version unified-v1
@@ -60,7 +65,7 @@ def compact_command(version: VersionOpt, store: StoreOpt = None, no_registry: No
     from embsdk.store import compact_store
 
     client = make_client(store, no_registry)
-    result = compact_store(client.store_dir, client.resolve(version).name)
+    result = compact_store(client.store_dir, client.resolve(version).name, registry=client.registry if publish else None)
     emit(result.to_dict(), as_json=as_json, human=lambda d: (
         f"{d['generation']}: {d['shards_before']} → {d['shards_after']} shard(s), {d['items']} items, version {d['version']}"))
 

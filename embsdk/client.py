@@ -193,12 +193,32 @@ class Client:
         else:
             from embsdk.errors import IndexStale
 
-            ix = BinaryIndex.load(store.root / "indexes" / kind, generation=res.name, bits=store.bits, kind=kind)
+            ix = self._load_index(res.name, kind, store)
             if ix.state_token != store.manifest.state_token:
                 raise IndexStale(res.name, kind)
         with self._lock:
             self._indexes[key] = ix
         return ix
+
+    def _load_index(self, generation: str, kind: str, store: EmbeddingStore) -> Any:
+        """The saved index: from the store folder, else from the generation's registry artifacts."""
+        from embsdk.errors import IndexMissing
+        from embsdk.hamming.index import BinaryIndex
+
+        try:
+            return BinaryIndex.load(store.root / "indexes" / kind, generation=generation, bits=store.bits, kind=kind)
+        except IndexMissing:
+            if not self.use_registry:
+                raise
+        names = [f"index/{kind}/{f}" for f in ("index.faissbin", "ids.npy", "meta.json")]
+        info = self.registry.get(generation)
+        try:
+            for n in names:
+                info.artifact(n)
+        except KeyError:
+            raise IndexMissing(generation, kind) from None
+        paths = [self.registry.artifact_path(generation, n, verify=True) for n in names]
+        return BinaryIndex.load_files(*paths, generation=generation, bits=store.bits, kind=kind)
 
     def build_index(self, version: str = DEFAULT_VERSION, *, kind: str = "hnsw", publish: bool = False,
                     **params: Any) -> Any:

@@ -168,28 +168,41 @@ class BinaryIndex:
 
     @classmethod
     def load(cls, folder: str | Path, *, generation: str, bits: int, kind: str) -> BinaryIndex:
-        """Load a saved index (no unpickling) and check it belongs to *generation* with *bits*.
+        """Load an index saved by :meth:`save` in *folder* (no unpickling); see :meth:`load_files`.
 
         Raises:
             IndexMissing: nothing saved in *folder*.
-            IncompatibleGenerationError / ShardCorrupt: it belongs to another generation, or is damaged.
         """
-        from embsdk.errors import IncompatibleGenerationError
-
         folder = Path(folder)
         if not (folder / META_FILE).is_file():
             raise IndexMissing(generation, kind)
+        return cls.load_files(folder / INDEX_FILE, folder / IDS_FILE, folder / META_FILE, generation=generation,
+                              bits=bits, kind=kind)
+
+    @classmethod
+    def load_files(cls, index_file: Path, ids_file: Path, meta_file: Path, *, generation: str, bits: int,
+                   kind: str) -> BinaryIndex:
+        """Load an index from its three files (e.g. registry artifact blobs) and check it belongs to *generation*.
+
+        Uses ``faiss.read_index_binary`` and ``np.load(allow_pickle=False)``: nothing is unpickled.
+
+        Raises:
+            IncompatibleGenerationError: it was built for another generation.
+            ShardCorrupt: it is damaged, or does not match *bits* / its ids.
+        """
+        from embsdk.errors import IncompatibleGenerationError
+
         try:
-            meta = json.loads((folder / META_FILE).read_text())
-            ids = np.load(folder / IDS_FILE, allow_pickle=False)
-            index = import_faiss().read_index_binary(str(folder / INDEX_FILE))
+            meta = json.loads(Path(meta_file).read_text())
+            ids = np.load(ids_file, allow_pickle=False)
+            index = import_faiss().read_index_binary(str(index_file))
         except (OSError, ValueError, RuntimeError) as exc:
-            raise ShardCorrupt(f"Search index at {folder} is unreadable ({exc}). Rebuild it: emb store index "
+            raise ShardCorrupt(f"Search index {index_file} is unreadable ({exc}). Rebuild it: emb store index "
                                f"--version {generation} --kind {kind}") from None
         if meta.get("generation") != generation:
             raise IncompatibleGenerationError(str(meta.get("generation")), generation)
         if int(meta.get("bits", -1)) != bits or index.d != bits or index.ntotal != ids.size:
-            raise ShardCorrupt(f"Search index at {folder} does not match {generation!r} ({bits} bits, "
+            raise ShardCorrupt(f"Search index {index_file} does not match {generation!r} ({bits} bits, "
                                f"{ids.size} ids, index has d={index.d}, ntotal={index.ntotal}). Rebuild it.")
         return cls(index, ids, generation, bits, meta.get("kind", kind), meta.get("state_token", ""),
                    dict(meta.get("params", {})))

@@ -57,11 +57,12 @@ def _orphans(root: Path, listed: set[str]) -> list[Path]:
     return sorted(p for p in shards.iterdir() if p.name not in listed) if shards.is_dir() else []
 
 
-def compact_store(store_dir: str | Path, generation: str) -> CompactResult:
+def compact_store(store_dir: str | Path, generation: str, *, registry: Any | None = None) -> CompactResult:
     """Rewrite a generation's store as one data shard of its live rows, then delete the old shards.
 
     Readers holding the old shards open keep reading them (the files stay mapped until closed); new readers
     see the compacted shard once the manifest is replaced. Also removes leftovers of crashed writes.
+    With *registry*, the new shard's files are registered as artifacts of the generation.
     """
     root = generation_root(Path(store_dir).expanduser(), generation)
     with writer_lock(root):
@@ -84,6 +85,10 @@ def compact_store(store_dir: str | Path, generation: str) -> CompactResult:
             removed.append(p.name)
         for p in root.glob(".MANIFEST.json.*.tmp"):
             p.unlink(missing_ok=True)
+    if registry is not None and new:
+        from embsdk.store.publish import publish_shards
+
+        publish_shards(registry, root, generation, [e.name for e in new])
     return CompactResult(generation, m2.version, len(m.shards), len(new), int(live.ids.size), tuple(removed))
 
 

@@ -46,9 +46,11 @@ def test_store_info_verify_compact(populated, env):
     assert json.loads(r.stdout)["items"] == len(populated.ids)
     r = _emb("store", "verify", "--version", "production", "--json", env=env)
     assert r.returncode == 0 and json.loads(r.stdout)["ok"] is True
-    r = _emb("store", "compact", "--version", "unified-v1", "--json", env=env)
+    r = _emb("store", "compact", "--version", "unified-v1", "--publish", "--json", env=env)
     assert r.returncode == 0 and json.loads(r.stdout)["items"] == len(populated.ids)
     shard = next((populated.store_dir / "unified-v1" / "shards").iterdir())
+    names = {a.name for a in populated.registry.get("unified-v1").artifacts}
+    assert f"store/{shard.name}/codes.npy" in names
     data = bytearray((shard / "codes.npy").read_bytes())
     data[-3] ^= 0xFF
     (shard / "codes.npy").write_bytes(bytes(data))
