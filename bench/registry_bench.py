@@ -31,8 +31,8 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from registry import Registry, default_embedding_spec  # noqa: E402
-from registry.models import Generation  # noqa: E402
+from registry import Registry, default_embedding_spec
+from registry.models import Generation
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -73,7 +73,9 @@ def _resolve_vs_pk(reg: Registry, names: list[str], samples: int, rng: random.Ra
     engine = reg._engine
     with engine.connect() as c:
         ids = list(c.execute(sa.select(Generation.id)).scalars())
-    stmt = sa.select(Generation.id, Generation.name, Generation.status).where(Generation.id == sa.bindparam("i"))
+    stmt = sa.select(Generation.id, Generation.name, Generation.status).where(
+        Generation.id == sa.bindparam("i")
+    )
 
     def bare() -> None:
         with engine.connect() as c:
@@ -90,8 +92,14 @@ def _resolve_vs_pk(reg: Registry, names: list[str], samples: int, rng: random.Ra
     pk_med, pk_p95 = _ms(_timed(bare, samples))
     r_med, r_p95 = _ms(_timed(resolve, samples))
     a_med, _ = _ms(_timed(resolve_alias, samples))
-    return {"pk_ms": pk_med, "pk_p95": pk_p95, "resolve_ms": r_med, "resolve_p95": r_p95, "alias_ms": a_med,
-            "ratio": r_med / pk_med}
+    return {
+        "pk_ms": pk_med,
+        "pk_p95": pk_p95,
+        "resolve_ms": r_med,
+        "resolve_p95": r_p95,
+        "alias_ms": a_med,
+        "ratio": r_med / pk_med,
+    }
 
 
 def run_backend(kind: str, total: int, depth: int, samples: int, artifact_every: int) -> dict[str, object]:
@@ -110,8 +118,14 @@ def run_backend(kind: str, total: int, depth: int, samples: int, artifact_every:
                 art_file.write_bytes(f"model {name}".encode() * 64)
                 arts = [("model.onnx", art_file)]
             t0 = time.perf_counter()
-            reg.register(name, parents=parents, artifacts=arts, embedding_spec=spec, code_version="bench",
-                         metrics={"coarse/bench/r@1/binary": rng.random()})
+            reg.register(
+                name,
+                parents=parents,
+                artifacts=arts,
+                embedding_spec=spec,
+                code_version="bench",
+                metrics={"coarse/bench/r@1/binary": rng.random()},
+            )
             reg_times.append(time.perf_counter() - t0)
             names.append(name)
 
@@ -140,7 +154,11 @@ def run_backend(kind: str, total: int, depth: int, samples: int, artifact_every:
         res["lineage_up_ms"] = statistics.median(t_up) * 1e3
         res["lineage_down_ms"] = statistics.median(t_down) * 1e3
         res["lineage_down_nodes"] = len(g_down.descendants)
-        mid = [f"flat-{i}-v1" for i in rng.sample(range(depth + 1, total), 50)] if total > depth + 51 else names[:50]
+        mid = (
+            [f"flat-{i}-v1" for i in rng.sample(range(depth + 1, total), 50)]
+            if total > depth + 51
+            else names[:50]
+        )
         res["lineage_small_ms"] = _ms(_timed(lambda: reg.lineage(rng.choice(mid)), 100))[0]
         from embsdk.errors import LineageCycle
 
@@ -159,15 +177,24 @@ def run_backend(kind: str, total: int, depth: int, samples: int, artifact_every:
 
 def render(results: list[dict[str, object]], args: argparse.Namespace, elapsed: float) -> str:
     lines = [
-        f"registry_bench  {datetime.now(UTC):%Y-%m-%d %H:%M UTC}  {platform.node()}  python {platform.python_version()}"
-        f"  sqlalchemy {sa.__version__}",
-        f"generations={args.total}  lineage chain depth={args.depth}  latency samples={args.samples}  "
-        f"artifact every {args.artifact_every} registrations  wall {elapsed:.0f}s",
-        "resolve(name) = full GenerationInfo (generation row; lineage edges; artifacts; datasets+aliases+metrics: "
-        "4 indexed queries in one read transaction); bare = SELECT id,name,status FROM generations WHERE id=? "
-        "(own connection checkout, same engine). Times are medians (p95 in brackets), milliseconds.",
-        f"load average at end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machine: absolute times are "
-        "noisy; compare the ratios and the 100 vs total columns).",
+        (
+            f"registry_bench  {datetime.now(UTC):%Y-%m-%d %H:%M UTC}  {platform.node()}  "
+            f"python {platform.python_version()}  sqlalchemy {sa.__version__}"
+        ),
+        (
+            f"generations={args.total}  lineage chain depth={args.depth}  latency samples={args.samples}  "
+            f"artifact every {args.artifact_every} registrations  wall {elapsed:.0f}s"
+        ),
+        (
+            "resolve(name) = full GenerationInfo (generation row; lineage edges; artifacts; "
+            "datasets+aliases+metrics: 4 indexed queries in one read transaction); bare = SELECT id,name,status "
+            "FROM generations WHERE id=? (own connection checkout, same engine). Times are medians (p95 in "
+            "brackets), milliseconds."
+        ),
+        (
+            f"load average at end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (shared machine: absolute "
+            "times are noisy; compare the ratios and the 100 vs total columns)."
+        ),
         "",
     ]
     hdr = f"{'metric':<44}" + "".join(f"{r['backend']:>22}" for r in results)
@@ -179,13 +206,22 @@ def render(results: list[dict[str, object]], args: argparse.Namespace, elapsed: 
     row("register throughput (gen/s)", lambda r: f"{r['register_per_s']:.0f}")
     row("register latency ms", lambda r: "{:.2f} [{:.2f}]".format(*r["register_ms"]))
     for key, n in (("at_100", 100), ("at_total", args.total)):
-        row(f"bare PK select ms @ {n} gens", lambda r, k=key: "{:.3f} [{:.3f}]".format(r[k]["pk_ms"], r[k]["pk_p95"]))
-        row(f"resolve(name) ms @ {n} gens", lambda r, k=key: "{:.3f} [{:.3f}]".format(r[k]["resolve_ms"], r[k]["resolve_p95"]))
+        row(
+            f"bare PK select ms @ {n} gens",
+            lambda r, k=key: "{:.3f} [{:.3f}]".format(r[k]["pk_ms"], r[k]["pk_p95"]),
+        )
+        row(
+            f"resolve(name) ms @ {n} gens",
+            lambda r, k=key: "{:.3f} [{:.3f}]".format(r[k]["resolve_ms"], r[k]["resolve_p95"]),
+        )
         row(f"resolve(name) / bare PK select @ {n}", lambda r, k=key: f"{r[k]['ratio']:.1f}x")
         row(f"resolve(alias) ms @ {n} gens", lambda r, k=key: f"{r[k]['alias_ms']:.3f}")
     row("resolve(name) per s @ total (1 thread)", lambda r: f"{1e3 / r['at_total']['resolve_ms']:.0f}")
     row(f"lineage(tail of depth {args.depth}) ms", lambda r: f"{r['lineage_up_ms']:.1f}")
-    row("lineage(chain root: all descendants) ms", lambda r: f"{r['lineage_down_ms']:.1f} ({r['lineage_down_nodes']} nodes)")
+    row(
+        "lineage(chain root: all descendants) ms",
+        lambda r: f"{r['lineage_down_ms']:.1f} ({r['lineage_down_nodes']} nodes)",
+    )
     row("lineage(random generation) ms", lambda r: f"{r['lineage_small_ms']:.2f}")
     row(f"add_parent cycle refusal, depth {args.depth} ms", lambda r: f"{r['cycle_check_ms']:.1f}")
     return "\n".join(lines) + "\n"
@@ -197,7 +233,9 @@ def main() -> None:
     ap.add_argument("--total", type=int, default=10_000)
     ap.add_argument("--depth", type=int, default=1_000)
     ap.add_argument("--samples", type=int, default=500)
-    ap.add_argument("--artifact-every", type=int, default=10, help="store a small artifact every N registrations")
+    ap.add_argument(
+        "--artifact-every", type=int, default=10, help="store a small artifact every N registrations"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "registry_bench.txt")
     args = ap.parse_args()
     t0 = time.perf_counter()

@@ -33,13 +33,19 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-alias_app = typer.Typer(help="Movable names (production, staging, …) with a history of every move.", no_args_is_help=True)
-consumers_app = typer.Typer(help="Downstream teams and the generation or alias they read.", no_args_is_help=True)
+alias_app = typer.Typer(
+    help="Movable names (production, staging, …) with a history of every move.", no_args_is_help=True
+)
+consumers_app = typer.Typer(
+    help="Downstream teams and the generation or alias they read.", no_args_is_help=True
+)
 app.add_typer(alias_app, name="alias")
 app.add_typer(consumers_app, name="consumers")
 
 ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Why (kept forever in the event history).")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Override a refusal (consumers, protection); needs --reason.")]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Override a refusal (consumers, protection); needs --reason.")
+]
 
 
 def register(root: typer.Typer) -> None:
@@ -76,22 +82,39 @@ def _when(dt: Any) -> str:
 
 @app.command("register")
 def register_cmd(
-    name: Annotated[str, typer.Argument(help="New generation name, e.g. unified-v2 (immutable once registered).")],
-    artifact: Annotated[list[Path] | None, typer.Option("--artifact", help="File to store with it (repeatable).")] = None,
+    name: Annotated[
+        str, typer.Argument(help="New generation name, e.g. unified-v2 (immutable once registered).")
+    ],
+    artifact: Annotated[
+        list[Path] | None, typer.Option("--artifact", help="File to store with it (repeatable).")
+    ] = None,
     parent: Annotated[
         list[str] | None,
-        typer.Option("--parent", help="NAME[:KIND]; KIND is fine-tuned-from (default), distilled-from, replaces, compatible-with."),
+        typer.Option(
+            "--parent",
+            help="NAME[:KIND]; KIND is fine-tuned-from (default), distilled-from, replaces, compatible-with.",
+        ),
     ] = None,
-    dataset: Annotated[list[Path] | None, typer.Option("--dataset", help="Training manifest (hashed, rows counted).")] = None,
+    dataset: Annotated[
+        list[Path] | None, typer.Option("--dataset", help="Training manifest (hashed, rows counted).")
+    ] = None,
     family: Annotated[str | None, typer.Option("--family", help="Family; default: NAME without -vN.")] = None,
-    spec_bits: Annotated[int | None, typer.Option("--spec-bits", help="Code length in bits (LayerNorm-sign spec).")] = None,
-    spec_dim: Annotated[int | None, typer.Option("--spec-dim", help="Float embedding dimension (default = bits).")] = None,
-    metric: Annotated[list[str] | None, typer.Option("--metric", help="KEY=VALUE, KEY like task/dataset/metric/variant.")] = None,
+    spec_bits: Annotated[
+        int | None, typer.Option("--spec-bits", help="Code length in bits (LayerNorm-sign spec).")
+    ] = None,
+    spec_dim: Annotated[
+        int | None, typer.Option("--spec-dim", help="Float embedding dimension (default = bits).")
+    ] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="KEY=VALUE, KEY like task/dataset/metric/variant.")
+    ] = None,
     description: Annotated[str, typer.Option("--description", help="Free text.")] = "",
     training_config: Annotated[
         Path | None, typer.Option("--training-config", help="JSON or YAML file with the training config.")
     ] = None,
-    code_version: Annotated[str | None, typer.Option("--code-version", help="Default: git commit of the cwd.")] = None,
+    code_version: Annotated[
+        str | None, typer.Option("--code-version", help="Default: git commit of the cwd.")
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Register a new generation (status candidate): store its files, record lineage, datasets and metrics.
@@ -134,7 +157,11 @@ def register_cmd(
         description=description,
         metrics=metrics,
     )
-    emit(gen, as_json=json_, human=lambda g: f"registered {g.name} ({g.status}, {len(g.artifacts)} artifact(s))")
+    emit(
+        gen,
+        as_json=json_,
+        human=lambda g: f"registered {g.name} ({g.status}, {len(g.artifacts)} artifact(s))",
+    )
 
 
 # ---------------------------------------------------------------------------------------------- read
@@ -142,7 +169,9 @@ def register_cmd(
 
 @app.command("list")
 def list_cmd(
-    status: Annotated[str | None, typer.Option("--status", help="Only this status (candidate, staging, …).")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only this status (candidate, staging, …).")
+    ] = None,
     family: Annotated[str | None, typer.Option("--family", help="Only this family.")] = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -152,29 +181,68 @@ def list_cmd(
     aliases: dict[str, list[str]] = {}
     for a, g in reg.aliases().items():
         aliases.setdefault(g, []).append(a)
-    emit(gens, as_json=json_, human=lambda gs: _table(
-        None, ["name", "family", "status", "aliases", "created", "by", "description"],
-        [[g.name, g.family, g.status, ", ".join(aliases.get(g.name, [])), _when(g.created_at), g.created_by,
-          g.description] for g in gs],
-    ) if gs else "no generations yet (register one: emb registry register NAME --artifact FILE)")
+    emit(
+        gens,
+        as_json=json_,
+        human=lambda gs: (
+            _table(
+                None,
+                ["name", "family", "status", "aliases", "created", "by", "description"],
+                [
+                    [
+                        g.name,
+                        g.family,
+                        g.status,
+                        ", ".join(aliases.get(g.name, [])),
+                        _when(g.created_at),
+                        g.created_by,
+                        g.description,
+                    ]
+                    for g in gs
+                ],
+            )
+            if gs
+            else "no generations yet (register one: emb registry register NAME --artifact FILE)"
+        ),
+    )
 
 
 def _show_text(g: Any) -> str:
     head = [
         ["name", g.name + (f"  (via alias {g.resolved_from})" if g.resolved_from else "")],
-        ["family", g.family], ["status", g.status], ["aliases", ", ".join(g.aliases)],
-        ["created", f"{_when(g.created_at)} by {g.created_by}"], ["code version", g.code_version],
-        ["description", g.description], ["embedding spec", json.dumps(g.embedding_spec)],
+        ["family", g.family],
+        ["status", g.status],
+        ["aliases", ", ".join(g.aliases)],
+        ["created", f"{_when(g.created_at)} by {g.created_by}"],
+        ["code version", g.code_version],
+        ["description", g.description],
+        ["embedding spec", json.dumps(g.embedding_spec)],
         ["input spec", json.dumps(g.input_spec)],
         ["parents", ", ".join(f"{e.parent} ({e.kind})" for e in g.parents)],
         ["children", ", ".join(f"{e.child} ({e.kind})" for e in g.children)],
-        ["datasets", ", ".join(f"{d.name} [{d.role}] sha256:{d.sha256[:12]} rows={d.rows}" for d in g.datasets)],
+        [
+            "datasets",
+            ", ".join(f"{d.name} [{d.role}] sha256:{d.sha256[:12]} rows={d.rows}" for d in g.datasets),
+        ],
     ]
     out = _table(f"generation {g.name}", ["field", "value"], head)
     if g.artifacts:
-        out += _table("artifacts", ["name", "role", "sha256", "size", "fixed", "current", "added"], [
-            [a.name, a.role, a.sha256, a.size, "yes" if a.at_creation else "", "yes" if a.current else "superseded",
-             _when(a.created_at)] for a in g.artifacts])
+        out += _table(
+            "artifacts",
+            ["name", "role", "sha256", "size", "fixed", "current", "added"],
+            [
+                [
+                    a.name,
+                    a.role,
+                    a.sha256,
+                    a.size,
+                    "yes" if a.at_creation else "",
+                    "yes" if a.current else "superseded",
+                    _when(a.created_at),
+                ]
+                for a in g.artifacts
+            ],
+        )
     if g.metrics:
         out += _table("metrics", ["key", "value"], [[k, f"{v:.4f}"] for k, v in g.metrics.items()])
     return out
@@ -196,18 +264,33 @@ def lineage(
 ) -> None:
     """Ancestors and descendants of a generation, with typed edges."""
     graph = _open().lineage(name)
-    emit(graph, as_json=json_, human=lambda g: (
-        f"{g.root}\n  ancestors:   {', '.join(g.ancestors) or '-'}\n  descendants: {', '.join(g.descendants) or '-'}\n"
-        + (_table("edges", ["child", "kind", "parent"], [[e.child, e.kind, e.parent] for e in g.edges]) if g.edges else "")
-    ))
+    emit(
+        graph,
+        as_json=json_,
+        human=lambda g: (
+            f"{g.root}\n  ancestors:   {', '.join(g.ancestors) or '-'}\n  descendants: {', '.join(g.descendants) or '-'}\n"
+            + (
+                _table("edges", ["child", "kind", "parent"], [[e.child, e.kind, e.parent] for e in g.edges])
+                if g.edges
+                else ""
+            )
+        ),
+    )
 
 
 @app.command("events")
 def events(name: Annotated[str, typer.Argument(help="Generation name.")], json_: JsonOpt = False) -> None:
     """Every lifecycle transition of a generation (who, when, why)."""
     evs = _open().events(name)
-    emit(evs, as_json=json_, human=lambda es: _table(None, ["when", "from", "to", "who", "reason"], [
-        [_when(e.at), e.from_status or "-", e.to_status, e.who, e.reason] for e in es]))
+    emit(
+        evs,
+        as_json=json_,
+        human=lambda es: _table(
+            None,
+            ["when", "from", "to", "who", "reason"],
+            [[_when(e.at), e.from_status or "-", e.to_status, e.who, e.reason] for e in es],
+        ),
+    )
 
 
 @app.command("compare")
@@ -223,10 +306,15 @@ def compare(
         return "-" if x is None else f"{x:.4f}"
 
     def human(c: Any) -> str:
-        out = _table(f"{c.a} vs {c.b}", ["metric", c.a, c.b, "delta"],
-                     [[k, fmt(x), fmt(y), "-" if d is None else f"{d:+.4f}"] for k, x, y, d in c.metrics])
-        diffs = {**{f"embedding.{k}": v for k, v in c.spec_differences.items()},
-                 **{f"input.{k}": v for k, v in c.input_differences.items()}}
+        out = _table(
+            f"{c.a} vs {c.b}",
+            ["metric", c.a, c.b, "delta"],
+            [[k, fmt(x), fmt(y), "-" if d is None else f"{d:+.4f}"] for k, x, y, d in c.metrics],
+        )
+        diffs = {
+            **{f"embedding.{k}": v for k, v in c.spec_differences.items()},
+            **{f"input.{k}": v for k, v in c.input_differences.items()},
+        }
         if diffs:
             out += _table("spec differences", ["field", c.a, c.b], [[k, x, y] for k, (x, y) in diffs.items()])
         return out
@@ -290,23 +378,39 @@ def alias_set(
     Example: emb registry alias set production unified-v2 --force --reason "v2 wins on r@1"
     """
     ev = _open().set_alias(alias, name, protect=protect, force=force, reason=reason)
-    emit(ev, as_json=json_, human=f"{alias} → {ev.generation}" + (f" (was {ev.previous})" if ev.previous else ""))
+    emit(
+        ev,
+        as_json=json_,
+        human=f"{alias} → {ev.generation}" + (f" (was {ev.previous})" if ev.previous else ""),
+    )
 
 
 @alias_app.command("history")
 def alias_history(alias: Annotated[str, typer.Argument(help="Alias name.")], json_: JsonOpt = False) -> None:
     """Every move of an alias, oldest first."""
     evs = _open().alias_history(alias)
-    emit(evs, as_json=json_, human=lambda es: _table(f"alias {alias}", ["when", "from", "to", "who", "reason"], [
-        [_when(e.at), e.previous or "-", e.generation, e.who, e.reason] for e in es]))
+    emit(
+        evs,
+        as_json=json_,
+        human=lambda es: _table(
+            f"alias {alias}",
+            ["when", "from", "to", "who", "reason"],
+            [[_when(e.at), e.previous or "-", e.generation, e.who, e.reason] for e in es],
+        ),
+    )
 
 
 @alias_app.command("list")
 def alias_list(json_: JsonOpt = False) -> None:
     """Every alias and where it points now."""
     aliases = _open().aliases()
-    emit(aliases, as_json=json_, human=lambda d: _table(None, ["alias", "generation"], [[a, g] for a, g in d.items()])
-         if d else "no aliases")
+    emit(
+        aliases,
+        as_json=json_,
+        human=lambda d: (
+            _table(None, ["alias", "generation"], [[a, g] for a, g in d.items()]) if d else "no aliases"
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- consumers
@@ -340,8 +444,19 @@ def consumers_list(
 ) -> None:
     """Consumers and what they resolve to now."""
     cs = _open().consumers(ref)
-    emit(cs, as_json=json_, human=lambda xs: _table(None, ["team", "reads", "now", "since", "by"], [
-        [c.team, c.ref, c.generation, _when(c.created_at), c.created_by] for c in xs]) if xs else "no consumers")
+    emit(
+        cs,
+        as_json=json_,
+        human=lambda xs: (
+            _table(
+                None,
+                ["team", "reads", "now", "since", "by"],
+                [[c.team, c.ref, c.generation, _when(c.created_at), c.created_by] for c in xs],
+            )
+            if xs
+            else "no consumers"
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- maintenance
@@ -349,8 +464,12 @@ def consumers_list(
 
 @app.command("fsck")
 def fsck(
-    repair: Annotated[bool, typer.Option("--repair", help="Quarantine corrupt blobs; delete old orphans/temp files.")] = False,
-    grace: Annotated[float, typer.Option("--grace-seconds", help="Keep orphans younger than this (in-flight writes).")] = 900,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Quarantine corrupt blobs; delete old orphans/temp files.")
+    ] = False,
+    grace: Annotated[
+        float, typer.Option("--grace-seconds", help="Keep orphans younger than this (in-flight writes).")
+    ] = 900,
     json_: JsonOpt = False,
 ) -> None:
     """Check the artifact store: missing, corrupt (hash mismatch) and orphaned blobs, half-written files.
@@ -361,9 +480,15 @@ def fsck(
 
     def human(r: Any) -> str:
         lines = [f"checked {r.blobs_checked} blob(s), {r.referenced} referenced"]
-        for label, items in (("MISSING", r.missing), ("CORRUPT", r.corrupt), ("orphan", r.orphans),
-                             ("temp file", r.temp_files), ("removed", r.removed), ("quarantined", r.quarantined),
-                             ("kept (recent)", r.kept_recent_orphans)):
+        for label, items in (
+            ("MISSING", r.missing),
+            ("CORRUPT", r.corrupt),
+            ("orphan", r.orphans),
+            ("temp file", r.temp_files),
+            ("removed", r.removed),
+            ("quarantined", r.quarantined),
+            ("kept (recent)", r.kept_recent_orphans),
+        ):
             lines += [f"  {label}: {x}" for x in items]
         lines.append("ok" if r.ok else "PROBLEMS FOUND: referenced artifacts are missing or corrupt")
         return "\n".join(lines)
@@ -378,5 +503,10 @@ def migrate(json_: JsonOpt = False) -> None:
     """Upgrade the registry schema to this embsdk's newest revision (safe to run repeatedly)."""
     reg = _open(auto_migrate=False)
     before, after = reg.migrate()
-    emit({"url": reg.url_redacted, "from": before, "to": after}, as_json=json_,
-         human=f"{reg.url_redacted}: {before or 'empty'} → {after}" if before != after else f"{reg.url_redacted}: at {after}")
+    emit(
+        {"url": reg.url_redacted, "from": before, "to": after},
+        as_json=json_,
+        human=f"{reg.url_redacted}: {before or 'empty'} → {after}"
+        if before != after
+        else f"{reg.url_redacted}: at {after}",
+    )

@@ -37,6 +37,8 @@ from registry.service import Registry
 from registry.validation import LINEAGE_KINDS, default_embedding_spec
 
 __all__ = [
+    "LINEAGE_KINDS",
+    "TRANSITIONS",
     "AliasEvent",
     "ArtifactInfo",
     "Comparison",
@@ -45,13 +47,11 @@ __all__ = [
     "FsckReport",
     "GenerationInfo",
     "GenerationSummary",
-    "LINEAGE_KINDS",
     "LifecycleEvent",
     "LineageEdgeInfo",
     "LineageGraph",
     "MetricKey",
     "Registry",
     "Status",
-    "TRANSITIONS",
     "default_embedding_spec",
 ]

@@ -64,8 +64,16 @@ class AliasesMixin(RegistryCore):
                 session.add(row)
             else:
                 row.generation_id, row.updated_at, row.protected = gen.id, now, row.protected or protect
-            session.add(AliasEventRow(alias=alias, generation_id=gen.id, previous_generation_id=previous, at=now,
-                                      who=self.user, reason=reason))
+            session.add(
+                AliasEventRow(
+                    alias=alias,
+                    generation_id=gen.id,
+                    previous_generation_id=previous,
+                    at=now,
+                    who=self.user,
+                    reason=reason,
+                )
+            )
             session.flush()
             return self._history(session, alias)[-1]
 
@@ -85,7 +93,8 @@ class AliasesMixin(RegistryCore):
         """Every alias and the generation it points at now."""
         with self._read("list aliases") as session:
             rows = session.execute(
-                sa.select(Alias.name, Generation.name).join(Generation, Generation.id == Alias.generation_id)
+                sa.select(Alias.name, Generation.name)
+                .join(Generation, Generation.id == Alias.generation_id)
                 .order_by(Alias.name)
             ).all()
         return {a: g for a, g in rows}
@@ -115,7 +124,9 @@ class AliasesMixin(RegistryCore):
         check_name(team, "team")
         with self._write(f"add consumer {team}") as session:
             gen, _ = self._resolve_row(session, ref)
-            row = session.scalars(sa.select(Consumer).where(Consumer.team == team, Consumer.ref == ref)).one_or_none()
+            row = session.scalars(
+                sa.select(Consumer).where(Consumer.team == team, Consumer.ref == ref)
+            ).one_or_none()
             if row is None:
                 row = Consumer(team=team, ref=ref, created_at=utcnow(), created_by=self.user)
                 session.add(row)
@@ -129,7 +140,9 @@ class AliasesMixin(RegistryCore):
             ConsumerNotFound: no such registration.
         """
         with self._write(f"remove consumer {team}") as session:
-            row = session.scalars(sa.select(Consumer).where(Consumer.team == team, Consumer.ref == ref)).one_or_none()
+            row = session.scalars(
+                sa.select(Consumer).where(Consumer.team == team, Consumer.ref == ref)
+            ).one_or_none()
             if row is None:
                 raise ConsumerNotFound(team, ref)
             session.delete(row)
@@ -143,8 +156,11 @@ class AliasesMixin(RegistryCore):
             for c in rows:
                 gen = self._current_target(session, c.ref)
                 if target is None or (gen is not None and gen.id == target):
-                    out.append(ConsumerInfo(c.team, c.ref, None if gen is None else gen.name, c.created_at,
-                                            c.created_by))
+                    out.append(
+                        ConsumerInfo(
+                            c.team, c.ref, None if gen is None else gen.name, c.created_at, c.created_by
+                        )
+                    )
             return out
 
     def _current_target(self, session: Session, ref: str) -> Generation | None:
@@ -158,7 +174,8 @@ class AliasesMixin(RegistryCore):
         """Who reads *gen*: teams pinning it by name or through an alias, and (optionally) the aliases."""
         aliases = session.scalars(sa.select(Alias.name).where(Alias.generation_id == gen.id)).all()
         rows = session.execute(
-            sa.select(Consumer.team, Consumer.ref).where(Consumer.ref.in_([gen.name, *aliases]))
+            sa.select(Consumer.team, Consumer.ref)
+            .where(Consumer.ref.in_([gen.name, *aliases]))
             .order_by(Consumer.team)
         ).all()
         who = [team if ref == gen.name else f"{team} (via alias {ref})" for team, ref in rows]

@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -85,7 +85,7 @@ class RegistryCore:
         """Release pooled connections."""
         self._engine.dispose()
 
-    def __enter__(self) -> RegistryCore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -100,7 +100,10 @@ class RegistryCore:
             if current == head:
                 return
             if force or current is None or self.dialect == "sqlite":
-                known = {s.revision for s in _migrate.ScriptDirectory.from_config(_migrate.alembic_config()).walk_revisions()}
+                known = {
+                    s.revision
+                    for s in _migrate.ScriptDirectory.from_config(_migrate.alembic_config()).walk_revisions()
+                }
                 if current is not None and current not in known:
                     raise RegistryError(
                         f"The registry schema is at revision {current!r}, newer than this embsdk knows; upgrade embsdk."
@@ -234,10 +237,14 @@ class _Queries:
         self.gen_by_name = sa.select(g).where(g.c.name == sa.bindparam("name"))
         self.gen_id_by_name = sa.select(g.c.id).where(g.c.name == sa.bindparam("name"))
         self.alias_by_name = sa.select(al.c.name).where(al.c.name == sa.bindparam("name"))
-        self.gen_by_alias = sa.select(g).join(al, al.c.generation_id == g.c.id).where(al.c.name == sa.bindparam("alias"))
+        self.gen_by_alias = (
+            sa.select(g).join(al, al.c.generation_id == g.c.id).where(al.c.name == sa.bindparam("alias"))
+        )
         latest = (
             sa.select(ae.c.generation_id)
-            .where(ae.c.alias == sa.bindparam("alias"), ae.c.at <= sa.bindparam("at", type_=AliasEvent.at.type))
+            .where(
+                ae.c.alias == sa.bindparam("alias"), ae.c.at <= sa.bindparam("at", type_=AliasEvent.at.type)
+            )
             .order_by(ae.c.at.desc(), ae.c.id.desc())
             .limit(1)
             .scalar_subquery()
@@ -247,19 +254,29 @@ class _Queries:
         parent, child = g.alias("p"), g.alias("c")
         self.edges = sa.union_all(
             sa.select(sa.literal(True).label("up"), parent.c.name, e.c.kind)
-            .join(parent, parent.c.id == e.c.parent_id).where(e.c.child_id == bid),
+            .join(parent, parent.c.id == e.c.parent_id)
+            .where(e.c.child_id == bid),
             sa.select(sa.literal(False).label("up"), child.c.name, e.c.kind)
-            .join(child, child.c.id == e.c.child_id).where(e.c.parent_id == bid),
+            .join(child, child.c.id == e.c.child_id)
+            .where(e.c.parent_id == bid),
         ).order_by(sa.text("name"), sa.text("kind"))
         self.artifacts = sa.select(a).where(a.c.generation_id == bid).order_by(a.c.id)
         # datasets, aliases and metrics in one round trip: (kind, text_a, text_b, text_c, number_i, number_f)
-        no_text, no_int, no_float = sa.cast(sa.null(), sa.String), sa.cast(sa.null(), sa.BigInteger), sa.cast(
-            sa.null(), sa.Float)
+        no_text, no_int, no_float = (
+            sa.cast(sa.null(), sa.String),
+            sa.cast(sa.null(), sa.BigInteger),
+            sa.cast(sa.null(), sa.Float),
+        )
         self.extras = sa.union_all(
             sa.select(sa.literal("d"), d.c.name, d.c.sha256, gd.c.role, d.c.rows, no_float)
-            .join(gd, gd.c.dataset_id == d.c.id).where(gd.c.generation_id == bid),
-            sa.select(sa.literal("a"), al.c.name, no_text, no_text, no_int, no_float).where(al.c.generation_id == bid),
-            sa.select(sa.literal("m"), m.c.key, no_text, no_text, no_int, m.c.value).where(m.c.generation_id == bid),
+            .join(gd, gd.c.dataset_id == d.c.id)
+            .where(gd.c.generation_id == bid),
+            sa.select(sa.literal("a"), al.c.name, no_text, no_text, no_int, no_float).where(
+                al.c.generation_id == bid
+            ),
+            sa.select(sa.literal("m"), m.c.key, no_text, no_text, no_int, m.c.value).where(
+                m.c.generation_id == bid
+            ),
         )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from embsdk.errors import (
     DuplicateGeneration,
+    GenerationNotFound,
     ImmutableGeneration,
     IntegrityError,
     InvalidRegistryInput,
@@ -34,7 +35,6 @@ from registry.entities import (
 )
 from registry.lifecycle import Status
 from registry.models import (
-    Alias,
     Artifact,
     Dataset,
     Generation,
@@ -56,14 +56,24 @@ from registry.validation import (
 __all__ = ["GenerationsMixin", "default_code_version"]
 
 ArtifactArg = Path | str | tuple[str, Path | str]
-_ROLE_BY_SUFFIX = {".onnx": "model", ".pt": "model", ".safetensors": "model", ".plan": "plan", ".engine": "plan",
-                   ".json": "config", ".yaml": "config", ".yml": "config"}
+_ROLE_BY_SUFFIX = {
+    ".onnx": "model",
+    ".pt": "model",
+    ".safetensors": "model",
+    ".plan": "plan",
+    ".engine": "plan",
+    ".json": "config",
+    ".yaml": "config",
+    ".yml": "config",
+}
 
 
 @cache
 def _git_commit(cwd: str) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", cwd, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "-C", cwd, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else None
@@ -99,7 +109,9 @@ def _normalize_artifacts(artifacts: Sequence[ArtifactArg]) -> list[tuple[str, Pa
     names = [n for n, _, _ in out]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise InvalidRegistryInput(f"Artifact names must be unique within a generation; repeated: {', '.join(dupes)}.")
+        raise InvalidRegistryInput(
+            f"Artifact names must be unique within a generation; repeated: {', '.join(dupes)}."
+        )
     return out
 
 
@@ -174,40 +186,89 @@ class GenerationsMixin(RegistryCore):
                 self._check_new_name(session, name)
                 for _, _, blob in blobs:  # by construction no row may point at a missing blob
                     if not self.store.exists(blob.sha256):
-                        raise IntegrityError(f"Blob {blob.sha256} vanished before commit (concurrent fsck?); retry.")
+                        raise IntegrityError(
+                            f"Blob {blob.sha256} vanished before commit (concurrent fsck?); retry."
+                        )
                 now = utcnow()
                 gen = Generation(
-                    name=name, family=family, status=Status.CANDIDATE.value, created_at=now, created_by=self.user,
-                    description=description, code_version=code, training_config=config,
-                    embedding_spec=spec, input_spec=input_dict,
+                    name=name,
+                    family=family,
+                    status=Status.CANDIDATE.value,
+                    created_at=now,
+                    created_by=self.user,
+                    description=description,
+                    code_version=code,
+                    training_config=config,
+                    embedding_spec=spec,
+                    input_spec=input_dict,
                 )
                 session.add(gen)
                 session.flush()
                 for art_name, role, blob in blobs:
-                    session.add(Artifact(generation_id=gen.id, name=art_name, role=role, sha256=blob.sha256,
-                                         size=blob.size, at_creation=True, created_at=now, created_by=self.user))
+                    session.add(
+                        Artifact(
+                            generation_id=gen.id,
+                            name=art_name,
+                            role=role,
+                            sha256=blob.sha256,
+                            size=blob.size,
+                            at_creation=True,
+                            created_at=now,
+                            created_by=self.user,
+                        )
+                    )
                 for parent, kind in dict.fromkeys(edges):
                     pid = self._gen_id(session, parent)
-                    session.add(LineageEdge(child_id=gen.id, parent_id=pid, kind=kind, created_at=now,
-                                            created_by=self.user))
+                    session.add(
+                        LineageEdge(
+                            child_id=gen.id, parent_id=pid, kind=kind, created_at=now, created_by=self.user
+                        )
+                    )
                 for ref in dict.fromkeys(refs):
-                    session.add(GenerationDataset(generation_id=gen.id, dataset_id=self._dataset_id(session, ref),
-                                                  role=ref.role))
+                    session.add(
+                        GenerationDataset(
+                            generation_id=gen.id, dataset_id=self._dataset_id(session, ref), role=ref.role
+                        )
+                    )
                 for key, value in metric_values.items():
-                    session.add(Metric(generation_id=gen.id, key=key, value=value, recorded_at=now,
-                                       recorded_by=self.user))
-                session.add(StatusEvent(generation_id=gen.id, from_status=None, to_status=gen.status, at=now,
-                                        who=self.user, reason="registered"))
+                    session.add(
+                        Metric(
+                            generation_id=gen.id, key=key, value=value, recorded_at=now, recorded_by=self.user
+                        )
+                    )
+                session.add(
+                    StatusEvent(
+                        generation_id=gen.id,
+                        from_status=None,
+                        to_status=gen.status,
+                        at=now,
+                        who=self.user,
+                        reason="registered",
+                    )
+                )
                 session.flush()
                 _hooks.before_commit()
             # Everything in the new generation is known here; build the view without reading it back.
             return GenerationInfo(
-                name=name, family=family, status=Status.CANDIDATE.value, created_at=now, created_by=self.user,
-                description=description, code_version=code, training_config=config, embedding_spec=spec,
+                name=name,
+                family=family,
+                status=Status.CANDIDATE.value,
+                created_at=now,
+                created_by=self.user,
+                description=description,
+                code_version=code,
+                training_config=config,
+                embedding_spec=spec,
                 input_spec=input_dict,
-                parents=tuple(sorted((LineageEdgeInfo(name, p, k) for p, k in dict.fromkeys(edges)),
-                                     key=lambda e: (e.parent, e.kind))),
-                artifacts=tuple(ArtifactInfo(n, role, b.sha256, b.size, True, now, self.user) for n, role, b in blobs),
+                parents=tuple(
+                    sorted(
+                        (LineageEdgeInfo(name, p, k) for p, k in dict.fromkeys(edges)),
+                        key=lambda e: (e.parent, e.kind),
+                    )
+                ),
+                artifacts=tuple(
+                    ArtifactInfo(n, role, b.sha256, b.size, True, now, self.user) for n, role, b in blobs
+                ),
                 datasets=tuple(sorted(dict.fromkeys(refs), key=lambda d: (d.role, d.name))),
                 metrics=dict(sorted(metric_values.items())),
             )
@@ -228,7 +289,9 @@ class GenerationsMixin(RegistryCore):
         if conn.execute(_Q.gen_id_by_name, {"name": name}).first():
             raise DuplicateGeneration(name)
         if conn.execute(_Q.alias_by_name, {"name": name}).first():
-            raise InvalidRegistryInput(f"{name!r} is already an alias; a generation cannot have the same name.")
+            raise InvalidRegistryInput(
+                f"{name!r} is already an alias; a generation cannot have the same name."
+            )
 
     @staticmethod
     def _dataset_id(session: Session, ref: DatasetRef) -> int:
@@ -252,7 +315,10 @@ class GenerationsMixin(RegistryCore):
             GenerationNotFound: no such generation.
         """
         with self._read(f"read {name}") as session:
-            return self._info(session, self._gen(session, name))
+            row = session.connection().execute(_Q.gen_by_name, {"name": name}).first()
+            if row is None:
+                raise GenerationNotFound(name)
+            return self._info(session, row)
 
     def resolve(self, ref: str, *, at: datetime | None = None) -> GenerationInfo:
         """A generation name or an alias → the generation; ``at`` answers what an alias pointed to then.
@@ -265,10 +331,14 @@ class GenerationsMixin(RegistryCore):
             gen, alias = self._resolve_row(session, ref, at)
             return self._info(session, gen, resolved_from=alias)
 
-    def list(self, status: str | None = None, *, family: str | None = None) -> builtins.list[GenerationSummary]:
+    def list(
+        self, status: str | None = None, *, family: str | None = None
+    ) -> builtins.list[GenerationSummary]:
         """Generations, oldest first, optionally only those in *status* and/or *family*."""
         if status is not None and status not in {s.value for s in Status}:
-            raise InvalidRegistryInput(f"Unknown status {status!r}; use one of: {', '.join(s.value for s in Status)}.")
+            raise InvalidRegistryInput(
+                f"Unknown status {status!r}; use one of: {', '.join(s.value for s in Status)}."
+            )
         stmt = sa.select(Generation).order_by(Generation.created_at, Generation.id)
         if status:
             stmt = stmt.where(Generation.status == status)
@@ -303,28 +373,51 @@ class GenerationsMixin(RegistryCore):
         with self._write(f"attach to {name}") as session:
             gen = self._check_attachable(session, name, artifact_name)
             current = session.scalars(
-                sa.select(Artifact).where(Artifact.generation_id == gen.id, Artifact.name == artifact_name)
-                .order_by(Artifact.id.desc()).limit(1)
+                sa.select(Artifact)
+                .where(Artifact.generation_id == gen.id, Artifact.name == artifact_name)
+                .order_by(Artifact.id.desc())
+                .limit(1)
             ).one_or_none()
             if current is not None and current.sha256 == blob.sha256 and current.role == role:
                 row = current  # the same bytes again: nothing to record
             else:
                 if not self.store.exists(blob.sha256):
-                    raise IntegrityError(f"Blob {blob.sha256} vanished before commit (concurrent fsck?); retry.")
-                row = Artifact(generation_id=gen.id, name=artifact_name, role=role, sha256=blob.sha256, size=blob.size,
-                               at_creation=False, created_at=utcnow(), created_by=self.user)
+                    raise IntegrityError(
+                        f"Blob {blob.sha256} vanished before commit (concurrent fsck?); retry."
+                    )
+                row = Artifact(
+                    generation_id=gen.id,
+                    name=artifact_name,
+                    role=role,
+                    sha256=blob.sha256,
+                    size=blob.size,
+                    at_creation=False,
+                    created_at=utcnow(),
+                    created_by=self.user,
+                )
                 session.add(row)
                 session.flush()
-            return ArtifactInfo(row.name, row.role, row.sha256, row.size, row.at_creation, row.created_at,
-                                row.created_by, True)
+            return ArtifactInfo(
+                row.name,
+                row.role,
+                row.sha256,
+                row.size,
+                row.at_creation,
+                row.created_at,
+                row.created_by,
+                True,
+            )
 
     def _check_attachable(self, session: Session, name: str, artifact_name: str) -> Generation:
         gen = self._gen(session, name, for_update=True)
         if gen.status == Status.RETIRED:
             raise ImmutableGeneration(name, "a retired generation takes no new attachments")
         fixed = session.execute(
-            sa.select(Artifact.id).where(Artifact.generation_id == gen.id, Artifact.name == artifact_name,
-                                         Artifact.at_creation.is_(True))
+            sa.select(Artifact.id).where(
+                Artifact.generation_id == gen.id,
+                Artifact.name == artifact_name,
+                Artifact.at_creation.is_(True),
+            )
         ).first()
         if fixed:
             raise ImmutableGeneration(name, f"artifact {artifact_name!r} was registered with it")
@@ -353,14 +446,23 @@ class GenerationsMixin(RegistryCore):
         values = check_metrics(metrics)
         with self._write(f"add metrics to {name}") as session:
             gen = self._gen(session, name)
-            existing = {m.key: m for m in session.scalars(sa.select(Metric).where(Metric.generation_id == gen.id))}
+            existing = {
+                m.key: m for m in session.scalars(sa.select(Metric).where(Metric.generation_id == gen.id))
+            }
             now = utcnow()
             for key, value in values.items():
                 if key in existing:
-                    existing[key].value, existing[key].recorded_at, existing[key].recorded_by = value, now, self.user
+                    existing[key].value, existing[key].recorded_at, existing[key].recorded_by = (
+                        value,
+                        now,
+                        self.user,
+                    )
                 else:
-                    session.add(Metric(generation_id=gen.id, key=key, value=value, recorded_at=now,
-                                       recorded_by=self.user))
+                    session.add(
+                        Metric(
+                            generation_id=gen.id, key=key, value=value, recorded_at=now, recorded_by=self.user
+                        )
+                    )
             session.flush()
             return self._info(session, gen)
 
@@ -369,15 +471,23 @@ class GenerationsMixin(RegistryCore):
         ga, gb = self.resolve(a), self.resolve(b)
         keys = sorted(set(ga.metrics) | set(gb.metrics))
         rows = tuple(
-            (k, ga.metrics.get(k), gb.metrics.get(k),
-             None if k not in ga.metrics or k not in gb.metrics else gb.metrics[k] - ga.metrics[k])
+            (
+                k,
+                ga.metrics.get(k),
+                gb.metrics.get(k),
+                None if k not in ga.metrics or k not in gb.metrics else gb.metrics[k] - ga.metrics[k],
+            )
             for k in keys
         )
-        return Comparison(ga.name, gb.name, rows, _diff(ga.embedding_spec, gb.embedding_spec),
-                          _diff(ga.input_spec, gb.input_spec))
+        return Comparison(
+            ga.name,
+            gb.name,
+            rows,
+            _diff(ga.embedding_spec, gb.embedding_spec),
+            _diff(ga.input_spec, gb.input_spec),
+        )
 
 
 def _diff(x: Mapping[str, Any] | None, y: Mapping[str, Any] | None) -> dict[str, tuple[Any, Any]]:
     x, y = x or {}, y or {}
     return {k: (x.get(k), y.get(k)) for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)}
-

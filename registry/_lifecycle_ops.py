@@ -25,8 +25,10 @@ class LifecycleMixin(AliasesMixin):
             IllegalTransition: not allowed from its current status. GenerationNotFound.
         """
         if to not in (Status.CANDIDATE, Status.STAGING, Status.PRODUCTION):
-            raise InvalidRegistryInput(f"promote --to takes candidate, staging or production, not {to!r}; "
-                                       "use deprecate or retire for the rest.")
+            raise InvalidRegistryInput(
+                f"promote --to takes candidate, staging or production, not {to!r}; "
+                "use deprecate or retire for the rest."
+            )
         return self._transition(name, Status(to), reason=reason, force=False, action="promote")
 
     def deprecate(self, name: str, *, reason: str | None = None, force: bool = False) -> LifecycleEvent:
@@ -46,9 +48,13 @@ class LifecycleMixin(AliasesMixin):
         """
         return self._transition(name, Status.RETIRED, reason=reason, force=force, action="retire")
 
-    def _transition(self, name: str, target: Status, *, reason: str | None, force: bool, action: str) -> LifecycleEvent:
+    def _transition(
+        self, name: str, target: Status, *, reason: str | None, force: bool, action: str
+    ) -> LifecycleEvent:
         if force and not reason:
-            raise InvalidRegistryInput(f"Forcing a {action} needs a reason (--reason TEXT); it is kept in the history.")
+            raise InvalidRegistryInput(
+                f"Forcing a {action} needs a reason (--reason TEXT); it is kept in the history."
+            )
         with self._write(f"{action} {name}") as session:
             gen = self._gen(session, name, for_update=True)
             if not is_legal(gen.status, target):
@@ -59,8 +65,16 @@ class LifecycleMixin(AliasesMixin):
                     raise ConsumersAffected(name, action, affected)
             previous, now = gen.status, utcnow()
             gen.status = target.value
-            session.add(StatusEvent(generation_id=gen.id, from_status=previous, to_status=target.value, at=now,
-                                    who=self.user, reason=reason))
+            session.add(
+                StatusEvent(
+                    generation_id=gen.id,
+                    from_status=previous,
+                    to_status=target.value,
+                    at=now,
+                    who=self.user,
+                    reason=reason,
+                )
+            )
             return LifecycleEvent(name, previous, target.value, now, self.user, reason)
 
     def events(self, name: str) -> builtins.list[LifecycleEvent]:
@@ -68,7 +82,9 @@ class LifecycleMixin(AliasesMixin):
         with self._read(f"read events of {name}") as session:
             gen = self._gen(session, name)
             rows = session.scalars(
-                sa.select(StatusEvent).where(StatusEvent.generation_id == gen.id).order_by(StatusEvent.at, StatusEvent.id)
+                sa.select(StatusEvent)
+                .where(StatusEvent.generation_id == gen.id)
+                .order_by(StatusEvent.at, StatusEvent.id)
             ).all()
             return [LifecycleEvent(name, e.from_status, e.to_status, e.at, e.who, e.reason) for e in rows]
 

@@ -27,8 +27,19 @@ def _closure(root_id: int, *, up: bool) -> sa.CTE:
     return reach.union(sa.select(step.label("id")).join(reach, start == reach.c.id))
 
 
+def _prefer_index_walk(session: Session) -> None:
+    """PostgreSQL plans the recursive step with no statistics on the work table and tends to hash-join it
+    against a full scan of ``lineage_edges`` on every iteration (O(depth x edges)). For this transaction,
+    steer it to index lookups (O(depth x log edges)); SQLite already walks the index."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text("SET LOCAL enable_hashjoin = off"))
+        session.execute(sa.text("SET LOCAL enable_mergejoin = off"))
+        session.execute(sa.text("SET LOCAL enable_seqscan = off"))
+
+
 def ancestor_ids(session: Session, root_id: int) -> set[int]:
     """Ids of all ancestors of *root_id* (not itself)."""
+    _prefer_index_walk(session)
     reach = _closure(root_id, up=True)
     return {i for i in session.scalars(sa.select(reach.c.id)) if i != root_id}
 
@@ -74,9 +85,12 @@ class LineageMixin(RegistryCore):
         """
         with self._read(f"walk lineage of {name}") as session:
             gen, _ = self._resolve_row(session, name)
+            _prefer_index_walk(session)
             up, down = _edges(session, gen.id, up=True), _edges(session, gen.id, up=False)
         edges = sorted(set(up) | set(down), key=lambda e: (e.child, e.parent, e.kind))
-        return LineageGraph(gen.name, _bfs(gen.name, up, up=True), _bfs(gen.name, down, up=False), tuple(edges))
+        return LineageGraph(
+            gen.name, _bfs(gen.name, up, up=True), _bfs(gen.name, down, up=False), tuple(edges)
+        )
 
     def add_parent(self, child: str, parent: str, kind: str = "fine-tuned-from") -> LineageEdgeInfo:
         """Add a typed lineage edge ``child → parent`` after registration (idempotent).
@@ -95,6 +109,9 @@ class LineageMixin(RegistryCore):
                 raise LineageCycle(child, parent)
             exists = session.get(LineageEdge, (c.id, p.id, kind))
             if exists is None:
-                session.add(LineageEdge(child_id=c.id, parent_id=p.id, kind=kind, created_at=utcnow(),
-                                        created_by=self.user))
+                session.add(
+                    LineageEdge(
+                        child_id=c.id, parent_id=p.id, kind=kind, created_at=utcnow(), created_by=self.user
+                    )
+                )
         return LineageEdgeInfo(child, parent, kind)

@@ -12,7 +12,7 @@ from registry.artifacts import sha256_file
 from registry.entities import FsckReport
 from registry.models import Artifact
 
-__all__ = ["MaintenanceMixin", "ORPHAN_GRACE_SECONDS"]
+__all__ = ["ORPHAN_GRACE_SECONDS", "MaintenanceMixin"]
 
 ORPHAN_GRACE_SECONDS = 15 * 60
 """Orphans and temp files younger than this may belong to a registration in flight: repair keeps them."""
@@ -21,8 +21,9 @@ ORPHAN_GRACE_SECONDS = 15 * 60
 class MaintenanceMixin(RegistryCore):
     """fsck."""
 
-    def fsck(self, repair: bool = False, *, grace_seconds: float = ORPHAN_GRACE_SECONDS,
-             progress: bool = False) -> FsckReport:
+    def fsck(
+        self, repair: bool = False, *, grace_seconds: float = ORPHAN_GRACE_SECONDS, progress: bool = False
+    ) -> FsckReport:
         """Check every blob against its address and every referenced hash against the store.
 
         Finds: *missing* blobs (a row references a hash with no file: not repairable automatically),
@@ -35,7 +36,8 @@ class MaintenanceMixin(RegistryCore):
         blobs = dict(self.store.iter_blobs())
         temp_files = list(self.store.iter_temp_files())
         corrupt = [
-            sha for sha, path in tqdm(sorted(blobs.items()), desc="fsck", unit="blob", disable=not progress)
+            sha
+            for sha, path in tqdm(sorted(blobs.items()), desc="fsck", unit="blob", disable=not progress)
             if sha256_file(path) != sha
         ]
         orphans = sorted(set(blobs) - referenced)

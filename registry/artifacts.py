@@ -20,7 +20,7 @@ from pathlib import Path
 from embsdk.errors import ArtifactCorrupt, ArtifactMissing, ArtifactSourceNotFound, UnsafePath
 from registry import _hooks
 
-__all__ = ["ArtifactStore", "StoredBlob", "sha256_file", "validate_artifact_name", "TEMP_PREFIX"]
+__all__ = ["TEMP_PREFIX", "ArtifactStore", "StoredBlob", "sha256_file", "validate_artifact_name"]
 
 TEMP_PREFIX = ".tmp-"
 _CHUNK = 1 << 20
@@ -46,7 +46,9 @@ def validate_artifact_name(name: str) -> str:
     if not name or len(name) > 255:
         raise UnsafePath(name, "an artifact name must be 1-255 characters")
     if "\\" in name or "\x00" in name or name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise UnsafePath(name, "artifact names are relative POSIX paths (no absolute path, drive or backslash)")
+        raise UnsafePath(
+            name, "artifact names are relative POSIX paths (no absolute path, drive or backslash)"
+        )
     for part in name.split("/"):
         if part in ("..", ".", ""):
             raise UnsafePath(name, "'..', '.' and empty components are not allowed in artifact names")
@@ -105,7 +107,9 @@ class ArtifactStore:
         """
         source = Path(source)
         if source.is_symlink():
-            raise UnsafePath(str(source), "artifact sources must be regular files, not symlinks; pass the target file")
+            raise UnsafePath(
+                str(source), "artifact sources must be regular files, not symlinks; pass the target file"
+            )
         if not source.exists():
             raise ArtifactSourceNotFound(str(source))
         if not stat.S_ISREG(source.stat().st_mode):
@@ -114,7 +118,9 @@ class ArtifactStore:
         final = self.path_for(sha256)
         if final.exists():
             if sha256_file(final) == sha256:
-                os.utime(final)  # refresh mtime: fsck's orphan grace period protects an in-flight registration
+                os.utime(
+                    final
+                )  # refresh mtime: fsck's orphan grace period protects an in-flight registration
                 return StoredBlob(sha256, final.stat().st_size, final)
             self._quarantine(final)  # a corrupt blob under this address: replace it with the good bytes
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,13 @@ from sqlalchemy.orm import Session
 from embsdk.config import redact_url
 from embsdk.errors import ConfigError, RegistryError
 
-__all__ = ["create_registry_engine", "write_session", "read_session", "translate_db_errors", "SQLITE_BUSY_TIMEOUT_MS"]
+__all__ = [
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "create_registry_engine",
+    "read_session",
+    "translate_db_errors",
+    "write_session",
+]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -102,9 +108,11 @@ def _short(exc: BaseException) -> str:
 @contextlib.contextmanager
 def write_session(engine: Engine) -> Iterator[Session]:
     """One write transaction (``BEGIN IMMEDIATE`` on SQLite; a PostgreSQL transaction otherwise)."""
-    with Session(engine.execution_options(registry_write=True), expire_on_commit=False) as session:
-        with session.begin():
-            yield session
+    with (
+        Session(engine.execution_options(registry_write=True), expire_on_commit=False) as session,
+        session.begin(),
+    ):
+        yield session
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["Status", "TRANSITIONS", "allowed_next", "is_legal"]
+__all__ = ["TRANSITIONS", "Status", "allowed_next", "is_legal"]
 
 
 class Status(StrEnum):

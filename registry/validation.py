@@ -13,19 +13,27 @@ from registry.artifacts import sha256_file
 from registry.entities import DatasetRef
 
 __all__ = [
-    "LINEAGE_KINDS",
     "ARTIFACT_ROLES",
-    "check_name",
-    "check_kind",
-    "derive_family",
-    "check_metrics",
+    "LINEAGE_KINDS",
     "check_embedding_spec",
-    "default_embedding_spec",
+    "check_kind",
+    "check_metrics",
+    "check_name",
     "dataset_from_path",
+    "default_embedding_spec",
+    "derive_family",
 ]
 
 LINEAGE_KINDS: tuple[str, ...] = ("fine-tuned-from", "distilled-from", "replaces", "compatible-with")
-ARTIFACT_ROLES: tuple[str, ...] = ("model", "plan", "config", "store-shard", "index", "eval-report", "attachment")
+ARTIFACT_ROLES: tuple[str, ...] = (
+    "model",
+    "plan",
+    "config",
+    "store-shard",
+    "index",
+    "eval-report",
+    "attachment",
+)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
 _KEY_RE = re.compile(r"^[^\s/]+(/[^\s/]+)*$")
 
@@ -90,11 +98,17 @@ def check_embedding_spec(spec: Mapping[str, Any] | None) -> dict[str, Any] | Non
     spec = dict(spec)
     for key in ("dim", "bits"):
         if key in spec and (not isinstance(spec[key], int) or isinstance(spec[key], bool) or spec[key] <= 0):
-            raise InvalidRegistryInput(f"embedding_spec[{key!r}] must be a positive integer, got {spec[key]!r}.")
+            raise InvalidRegistryInput(
+                f"embedding_spec[{key!r}] must be a positive integer, got {spec[key]!r}."
+            )
     if "bits" in spec and spec["bits"] % 8:
-        raise InvalidRegistryInput(f"embedding_spec['bits'] must be a multiple of 8 (packed bytes), got {spec['bits']}.")
+        raise InvalidRegistryInput(
+            f"embedding_spec['bits'] must be a multiple of 8 (packed bytes), got {spec['bits']}."
+        )
     if "threshold" in spec and not isinstance(spec["threshold"], (int, float)):
-        raise InvalidRegistryInput(f"embedding_spec['threshold'] must be a number, got {spec['threshold']!r}.")
+        raise InvalidRegistryInput(
+            f"embedding_spec['threshold'] must be a number, got {spec['threshold']!r}."
+        )
     return spec
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import DateTime, MetaData
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "NAMING_CONVENTION", "UTCDateTime", "utcnow"]
+__all__ = ["NAMING_CONVENTION", "Base", "UTCDateTime", "utcnow"]
 
 # Predictable constraint names keep Alembic diffs and batch (SQLite) migrations stable.
 NAMING_CONVENTION: dict[str, str] = {
@@ -53,4 +53,4 @@ class Base(DeclarativeBase):
     """Root of every registry table."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}

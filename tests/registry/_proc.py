@@ -37,12 +37,35 @@ CHILD = textwrap.dedent(
 )
 
 
-def spawn(url: str, artifact_dir: Path, name: str, artifact: Path, *, hook: str = "none", sleep: float = 0,
-          go: Path | None = None) -> subprocess.Popen[str]:
+def spawn(
+    url: str,
+    artifact_dir: Path,
+    name: str,
+    artifact: Path,
+    *,
+    hook: str = "none",
+    sleep: float = 0,
+    go: Path | None = None,
+) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, url, str(artifact_dir), name, str(artifact), hook, str(sleep), str(go or "none")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            url,
+            str(artifact_dir),
+            name,
+            str(artifact),
+            hook,
+            str(sleep),
+            str(go or "none"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
 
 
@@ -62,4 +85,6 @@ def wait_for_line(proc: subprocess.Popen[str], expected: str, timeout: float = 6
                 return
             if not line and proc.poll() is not None:
                 break
-    raise AssertionError(f"child never printed {expected!r}; stderr: {proc.stderr.read() if proc.stderr else ''}")
+    raise AssertionError(
+        f"child never printed {expected!r}; stderr: {proc.stderr.read() if proc.stderr else ''}"
+    )

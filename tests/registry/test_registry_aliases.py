@@ -22,7 +22,10 @@ def test_alias_moves_and_history(reg: Registry) -> None:
     assert reg.resolve("production").resolved_from == "production"
     hist = reg.alias_history("production")
     assert [(h.previous, h.generation, h.reason) for h in hist] == [
-        (None, "u-v1", "launch"), ("u-v1", "u-v2", None), ("u-v2", "u-v3", "v3 wins")]
+        (None, "u-v1", "launch"),
+        ("u-v1", "u-v2", None),
+        ("u-v2", "u-v3", "v3 wins"),
+    ]
     assert reg.resolve("production", at=e1.at).name == "u-v1"
     assert reg.resolve("production", at=e2.at + (e3.at - e2.at) / 2).name == "u-v2"
     assert reg.resolve("production", at=datetime.now(UTC) + timedelta(days=1)).name == "u-v3"

@@ -132,7 +132,9 @@ def test_nothing_is_unpickled() -> None:
         assert needle not in code, needle
 
 
-def test_blob_write_crash_leaves_no_partial_blob(tmp_path: Path, make_file, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_blob_write_crash_leaves_no_partial_blob(
+    tmp_path: Path, make_file, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from registry import _hooks
 
     store = ArtifactStore(tmp_path / "store")

@@ -18,8 +18,14 @@ runner = CliRunner()
 
 def emb(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real console script."""
-    return subprocess.run([str(EMB), *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=120)
+    return subprocess.run(
+        [str(EMB), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def ok(*args: str) -> str:
@@ -31,12 +37,39 @@ def ok(*args: str) -> str:
 def test_full_flow_in_process(registry_url: str, monkeypatch: pytest.MonkeyPatch, make_file) -> None:
     monkeypatch.setenv("EMB_REGISTRY_URL", registry_url)
     model, manifest = make_file("model.onnx"), make_file("train.csv", b"path,label\na,1\nb,2\n")
-    out = json.loads(ok("registry", "register", "unified-v1", "--artifact", str(model), "--dataset", str(manifest),
-                        "--spec-bits", "256", "--metric", "coarse/t/r@1/binary=0.5", "--json"))
+    out = json.loads(
+        ok(
+            "registry",
+            "register",
+            "unified-v1",
+            "--artifact",
+            str(model),
+            "--dataset",
+            str(manifest),
+            "--spec-bits",
+            "256",
+            "--metric",
+            "coarse/t/r@1/binary=0.5",
+            "--json",
+        )
+    )
     assert out["name"] == "unified-v1" and out["embedding_spec"]["bits"] == 256
     assert out["datasets"][0]["rows"] == 2
-    ok("registry", "register", "unified-v2", "--artifact", str(model), "--parent", "unified-v1:fine-tuned-from",
-       "--metric", "coarse/t/r@1/binary=0.6", "--spec-bits", "128", "--description", "second")
+    ok(
+        "registry",
+        "register",
+        "unified-v2",
+        "--artifact",
+        str(model),
+        "--parent",
+        "unified-v1:fine-tuned-from",
+        "--metric",
+        "coarse/t/r@1/binary=0.6",
+        "--spec-bits",
+        "128",
+        "--description",
+        "second",
+    )
     listed = json.loads(ok("registry", "list", "--json"))
     assert [g["name"] for g in listed] == ["unified-v1", "unified-v2"]
     assert "unified-v2" in ok("registry", "list")
@@ -45,7 +78,11 @@ def test_full_flow_in_process(registry_url: str, monkeypatch: pytest.MonkeyPatch
     assert json.loads(ok("registry", "list", "--status", "production", "--json"))[0]["name"] == "unified-v2"
     ok("registry", "alias", "set", "production", "unified-v2", "--protect")
     shown = json.loads(ok("registry", "show", "production", "--json"))
-    assert shown["name"] == "unified-v2" and shown["aliases"] == ["production"] and shown["resolved_from"] == "production"
+    assert (
+        shown["name"] == "unified-v2"
+        and shown["aliases"] == ["production"]
+        and shown["resolved_from"] == "production"
+    )
     assert shown["parents"] == [{"child": "unified-v2", "parent": "unified-v1", "kind": "fine-tuned-from"}]
     assert len(shown["artifacts"][0]["sha256"]) == 64
     human = ok("registry", "show", "unified-v2")

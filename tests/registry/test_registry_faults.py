@@ -16,13 +16,17 @@ from tests.registry._proc import spawn, wait_for_line
 pytestmark = pytest.mark.timeout(120)
 
 
-def test_two_processes_register_the_same_name(registry_url: str, artifact_dir: Path, tmp_path: Path, make_file) -> None:
+def test_two_processes_register_the_same_name(
+    registry_url: str, artifact_dir: Path, tmp_path: Path, make_file
+) -> None:
     Registry(registry_url, artifact_dir=artifact_dir).close()  # schema exists before the race
     go = tmp_path / "go"
     arts = [make_file("a.onnx"), make_file("b.onnx")]
     # both pause after writing their blobs, so both have passed the early name check before either commits
-    procs = [spawn(registry_url, artifact_dir, "race-v1", a, hook="after_blobs_written", sleep=0.5, go=go)
-             for a in arts]
+    procs = [
+        spawn(registry_url, artifact_dir, "race-v1", a, hook="after_blobs_written", sleep=0.5, go=go)
+        for a in arts
+    ]
     for p in procs:
         wait_for_line(p, "ready")
     go.touch()
@@ -49,7 +53,9 @@ def test_readers_and_writers_keep_working_while_a_writer_writes(
     reg = Registry(registry_url, artifact_dir=artifact_dir)
     reg.register("base-v1", code_version="test")
     reg.set_alias("production", "base-v1")
-    writer = spawn(registry_url, artifact_dir, "slow-v1", make_file("slow.onnx"), hook="before_commit", sleep=3)
+    writer = spawn(
+        registry_url, artifact_dir, "slow-v1", make_file("slow.onnx"), hook="before_commit", sleep=3
+    )
     wait_for_line(writer, "before_commit-reached")  # the child now holds an open write transaction
     t0 = time.monotonic()
     for _ in range(20):
@@ -61,7 +67,7 @@ def test_readers_and_writers_keep_working_while_a_writer_writes(
     assert reads < 2.5, f"reads blocked behind the writer ({reads:.2f}s)"
     # a second writer queues behind the first instead of failing
     reg.register("queued-v1", parents=["base-v1"], code_version="test")
-    out, err = writer.communicate(timeout=60)
+    _out, err = writer.communicate(timeout=60)
     assert writer.returncode == 0, err
     assert [g.name for g in reg.list()] == ["base-v1", "slow-v1", "queued-v1"]
 

@@ -34,7 +34,12 @@ def test_register_records_everything(reg: Registry, make_file, tmp_path: Path) -
         description="first",
         metrics={"coarse/grocery-test/r@1/binary": 0.61, "coarse/grocery-test/r@1/float": 0.65},
     )
-    assert (gen.name, gen.family, gen.status, gen.created_by) == ("unified-v1", "unified", "candidate", "tester")
+    assert (gen.name, gen.family, gen.status, gen.created_by) == (
+        "unified-v1",
+        "unified",
+        "candidate",
+        "tester",
+    )
     assert gen.embedding_spec == spec and gen.bits == 256
     assert gen.input_spec == InputSpec(image_size=160).to_dict()
     assert gen.training_config == {"lr": 0.01, "epochs": 3}
@@ -145,11 +150,19 @@ def test_creation_artifacts_are_immutable_attachments_append(reg: Registry, make
         reg.add_artifact("u-v1", make_file("other.onnx"), artifact_name="model.onnx")
     with pytest.raises(ImmutableGeneration, match="role 'model'"):
         reg.add_artifact("u-v1", make_file("new.onnx"), role="model")
-    first = reg.add_artifact("u-v1", make_file("shard-0.npy"), artifact_name="store/shard-0.npy", role="store-shard")
-    again = reg.add_artifact("u-v1", reg.artifact_path("u-v1", "store/shard-0.npy"), artifact_name="store/shard-0.npy",
-                             role="store-shard")
+    first = reg.add_artifact(
+        "u-v1", make_file("shard-0.npy"), artifact_name="store/shard-0.npy", role="store-shard"
+    )
+    again = reg.add_artifact(
+        "u-v1",
+        reg.artifact_path("u-v1", "store/shard-0.npy"),
+        artifact_name="store/shard-0.npy",
+        role="store-shard",
+    )
     assert again.sha256 == first.sha256  # same bytes: no new history row
-    second = reg.add_artifact("u-v1", make_file("shard-0b.npy"), artifact_name="store/shard-0.npy", role="store-shard")
+    second = reg.add_artifact(
+        "u-v1", make_file("shard-0b.npy"), artifact_name="store/shard-0.npy", role="store-shard"
+    )
     gen = reg.get("u-v1")
     shard_rows = [a for a in gen.artifacts if a.name == "store/shard-0.npy"]
     assert [(a.sha256, a.current) for a in shard_rows] == [(first.sha256, False), (second.sha256, True)]

@@ -41,7 +41,9 @@ def test_transition_table_is_enforced(registry_url: str, artifact_dir) -> None:
         else:
             with pytest.raises(IllegalTransition) as err:
                 _move(reg, name, target)
-            assert err.value.current == start.value and set(err.value.allowed) == {s.value for s in TRANSITIONS[start]}
+            assert err.value.current == start.value and set(err.value.allowed) == {
+                s.value for s in TRANSITIONS[start]
+            }
             assert reg.get(name).status == start.value
 
 
@@ -52,7 +54,11 @@ def test_events_record_who_when_why(reg: Registry) -> None:
     reg.deprecate("u-v1", reason="u-v2 is live")
     evs = reg.events("u-v1")
     assert [(e.from_status, e.to_status) for e in evs] == [
-        (None, "candidate"), ("candidate", "staging"), ("staging", "production"), ("production", "deprecated")]
+        (None, "candidate"),
+        ("candidate", "staging"),
+        ("staging", "production"),
+        ("production", "deprecated"),
+    ]
     assert {e.who for e in evs} == {"tester"}
     assert evs[1].reason == "passed offline eval" and evs[3].reason == "u-v2 is live"
     assert [e.at for e in evs] == sorted(e.at for e in evs)
@@ -103,7 +109,9 @@ def test_consumer_registry(reg: Registry) -> None:
     assert reg.add_consumer("search", "production").created_at == a.created_at  # idempotent
     reg.add_consumer("ads", "u-v2")
     assert [(c.team, c.ref, c.generation) for c in reg.consumers()] == [
-        ("ads", "u-v2", "u-v2"), ("search", "production", "u-v1")]
+        ("ads", "u-v2", "u-v2"),
+        ("search", "production", "u-v1"),
+    ]
     assert [c.team for c in reg.consumers("u-v1")] == ["search"]
     reg.set_alias("production", "u-v2")
     assert [c.team for c in reg.consumers("u-v2")] == ["ads", "search"]

@@ -14,8 +14,11 @@ def test_lineage_walks_both_ways_nearest_first(reg: Registry) -> None:
     reg.register("base-v1")
     reg.register("base-v2", parents=[("base-v1", "fine-tuned-from")])
     reg.register("unified-v1", parents=[("base-v2", "fine-tuned-from")])
-    v2 = reg.register("unified-v2", parents=[("unified-v1", "replaces"), ("unified-v1", "fine-tuned-from")],
-                      metrics={"z/b/c/d": 1.0, "a/b/c/d": 2.0})
+    v2 = reg.register(
+        "unified-v2",
+        parents=[("unified-v1", "replaces"), ("unified-v1", "fine-tuned-from")],
+        metrics={"z/b/c/d": 1.0, "a/b/c/d": 2.0},
+    )
     assert reg.get("unified-v2") == v2  # the view register() returns is exactly what is stored
     reg.register("tiny-v1", parents=[("base-v2", "distilled-from")])
     g = reg.lineage("base-v2")

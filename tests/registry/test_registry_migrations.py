@@ -42,26 +42,47 @@ def _seed_revision_one(url: str) -> None:
     upgrade(engine, FIRST)
     now = "2026-01-01 00:00:00"
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO generations (id, name, family, status, created_at, created_by, description, code_version, "
-            "training_config, embedding_spec, input_spec) VALUES "
-            "(1, 'unified-v1', 'unified', 'production', :t, 'alice', 'old', 'git:1', NULL, :spec, NULL),"
-            "(2, 'unified-v2', 'unified', 'candidate', :t, 'bob', 'newer', 'git:2', NULL, NULL, NULL)"
-        ), {"t": now, "spec": '{"bits": 256, "dim": 256}'})
-        conn.execute(sa.text(
-            "INSERT INTO lineage_edges (child_id, parent_id, kind, created_at, created_by) "
-            "VALUES (2, 1, 'fine-tuned-from', :t, 'bob')"), {"t": now})
-        conn.execute(sa.text(
-            "INSERT INTO aliases (name, generation_id, updated_at) VALUES ('production', 1, :t)"), {"t": now})
-        conn.execute(sa.text(
-            "INSERT INTO alias_events (alias, generation_id, previous_generation_id, at, who, reason) "
-            "VALUES ('production', 1, NULL, :t, 'alice', 'launch')"), {"t": now})
-        conn.execute(sa.text(
-            "INSERT INTO metrics (generation_id, key, value, recorded_at, recorded_by) "
-            "VALUES (1, 'coarse/test/r@1/binary', 0.5, :t, 'alice')"), {"t": now})
-        conn.execute(sa.text(
-            "INSERT INTO status_events (generation_id, from_status, to_status, at, who, reason) "
-            "VALUES (1, NULL, 'candidate', :t, 'alice', 'registered')"), {"t": now})
+        conn.execute(
+            sa.text(
+                "INSERT INTO generations (id, name, family, status, created_at, created_by, description, code_version, "
+                "training_config, embedding_spec, input_spec) VALUES "
+                "(1, 'unified-v1', 'unified', 'production', :t, 'alice', 'old', 'git:1', NULL, :spec, NULL),"
+                "(2, 'unified-v2', 'unified', 'candidate', :t, 'bob', 'newer', 'git:2', NULL, NULL, NULL)"
+            ),
+            {"t": now, "spec": '{"bits": 256, "dim": 256}'},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO lineage_edges (child_id, parent_id, kind, created_at, created_by) "
+                "VALUES (2, 1, 'fine-tuned-from', :t, 'bob')"
+            ),
+            {"t": now},
+        )
+        conn.execute(
+            sa.text("INSERT INTO aliases (name, generation_id, updated_at) VALUES ('production', 1, :t)"),
+            {"t": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO alias_events (alias, generation_id, previous_generation_id, at, who, reason) "
+                "VALUES ('production', 1, NULL, :t, 'alice', 'launch')"
+            ),
+            {"t": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO metrics (generation_id, key, value, recorded_at, recorded_by) "
+                "VALUES (1, 'coarse/test/r@1/binary', 0.5, :t, 'alice')"
+            ),
+            {"t": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO status_events (generation_id, from_status, to_status, at, who, reason) "
+                "VALUES (1, NULL, 'candidate', :t, 'alice', 'registered')"
+            ),
+            {"t": now},
+        )
     assert current_revision(engine) == FIRST
     engine.dispose()
 
@@ -78,7 +99,11 @@ def test_older_registry_upgrades_in_place(registry_url: str, artifact_dir: Path)
     assert current_revision(reg._engine) == head_revision()
     v1 = reg.get("unified-v1")
     assert (v1.status, v1.created_by, v1.embedding_spec, v1.aliases) == (
-        "production", "alice", {"bits": 256, "dim": 256}, ("production",))
+        "production",
+        "alice",
+        {"bits": 256, "dim": 256},
+        ("production",),
+    )
     assert v1.metrics == {"coarse/test/r@1/binary": 0.5}
     assert reg.lineage("unified-v2").ancestors == ("unified-v1",)
     assert [e.reason for e in reg.alias_history("production")] == ["launch"]

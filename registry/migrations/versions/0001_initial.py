@@ -50,7 +50,9 @@ def upgrade() -> None:
         sa.Column("created_at", _TS, nullable=False),
         sa.Column("created_by", sa.String(128), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_artifacts"),
-        sa.ForeignKeyConstraint(["generation_id"], ["generations.id"], name="fk_artifacts_generation_id_generations"),
+        sa.ForeignKeyConstraint(
+            ["generation_id"], ["generations.id"], name="fk_artifacts_generation_id_generations"
+        ),
     )
     op.create_index("ix_artifacts_generation_id", "artifacts", ["generation_id"])
     op.create_index("ix_artifacts_sha256", "artifacts", ["sha256"])
@@ -63,8 +65,12 @@ def upgrade() -> None:
         sa.Column("created_at", _TS, nullable=False),
         sa.Column("created_by", sa.String(128), nullable=False),
         sa.PrimaryKeyConstraint("child_id", "parent_id", "kind", name="pk_lineage_edges"),
-        sa.ForeignKeyConstraint(["child_id"], ["generations.id"], name="fk_lineage_edges_child_id_generations"),
-        sa.ForeignKeyConstraint(["parent_id"], ["generations.id"], name="fk_lineage_edges_parent_id_generations"),
+        sa.ForeignKeyConstraint(
+            ["child_id"], ["generations.id"], name="fk_lineage_edges_child_id_generations"
+        ),
+        sa.ForeignKeyConstraint(
+            ["parent_id"], ["generations.id"], name="fk_lineage_edges_parent_id_generations"
+        ),
     )
     op.create_index("ix_lineage_edges_parent_id", "lineage_edges", ["parent_id"])
 
@@ -87,7 +93,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["generation_id"], ["generations.id"], name="fk_generation_datasets_generation_id_generations"
         ),
-        sa.ForeignKeyConstraint(["dataset_id"], ["datasets.id"], name="fk_generation_datasets_dataset_id_datasets"),
+        sa.ForeignKeyConstraint(
+            ["dataset_id"], ["datasets.id"], name="fk_generation_datasets_dataset_id_datasets"
+        ),
     )
     op.create_index("ix_generation_datasets_dataset_id", "generation_datasets", ["dataset_id"])
 
@@ -99,7 +107,9 @@ def upgrade() -> None:
         sa.Column("recorded_at", _TS, nullable=False),
         sa.Column("recorded_by", sa.String(128), nullable=False),
         sa.PrimaryKeyConstraint("generation_id", "key", name="pk_metrics"),
-        sa.ForeignKeyConstraint(["generation_id"], ["generations.id"], name="fk_metrics_generation_id_generations"),
+        sa.ForeignKeyConstraint(
+            ["generation_id"], ["generations.id"], name="fk_metrics_generation_id_generations"
+        ),
     )
 
     op.create_table(
@@ -108,7 +118,9 @@ def upgrade() -> None:
         sa.Column("generation_id", sa.Integer(), nullable=False),
         sa.Column("updated_at", _TS, nullable=False),
         sa.PrimaryKeyConstraint("name", name="pk_aliases"),
-        sa.ForeignKeyConstraint(["generation_id"], ["generations.id"], name="fk_aliases_generation_id_generations"),
+        sa.ForeignKeyConstraint(
+            ["generation_id"], ["generations.id"], name="fk_aliases_generation_id_generations"
+        ),
     )
     op.create_index("ix_aliases_generation_id", "aliases", ["generation_id"])
 
@@ -122,9 +134,13 @@ def upgrade() -> None:
         sa.Column("who", sa.String(128), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_alias_events"),
-        sa.ForeignKeyConstraint(["generation_id"], ["generations.id"], name="fk_alias_events_generation_id_generations"),
         sa.ForeignKeyConstraint(
-            ["previous_generation_id"], ["generations.id"], name="fk_alias_events_previous_generation_id_generations"
+            ["generation_id"], ["generations.id"], name="fk_alias_events_generation_id_generations"
+        ),
+        sa.ForeignKeyConstraint(
+            ["previous_generation_id"],
+            ["generations.id"],
+            name="fk_alias_events_previous_generation_id_generations",
         ),
     )
     op.create_index("ix_alias_events_alias_at", "alias_events", ["alias", "at"])
@@ -139,7 +155,9 @@ def upgrade() -> None:
         sa.Column("who", sa.String(128), nullable=False),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_status_events"),
-        sa.ForeignKeyConstraint(["generation_id"], ["generations.id"], name="fk_status_events_generation_id_generations"),
+        sa.ForeignKeyConstraint(
+            ["generation_id"], ["generations.id"], name="fk_status_events_generation_id_generations"
+        ),
     )
     op.create_index("ix_status_events_generation_id", "status_events", ["generation_id"])
 
