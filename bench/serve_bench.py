@@ -170,12 +170,12 @@ def _report(rows: list[dict], info: dict, export_s: float, args: argparse.Namesp
     lines = [
         "# serve_bench: in-process ONNX Runtime vs Triton HTTP vs Triton gRPC (tritonserver 2.51, CPU python backend)",
         f"machine: {platform.machine()}, {os.cpu_count()} cores, load average at end {load[0]:.1f} (shared with other jobs)",
-        f"model: {info['source'].get('model') or info['source'].get('run')}; input {info['inputs'][0]['shape']}; "
-        f"{info['embedding_spec']['bits']}-bit code packed in the ONNX graph",
-        f"export {export_s:.1f} s; parity on {p['n_images']} Grocery photos: float max |diff| {p['max_abs_diff']:.1e}, "
-        f"bits agree {p['bit_agreement']:.4%}",
-        f"ORT threads = {os.cpu_count()} in both paths (Triton: 1 model instance, dynamic batching, 500 us queue delay); "
-        f"{args.seconds:g} s per cell; codes identical on all three paths",
+        (f"model: {info['source'].get('model') or info['source'].get('run')}; input {info['inputs'][0]['shape']}; "
+         f"{info['embedding_spec']['bits']}-bit code packed in the ONNX graph"),
+        (f"export {export_s:.1f} s; parity on {p['n_images']} Grocery photos: float max |diff| {p['max_abs_diff']:.1e}, "
+         f"bits agree {p['bit_agreement']:.4%}"),
+        (f"ORT threads = {os.cpu_count()} in both paths (Triton: 1 model instance, dynamic batching, 500 us queue delay); "
+         f"{args.seconds:g} s per cell; codes identical on all three paths"),
         "",
         f"{'path':<16}{'batch':>6}{'conc':>6}{'requests':>10}{'images/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}",
     ]

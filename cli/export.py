@@ -17,8 +17,8 @@ def _human(data: dict[str, Any]) -> str:
     return "\n".join([
         f"wrote {data['out']}/model.onnx (opset {data['opset']}, sha256 {data['model']['sha256'][:12]}…, {data['model']['bytes']:,} bytes)",
         f"  input  image float32 {data['inputs'][0]['shape']}   outputs embedding float32 [-1, {spec['dim']}], code uint8 [-1, {spec['code_bytes']}]",
-        f"  parity on {p['n_images']} images: float max |diff| {p['max_abs_diff']:.2e} (≤ {p['float_tol']:g}), "
-        f"bits agree {p['bit_agreement']:.4%} (≥ {p['bit_agreement_min']:.1%})",
+        (f"  parity on {p['n_images']} images: float max |diff| {p['max_abs_diff']:.2e} (≤ {p['float_tol']:g}), "
+         f"bits agree {p['bit_agreement']:.4%} (≥ {p['bit_agreement_min']:.1%})"),
     ] + ([f"  tensorrt: {data['tensorrt']['engine']}"] if data.get("tensorrt") else []))
 
 

@@ -21,6 +21,7 @@ Fault injection for tests: ``EMBSDK_TEST_CRASH_AT=<step>`` SIGKILLs the process 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from embsdk.config import get_settings
 from embsdk.errors import DuplicateGeneration, GenerationNotFound, RunError
 from triton_models.faults import armed, crash_point
 
-__all__ = ["PublishResult", "publish", "find_eval_report", "eval_metrics", "CRASH_POINTS"]
+__all__ = ["CRASH_POINTS", "PublishResult", "eval_metrics", "find_eval_report", "publish"]
 
 CRASH_POINTS = (
     "publish.after_export", "publish.after_stage", "publish.before_registry_commit", "publish.after_register",
@@ -97,10 +98,10 @@ def eval_metrics(report_dir: Path) -> dict[str, float]:
     for task, result in data.get("tasks", {}).items():
         for kind in ("float", "binary"):
             for metric, value in (result.get(kind) or {}).items():
-                if isinstance(value, (int, float)) and value == value:  # finite numbers only (NaN != NaN)
+                if isinstance(value, (int, float)) and math.isfinite(value):
                     out[f"{task}/{dataset}/{metric.lower()}/{kind}"] = float(value)
         ratio = result.get("binary_float_r1_ratio")
-        if isinstance(ratio, (int, float)) and ratio == ratio:
+        if isinstance(ratio, (int, float)) and math.isfinite(ratio):
             out[f"{task}/{dataset}/binary_float_r1_ratio"] = float(ratio)
     return out
 

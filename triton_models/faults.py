@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["crash_point", "armed", "CRASH_ENV"]
+__all__ = ["CRASH_ENV", "armed", "crash_point"]
 
 CRASH_ENV = "EMBSDK_TEST_CRASH_AT"
 

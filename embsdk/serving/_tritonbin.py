@@ -46,7 +46,7 @@ def _site_package(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         raise MissingExtraError("nvidia-pytriton (tritonserver)", "serve")
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def find_tritonserver() -> TritonInstall:

@@ -18,7 +18,7 @@ import socket
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import numpy as np
 
@@ -73,7 +73,7 @@ class TritonClient:
                 self._client = tc.InferenceServerClient(self.url, connection_timeout=self.timeout, network_timeout=self.timeout)
             else:
                 self._client = tc.InferenceServerClient(self.url)
-        except Exception as exc:  # bad URL and the like
+        except Exception as exc:  # noqa: BLE001 - bad URL and the like
             raise ServerUnavailable(f"Cannot create a {protocol} client for {url!r}: {exc}") from None
         self._config_cache: dict[str, dict[str, Any]] = {}
 
@@ -102,7 +102,7 @@ class TritonClient:
         for attempt in range(self.retries + 1):
             try:
                 return fn()
-            except Exception as exc:  # mapped below; tritonclient types never escape
+            except Exception as exc:  # noqa: BLE001 - mapped below; tritonclient types never escape
                 err = self._error(exc, what)
                 if not isinstance(err, ServerUnavailable) or attempt == self.retries:
                     raise err from None
@@ -120,14 +120,14 @@ class TritonClient:
         """True when the server answers and is ready (never raises)."""
         try:
             return bool(self._client.is_server_ready())
-        except Exception:  # unreachable → not ready
+        except Exception:  # noqa: BLE001 - unreachable → not ready
             return False
 
     def is_live(self) -> bool:
         """True when the server answers (it may still be loading a model; never raises)."""
         try:
             return bool(self._client.is_server_live())
-        except Exception:  # unreachable → not live
+        except Exception:  # noqa: BLE001 - unreachable → not live
             return False
 
     def model_config(self, family: str, *, refresh: bool = False) -> dict[str, Any]:
@@ -192,7 +192,7 @@ class TritonClient:
         batch = np.ascontiguousarray(batch)
         try:
             dtype = self._dtype(batch.dtype)
-        except Exception:
+        except Exception:  # noqa: BLE001
             dtype = None
         if dtype is None:
             raise InferenceError(f"Cannot send an array of dtype {batch.dtype} to Triton; the model takes float32.")
@@ -212,10 +212,10 @@ class TritonClient:
         if client is not None:
             try:
                 client.close()
-            except Exception:  # closing twice or a dead connection
+            except Exception:  # noqa: BLE001, S110 - closing twice or a dead connection
                 pass
 
-    def __enter__(self) -> TritonClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -29,7 +29,7 @@ def _session(path: Path, threads: int) -> Any:
                 opts.intra_op_num_threads = threads
             try:
                 _SESSIONS[key] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # onnxruntime raises its own exception types
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
                 raise InferenceError(f"Cannot load ONNX model {path}: {exc}") from None
         return _SESSIONS[key]
 
@@ -68,6 +68,6 @@ class LocalRunner:
             raise InferenceError(f"Input shape {list(batch.shape)} does not match the model's [N, {', '.join(map(str, want))}].")
         try:
             emb, code = self.session.run(["embedding", "code"], {self.input_name: batch})
-        except Exception as exc:  # onnxruntime's own types never escape
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own types never escape
             raise InferenceError(f"ONNX Runtime failed: {exc}") from None
         return emb, code

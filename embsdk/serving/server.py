@@ -27,6 +27,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from embsdk.config import get_settings
 from embsdk.errors import ConfigError, ServerStartError
@@ -269,7 +270,7 @@ class TritonServer:
             removed.append(path)
         return removed
 
-    def __enter__(self) -> TritonServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -21,7 +21,7 @@ pytest.importorskip("tritonclient")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _registry(url: str | None = None):  # noqa: ANN202
+def _registry(url: str | None = None):
     from registry import Registry
 
     return Registry(url)

@@ -145,7 +145,7 @@ def test_off_loopback_needs_a_key_and_guards_the_repository_api(served: dict[str
             with TritonClient(url, protocol=protocol, admin_key="") as anonymous:  # type: ignore[arg-type]
                 with pytest.raises(InferenceError, match="refused repository index: the API is restricted.*EMB_TRITON_ADMIN_KEY"):
                     anonymous.models()
-                emb, code = anonymous.infer("unified", 1, np.zeros((1, 3, 32, 32), np.float32))  # inference stays open
+                _, code = anonymous.infer("unified", 1, np.zeros((1, 3, 32, 32), np.float32))  # inference stays open
                 assert code.shape == (1, 8)
             with TritonClient(url, protocol=protocol) as admin:  # type: ignore[arg-type]
                 assert {(m["name"], m["state"]) for m in admin.models()} == {("unified", "READY")}

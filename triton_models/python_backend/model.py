@@ -31,7 +31,7 @@ class TritonPythonModel:
         arrays = [pb_utils.get_input_tensor_by_name(r, "image").as_numpy() for r in requests]
         try:
             outs = self.session.run(self.output_names, {self.input_name: np.concatenate(arrays)})
-        except Exception as exc:  # fail these requests, keep the model serving
+        except Exception as exc:  # noqa: BLE001 - fail these requests, keep the model serving
             err = pb_utils.TritonError(f"onnxruntime failed: {type(exc).__name__}: {exc}")
             return [pb_utils.InferenceResponse(error=err) for _ in requests]
         responses, start = [], 0
