@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import re
-import socket
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -76,6 +75,8 @@ class TritonClient:
         except Exception as exc:  # noqa: BLE001 - bad URL and the like
             raise ServerUnavailable(f"Cannot create a {protocol} client for {url!r}: {exc}") from None
         self._config_cache: dict[str, dict[str, Any]] = {}
+        # per-call deadline: the HTTP client has it from its constructor, gRPC takes it on every call
+        self._kw: dict[str, Any] = {} if protocol == "http" else {"client_timeout": self.timeout}
 
     # ------------------------------------------------------------------ plumbing
     def _error(self, exc: BaseException, what: str) -> InferenceError:
@@ -92,10 +93,10 @@ class TritonClient:
             if status in {"StatusCode.DEADLINE_EXCEEDED"} or "timed out" in msg.lower():
                 return ServerUnavailable(f"{where} timed out after {self.timeout:g} s ({what}).")
             return InferenceError(f"{where} rejected {what} ({status or 'client'}): {msg}")
-        if isinstance(exc, (ConnectionError, socket.timeout, TimeoutError, OSError)):
-            return ServerUnavailable(f"{where} is unreachable ({what}): {exc}. Is it running? Start it with: emb serve")
-        if type(exc).__name__ == "Timeout":  # gevent's timeout (HTTP client)
+        if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout":  # socket or gevent timeout
             return ServerUnavailable(f"{where} timed out after {self.timeout:g} s ({what}).")
+        if isinstance(exc, (ConnectionError, OSError)):
+            return ServerUnavailable(f"{where} is unreachable ({what}): {exc}. Is it running? Start it with: emb serve")
         return InferenceError(f"{where}: {what} failed: {type(exc).__name__}: {exc}")
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -119,14 +120,14 @@ class TritonClient:
     def is_ready(self) -> bool:
         """True when the server answers and is ready (never raises)."""
         try:
-            return bool(self._client.is_server_ready())
+            return bool(self._client.is_server_ready(**self._kw))
         except Exception:  # noqa: BLE001 - unreachable → not ready
             return False
 
     def is_live(self) -> bool:
         """True when the server answers (it may still be loading a model; never raises)."""
         try:
-            return bool(self._client.is_server_live())
+            return bool(self._client.is_server_live(**self._kw))
         except Exception:  # noqa: BLE001 - unreachable → not live
             return False
 
@@ -136,7 +137,8 @@ class TritonClient:
             if self.protocol == "http":
                 cfg = self._call(f"config of {family!r}", lambda: self._client.get_model_config(family))
             else:
-                cfg = self._call(f"config of {family!r}", lambda: self._client.get_model_config(family, as_json=True))["config"]
+                cfg = self._call(f"config of {family!r}",
+                                 lambda: self._client.get_model_config(family, as_json=True, **self._kw))["config"]
             self._config_cache[family] = cfg
         return self._config_cache[family]
 
@@ -153,11 +155,12 @@ class TritonClient:
             rows = self._call("repository index", lambda: self._client.get_model_repository_index(headers=headers))
         else:
             rows = self._call("repository index",
-                              lambda: self._client.get_model_repository_index(headers=headers, as_json=True)).get("models", [])
+                              lambda: self._client.get_model_repository_index(headers=headers, as_json=True, **self._kw)
+                              ).get("models", [])
         return [{"name": r.get("name"), "version": r.get("version", ""), "state": r.get("state", "")} for r in rows]
 
     def is_version_ready(self, family: str, version: int) -> bool:
-        return bool(self._call("readiness", lambda: self._client.is_model_ready(family, str(version))))
+        return bool(self._call("readiness", lambda: self._client.is_model_ready(family, str(version), **self._kw)))
 
     def version_for(self, family: str, generation: str) -> int:
         """The Triton version number serving ``generation`` in ``family``.
@@ -199,9 +202,7 @@ class TritonClient:
         inp = self._tc.InferInput("image", list(batch.shape), dtype)
         inp.set_data_from_numpy(batch)
         outputs = [self._tc.InferRequestedOutput("embedding"), self._tc.InferRequestedOutput("code")]
-        kwargs: dict[str, Any] = {"model_version": str(version), "outputs": outputs}
-        if self.protocol == "grpc":
-            kwargs["client_timeout"] = self.timeout
+        kwargs: dict[str, Any] = {"model_version": str(version), "outputs": outputs, **self._kw}
         result = self._call(f"inference on {family!r} v{version}", lambda: self._client.infer(family, [inp], **kwargs))
         return result.as_numpy("embedding"), result.as_numpy("code")
 

@@ -153,3 +153,20 @@ def test_off_loopback_needs_a_key_and_guards_the_repository_api(served: dict[str
         assert stubs, "the Python backend runs its model in stub processes"
     assert not any(Path(f"/proc/{pid}").exists() for pid in [server.proc.pid, *stubs])
     assert server.shm_files() == []
+
+
+def test_a_server_that_never_answers_times_out(tiny_exports: list[Path], images: list[Path]) -> None:
+    import socket
+    import time
+
+    from embsdk.embed import embed
+
+    with socket.socket() as listener:  # accepts connections, never answers a byte
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        url = f"127.0.0.1:{listener.getsockname()[1]}"
+        for protocol in ("http", "grpc"):
+            t0 = time.monotonic()
+            with pytest.raises(ServerUnavailable, match=r"timed out after 0.5 s"):
+                embed(images[:1], str(tiny_exports[0]), url=url, protocol=protocol, timeout=0.5, retries=1)
+            assert time.monotonic() - t0 < 10  # 2 attempts of 0.5 s plus backoff, not forever
