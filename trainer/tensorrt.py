@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from embsdk.errors import EngineIncompatible, ExportError, MissingExtraError
+from embsdk.serving.engines import check_compatibility
 
 __all__ = ["MANIFEST_SUFFIX", "build_engine", "check_compatibility", "gpu_environment", "load_engine", "run_engine", "verify"]
 
@@ -48,25 +49,6 @@ def gpu_environment() -> dict[str, Any]:
     major, minor = torch.cuda.get_device_capability(0)
     return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}",
             "tensorrt": trt.__version__, "cuda": torch.version.cuda}
-
-
-def check_compatibility(manifest: dict[str, Any], env: dict[str, Any]) -> None:
-    """Raise :class:`EngineIncompatible` when a plan's manifest does not fit ``env`` (see :func:`gpu_environment`).
-
-    Compute capability and the TensorRT version must be equal; the CUDA major version must be equal.
-    """
-    problems = []
-    if str(manifest.get("compute_capability")) != str(env.get("compute_capability")):
-        problems.append(f"built for compute capability {manifest.get('compute_capability')} ({manifest.get('gpu')}), "
-                        f"this GPU is {env.get('compute_capability')} ({env.get('gpu')})")
-    if str(manifest.get("tensorrt")) != str(env.get("tensorrt")):
-        problems.append(f"built with TensorRT {manifest.get('tensorrt')}, this machine has {env.get('tensorrt')}")
-    if str(manifest.get("cuda", "")).split(".")[0] != str(env.get("cuda", "")).split(".")[0]:
-        problems.append(f"built with CUDA {manifest.get('cuda')}, this machine has {env.get('cuda')}")
-    if problems:
-        raise EngineIncompatible(
-            f"TensorRT engine {manifest.get('plan', 'model.plan')} cannot run here: " + "; ".join(problems)
-            + ". Rebuild it on this machine: python -m trainer.tensorrt EXPORT_DIR")
 
 
 def build_engine(onnx_path: str | Path, out_dir: str | Path, *, min_batch: int = 1, opt_batch: int = 8,

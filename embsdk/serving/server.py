@@ -32,6 +32,7 @@ from typing import Self
 from embsdk.config import get_settings
 from embsdk.errors import ConfigError, ServerStartError
 from embsdk.serving._tritonbin import find_tritonserver
+from embsdk.serving.engines import check_repository_engines
 
 __all__ = ["LOOPBACK", "SHM_DIR", "SHM_PREFIX", "Endpoints", "TritonServer", "free_port"]
 
@@ -141,10 +142,12 @@ class TritonServer:
 
         Raises:
             ServerStartError: it exited, or was not ready within ``ready_timeout`` (the log tail is in the message).
+            EngineIncompatible: a TensorRT plan in the repository was built for another GPU/TensorRT/CUDA.
             MissingExtraError: tritonserver is not installed.
         """
         if not self.repository.is_dir():
             raise ServerStartError(f"Model repository {self.repository} does not exist; publish a generation first (emb publish).")
+        check_repository_engines(self.repository, self.model_names())  # refuse mismatched TensorRT plans up front
         install = find_tritonserver()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:

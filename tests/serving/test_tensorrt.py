@@ -56,3 +56,36 @@ def test_fp16_engine_build_and_verify(tiny_exports: list[Path], tmp_path: Path) 
     assert (export / "model.plan").is_file() and (export / "model.plan.json").is_file()
     assert report["precision"] == "fp16" and report["input"]["max"][0] == 64
     assert report["bit_agreement"] >= 0.99 and report["mismatch_refused"]
+
+
+def test_driver_cuda_must_cover_the_plan() -> None:
+    from embsdk.serving.engines import check_compatibility
+
+    env = {"gpu": HERE["gpu"], "compute_capability": "7.0", "tensorrt": "10.3.0", "cuda_driver": "12.2"}
+    check_compatibility(HERE, env)  # driver 12.2 runs a CUDA 12.4 runtime plan's major
+    with pytest.raises(EngineIncompatible, match="driver supports only 11.4"):
+        check_compatibility(HERE, dict(env, cuda_driver="11.4"))
+
+
+def test_server_refuses_a_repository_with_a_mismatched_engine(tiny_exports: list[Path], tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from embsdk.serving.engines import probe_gpu
+    from embsdk.serving.server import TritonServer
+    from triton_models.repository import ModelRepository
+
+    export = tmp_path / "exp"
+    shutil.copytree(tiny_exports[0], export)
+    (export / "model.plan").write_bytes(b"\x00plan bytes built elsewhere")
+    manifest = {**HERE, "compute_capability": "0.1", "gpu": "a GPU that does not exist", "plan": "model.plan"}
+    (export / "model.plan.json").write_text(json.dumps(manifest))
+    repo = ModelRepository(tmp_path / "repo")
+    assert repo.add(export, generation="unified-v1", backend="tensorrt") == 1
+    assert sorted(p.name for p in (repo.root / "unified" / "1").iterdir()) == [
+        "export.json", "generation.json", "model.plan", "model.plan.json"]
+    server = TritonServer(repo.root, http_port=0, grpc_port=0)
+    expected = "this machine has no GPU" if probe_gpu() is None else "compute capability 0.1"
+    with pytest.raises(EngineIncompatible, match=expected):
+        server.start()
+    assert server.proc is None  # refused before anything was started
