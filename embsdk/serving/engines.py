@@ -37,9 +37,9 @@ def check_compatibility(manifest: dict[str, Any], env: dict[str, Any]) -> None:
     want = str(manifest.get("cuda", "")).split(".")[0]
     if env.get("cuda") is not None and want != str(env["cuda"]).split(".")[0]:
         problems.append(f"built with CUDA {manifest.get('cuda')}, this machine has {env.get('cuda')}")
-    elif env.get("cuda") is None and env.get("cuda_driver") and want.isdigit():
-        if int(str(env["cuda_driver"]).split(".")[0]) < int(want):
-            problems.append(f"built with CUDA {manifest.get('cuda')}, the driver supports only {env['cuda_driver']}")
+    elif (env.get("cuda") is None and env.get("cuda_driver") and want.isdigit()
+          and int(str(env["cuda_driver"]).split(".")[0]) < int(want)):
+        problems.append(f"built with CUDA {manifest.get('cuda')}, the driver supports only {env['cuda_driver']}")
     if problems:
         raise EngineIncompatible(
             f"TensorRT engine {manifest.get('plan', 'model.plan')} cannot run here: " + "; ".join(problems)
