@@ -23,13 +23,22 @@ def _check_human(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _reconcile(repository: Path) -> None:
-    """Finish or drop what a killed publish left in the repository (needs the registry to decide)."""
+def _prepare(repository: Path, *, sync: bool) -> None:
+    """Finish or drop what a killed publish left in the repository; with ``sync``, rebuild it from the registry."""
     from triton_models.repository import ModelRepository
-    from triton_models.sync import registered_in_registry
+    from triton_models.sync import registered_in_registry, sync_from_registry
 
+    if sync:
+        done = sync_from_registry(repository)
+        for gen, number in done["added"]:
+            info(f"repository: added {gen} as version {number} (from the registry)")
+        for gen in done["removed"]:
+            info(f"repository: removed {gen} (retired)")
+        for gen, why in done["skipped"]:
+            info(f"repository: skipped {gen}: {why}")
+        return
     checker = registered_in_registry()
-    if checker is not None:
+    if checker is not None and repository.is_dir():
         done = ModelRepository(repository).reconcile(checker)
         for gen in done["committed"]:
             info(f"repository: committed {gen}, left staged by an interrupted publish")
@@ -44,6 +53,7 @@ def serve_command(
     url: Annotated[str | None, typer.Option("--url", help="With --check: server address host:port (default: 127.0.0.1 and --http-port/--grpc-port).")] = None,
     protocol: Annotated[str, typer.Option("--protocol", "-p", help="With --check: http or grpc.")] = "http",
     ready_timeout: Annotated[float, typer.Option("--ready-timeout", help="Seconds to wait for the server to be ready.")] = 120.0,
+    sync: Annotated[bool, typer.Option("--sync", help="First (re)build the repository from the registry: add every registered, non-retired generation that is missing, remove retired ones.")] = False,
     watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Reload a model when emb publish adds a version to the repository (polls every 2 s).")] = True,
     as_json: JsonOpt = False,
 ) -> None:
@@ -69,7 +79,7 @@ def serve_command(
     from embsdk.serving.server import TritonServer
 
     repo = (repository or get_settings().triton_repository).expanduser().resolve()
-    _reconcile(repo)
+    _prepare(repo, sync=sync)
     server = TritonServer(repo, host=host, http_port=http_port, grpc_port=grpc_port, ready_timeout=ready_timeout)
     stop: dict[str, Any] = {"signal": None, "started": False}
 

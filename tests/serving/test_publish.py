@@ -146,3 +146,24 @@ def test_cli_publish_json(tiny_run: Path, tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["publish", str(tiny_run), "--name", "unified-v1"])
     assert res.exit_code == 1 and isinstance(res.exception, DuplicateGeneration)
     assert "already exists" in str(res.exception)
+
+
+def test_repository_rebuilds_from_the_registry(tiny_run: Path, tmp_path: Path) -> None:
+    from trainer.export_format import sha256_file
+    from trainer.publish import publish
+    from triton_models.sync import sync_from_registry
+
+    repo = tmp_path / "repo"
+    publish(tiny_run, "unified-v1", repository=repo)
+    publish(tiny_run, "unified-v2", parents=["unified-v1"], repository=repo)
+    fresh = tmp_path / "fresh"  # a new serving machine: only the registry is there
+    done = sync_from_registry(fresh)
+    assert done["added"] == [("unified-v1", 1), ("unified-v2", 2)]
+    assert _served(fresh) == _served(repo)
+    assert sha256_file(fresh / "unified" / "2" / "model.onnx") == sha256_file(repo / "unified" / "2" / "model.onnx")
+    assert (fresh / "unified" / "config.pbtxt").read_text() == (repo / "unified" / "config.pbtxt").read_text()
+    assert sync_from_registry(fresh)["added"] == []  # idempotent
+    with _registry() as reg:
+        reg.retire("unified-v1", reason="superseded")  # candidate -> retired
+    assert sync_from_registry(fresh)["removed"] == ["unified-v1"]
+    assert _served(fresh) == {"unified-v2": 2}
