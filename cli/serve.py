@@ -80,6 +80,8 @@ def serve_command(
 
     repo = (repository or get_settings().triton_repository).expanduser().resolve()
     _prepare(repo, sync=sync)
+    if not repo.is_dir():
+        raise ServerStartError(f"Model repository {repo} does not exist; publish a generation first (emb publish RUN --name NAME).")
     server = TritonServer(repo, host=host, http_port=http_port, grpc_port=grpc_port, ready_timeout=ready_timeout)
     stop: dict[str, Any] = {"signal": None, "started": False}
 
