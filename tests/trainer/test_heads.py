@@ -119,3 +119,16 @@ def test_task_names_that_clash_with_module_attributes() -> None:
     )
     assert loss.tasks == ["half", "train", "x.y"]
     assert "heads.task_x_y.proxies" in loss.state_dict()
+
+
+def test_candidate_classes_are_positives_plus_exactly_k_distinct_negatives() -> None:
+    torch.manual_seed(0)
+    labels = torch.tensor([5, 5, 70_000, 3])
+    classes = candidate_classes(labels, 200_000, 100)
+    assert classes.numel() == 3 + 100 and torch.equal(classes, torch.unique(classes))
+    assert set(labels.tolist()) <= set(classes.tolist())
+    assert torch.equal(candidate_classes(labels, 100_000 // 1000, 97), torch.arange(100))  # k covers the rest
+    hits = torch.zeros(50)
+    for _ in range(400):  # negatives are uniform over the non-positive classes
+        hits[candidate_classes(torch.tensor([0]), 50, 10)] += 1
+    assert hits[0] == 400 and (hits[1:] / 400 - 10 / 49).abs().max() < 0.08

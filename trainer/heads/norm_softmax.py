@@ -2,7 +2,7 @@
 
 Logits are cosine similarities between the embedding and the class proxies (the rows of a bias-free
 FC layer), divided by a temperature; the loss is cross-entropy. With ``sample_negatives=k`` a step
-scores only the batch's positive classes plus ``k`` randomly drawn classes, so its cost does not grow
+scores only the batch's positive classes plus ``k`` other classes drawn at random, so its cost does not grow
 with the number of classes (the proxy rows are gathered, normalized and updated only for those).
 """
 
@@ -20,12 +20,23 @@ __all__ = ["NormSoftmaxHead", "candidate_classes"]
 def candidate_classes(
     labels: Tensor, num_classes: int, sample_negatives: int, generator: torch.Generator | None = None
 ) -> Tensor:
-    """Sorted unique class ids: the batch's positives plus ``sample_negatives`` uniform draws (with replacement).
+    """Sorted class ids to score: the batch's positives plus up to ``sample_negatives`` distinct other classes.
 
-    Draws that hit a positive or repeat are merged, so the set holds at most ``len(unique(labels)) + k`` classes.
+    Negatives are drawn uniformly without replacement in O(k) (oversampled draws, deduplicated, positives
+    removed, then trimmed to k), so the cost does not depend on ``num_classes``. When ``k`` covers every
+    other class, all classes are returned (the loss then equals the full softmax).
     """
-    draws = torch.randint(0, num_classes, (sample_negatives,), device=labels.device, generator=generator)
-    return torch.unique(torch.cat([labels, draws]))
+    positives = torch.unique(labels)
+    if sample_negatives >= num_classes - positives.numel():
+        return torch.arange(num_classes, device=labels.device)
+    n_draws = 2 * sample_negatives + positives.numel()
+    draws = torch.randint(0, num_classes, (n_draws,), device=labels.device, generator=generator)
+    negatives = torch.unique(draws)
+    negatives = negatives[~torch.isin(negatives, positives)]
+    if negatives.numel() > sample_negatives:
+        keep = torch.randperm(negatives.numel(), device=labels.device, generator=generator)[:sample_negatives]
+        negatives = negatives[keep]
+    return torch.sort(torch.cat([positives, negatives])).values
 
 
 class NormSoftmaxHead(nn.Module):
