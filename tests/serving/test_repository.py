@@ -150,3 +150,19 @@ def test_kill_during_add_leaves_no_half_version(step: str, tiny_exports: list[Pa
     repo.reconcile(lambda name: False)  # not registered: a publish would drop it
     assert consistent() == served
     assert sorted(p.name for p in (repo.root / "unified").iterdir() if p.is_dir()) == (["1", "2"] if committed else ["1"])
+
+
+def test_onnxruntime_family_for_gpu_servers(tiny_exports: list[Path], tmp_path: Path) -> None:
+    from triton_models.config import validate_config
+
+    repo = _repo(tmp_path)
+    assert repo.add(tiny_exports[0], generation="unified-v1", family="unified-gpu", backend="onnxruntime", instances=2) == 1
+    fam = repo.root / "unified-gpu"
+    assert sorted(p.name for p in (fam / "1").iterdir()) == ["export.json", "generation.json", "model.onnx"]
+    cfg = validate_config((fam / "config.pbtxt").read_text())
+    assert cfg.platform == "onnxruntime_onnx" and cfg.instance_group[0].kind == KIND("KIND_GPU")
+    assert cfg.instance_group[0].count == 2
+    with pytest.raises(ConfigError, match="served by the onnxruntime backend, not python"):
+        repo.add(tiny_exports[1], generation="unified-v2", family="unified-gpu")
+    assert [r["generation"] for r in repo.served()] == ["unified-v1"]
+    assert not list(fam.glob(".staging-*"))
