@@ -87,6 +87,16 @@ def train(
     trainable_blocks: Annotated[
         int | None, typer.Option("--trainable-blocks", help="Train only the last K backbone blocks.")
     ] = None,
+    cache_views: Annotated[
+        int | None,
+        typer.Option(
+            "--cache-views",
+            help="With a frozen backbone: cached views per image (1 = eval view only; more adds augmented views).",
+        ),
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", help="Normalized-softmax temperature (default 0.05).")
+    ] = None,
     sampler: Annotated[
         str | None, typer.Option("--sampler", help="uniform (tasks mixed uniformly) or class-balanced.")
     ] = None,
@@ -168,6 +178,8 @@ def train(
             "tasks": [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
             "freeze_backbone": freeze_backbone,
             "trainable_blocks": trainable_blocks,
+            "cache_views": cache_views,
+            "temperature": temperature,
             "sampler": sampler,
             "sample_negatives": sample_negatives,
             "grad_accum": grad_accum,

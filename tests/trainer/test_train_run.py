@@ -273,3 +273,17 @@ def test_efficientnet_lite0_pretrained_trains_and_reloads(manifest: Path, tmp_pa
     # frozen early blocks keep the ImageNet weights; the last blocks moved
     assert torch.equal(model.backbone.net._conv_stem.weight, pretrained.net._conv_stem.weight)
     assert not torch.equal(model.backbone.net._conv_head.weight, pretrained.net._conv_head.weight)
+
+
+def test_cli_frozen_backbone_with_augmented_cached_views(manifest: Path, tmp_path: Path) -> None:
+    args = ["--freeze-backbone", "--cache-views", "3", "--temperature", "0.1", "--epochs", "1", "--json"]
+    res = runner.invoke(
+        app, ["train", "--manifest", str(manifest), "--out", str(tmp_path / "r"), *TINY, *args]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["feature_cache"] is True
+    cfg = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert cfg["cache_views"] == 3 and cfg["temperature"] == 0.1 and cfg["freeze_backbone"] is True
+    (cache,) = (tmp_path / "emb_home" / "cache" / "features").glob("*.npy")
+    views = np.load(cache)
+    assert views.shape == (3, 24, 64) and not np.allclose(views[0], views[1])  # augmented views differ
