@@ -23,10 +23,10 @@ CHILD = textwrap.dedent(
         time.sleep(float(sleep))
     if hook != "none":
         setattr(_hooks, hook, pause)
-    reg = Registry(url, artifact_dir=Path(art_dir))
     print("ready", flush=True)
     while go != "none" and not os.path.exists(go):
         time.sleep(0.005)
+    reg = Registry(url, artifact_dir=Path(art_dir))  # after the barrier: a fresh registry is created by both
     try:
         gen = reg.register(name, artifacts=[Path(artifact)], code_version="test")
         print(json.dumps({"ok": gen.name, "sha256": gen.artifacts[0].sha256}), flush=True)

@@ -172,4 +172,7 @@ def test_migrate_json_redacts_url(monkeypatch: pytest.MonkeyPatch, postgres_url:
     res = emb("registry", "migrate", "--json", env={"EMB_REGISTRY_URL": url})
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
+    from registry import Registry
+
+    assert "Sup3rS3cretPW" not in repr(Registry(url)) and "***" in repr(Registry(url))
     assert out["to"].startswith("0002") and "Sup3rS3cretPW" not in res.stdout and "***" in out["url"]

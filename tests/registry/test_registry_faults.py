@@ -47,6 +47,23 @@ def test_two_processes_register_the_same_name(
     assert report.ok and len(report.orphans) == 1  # the loser's blob: harmless, removable
 
 
+def test_two_processes_open_a_fresh_registry_at_once(
+    registry_url: str, artifact_dir: Path, tmp_path: Path, make_file
+) -> None:
+    """Both create-and-migrate on first use (serialized by a lock), then both register: no error, no loss."""
+    go = tmp_path / "go"
+    procs = [
+        spawn(registry_url, artifact_dir, f"fresh{i}-v1", make_file(f"f{i}.onnx"), go=go) for i in range(2)
+    ]
+    go.touch()
+    for p in procs:
+        _out, err = p.communicate(timeout=90)
+        assert p.returncode == 0, err
+    reg = Registry(registry_url, artifact_dir=artifact_dir)
+    assert sorted(g.name for g in reg.list()) == ["fresh0-v1", "fresh1-v1"]
+    assert reg.fsck().clean
+
+
 def test_readers_and_writers_keep_working_while_a_writer_writes(
     registry_url: str, artifact_dir: Path, make_file
 ) -> None:

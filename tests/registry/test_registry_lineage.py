@@ -81,3 +81,33 @@ def test_deep_chain(reg: Registry) -> None:
     assert reg.lineage("g-v0").descendants[-1] == f"g-v{depth}"
     with pytest.raises(LineageCycle):
         reg.add_parent("g-v0", f"g-v{depth}")
+
+
+def test_walks_take_a_constant_number_of_queries(reg: Registry) -> None:
+    """Lineage is a recursive CTE per direction, not one query per hop; resolve is a fixed handful."""
+    import sqlalchemy as sa
+
+    for depth in (5, 60):
+        prefix = f"d{depth}"
+        reg.register(f"{prefix}-v0", code_version="test")
+        for i in range(1, depth + 1):
+            reg.register(f"{prefix}-v{i}", parents=[f"{prefix}-v{i - 1}"], code_version="test")
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    sa.event.listen(reg._engine, "before_cursor_execute", count)
+    try:
+        per_depth = {}
+        for depth in (5, 60):
+            statements.clear()
+            assert len(reg.lineage(f"d{depth}-v{depth}").ancestors) == depth
+            per_depth[depth] = len(statements)
+        statements.clear()
+        reg.resolve("d60-v30")
+        resolve_queries = len(statements)
+    finally:
+        sa.event.remove(reg._engine, "before_cursor_execute", count)
+    assert per_depth[5] == per_depth[60] <= 10, per_depth
+    assert resolve_queries <= 6
