@@ -287,3 +287,10 @@ def test_cli_frozen_backbone_with_augmented_cached_views(manifest: Path, tmp_pat
     (cache,) = (tmp_path / "emb_home" / "cache" / "features").glob("*.npy")
     views = np.load(cache)
     assert views.shape == (3, 24, 64) and not np.allclose(views[0], views[1])  # augmented views differ
+
+
+def test_class_balanced_sampler_run(manifest: Path, tmp_path: Path) -> None:
+    s = train(_cfg(manifest, tmp_path / "r", sampler="class-balanced", epochs=1), progress=False)
+    assert s["status"] == "finished" and s["step"] == 3
+    with pytest.raises(ConfigError, match="sampler must be"):
+        train(_cfg(manifest, tmp_path / "q", sampler="shuffled"), progress=False)
