@@ -99,22 +99,20 @@ class RegistryCore:
             current = _migrate.current_revision(self._engine)
             if current == head:
                 return
+            _check_known(current)
             if force or current is None or self.dialect == "sqlite":
-                known = {
-                    s.revision
-                    for s in _migrate.ScriptDirectory.from_config(_migrate.alembic_config()).walk_revisions()
-                }
-                if current is not None and current not in known:
-                    raise RegistryError(
-                        f"The registry schema is at revision {current!r}, newer than this embsdk knows; upgrade embsdk."
-                    )
                 _migrate.upgrade(self._engine)
                 return
             raise SchemaOutdated(current, head)
 
     def migrate(self) -> tuple[str | None, str]:
-        """Upgrade the schema to the newest revision (``emb registry migrate``); returns ``(before, after)``."""
+        """Upgrade the schema to the newest revision (``emb registry migrate``); returns ``(before, after)``.
+
+        Raises:
+            RegistryError: the database is unreachable, or at a revision newer than this embsdk knows.
+        """
         with translate_db_errors(self.url, "migrate the registry"):
+            _check_known(_migrate.current_revision(self._engine))
             before, after = _migrate.upgrade(self._engine)
         return before, after or _migrate.head_revision()
 
@@ -281,6 +279,14 @@ class _Queries:
 
 
 _Q = _Queries()
+
+
+def _check_known(revision: str | None) -> None:
+    if revision is not None and revision not in _migrate.known_revisions():
+        raise RegistryError(
+            f"The registry schema is at revision {revision!r}, newer than this embsdk knows; upgrade embsdk "
+            f"(its newest is {_migrate.head_revision()!r})."
+        )
 
 
 def _aware(at: datetime) -> datetime:

@@ -24,6 +24,7 @@ __all__ = [
     "alembic_config",
     "current_revision",
     "head_revision",
+    "known_revisions",
     "migration_lock",
     "upgrade",
 ]
@@ -45,6 +46,12 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
+
+
+@cache
+def known_revisions() -> frozenset[str]:
+    """Every revision shipped with this version of embsdk."""
+    return frozenset(s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions())
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -113,3 +113,17 @@ def test_older_registry_upgrades_in_place(registry_url: str, artifact_dir: Path)
     with pytest.raises(Exception, match="search"):
         reg.deprecate("unified-v1")
     assert reg.migrate() == (head_revision(), head_revision())  # idempotent
+
+
+def test_registry_from_a_newer_embsdk_is_refused_clearly(registry_url: str, artifact_dir: Path) -> None:
+    from embsdk.errors import RegistryError
+
+    Registry(registry_url, artifact_dir=artifact_dir).close()
+    engine = create_registry_engine(registry_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    engine.dispose()
+    with pytest.raises(RegistryError, match="newer than this embsdk"):
+        Registry(registry_url, artifact_dir=artifact_dir)
+    with pytest.raises(RegistryError, match="newer than this embsdk"):
+        Registry(registry_url, artifact_dir=artifact_dir, auto_migrate=False).migrate()
