@@ -101,6 +101,10 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=6.0, help="measuring time per cell")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 32])
+    ap.add_argument("--instances", type=int, default=2, help="Triton model instances (stub processes)")
+    ap.add_argument("--ort-threads", type=int, default=0, help="ONNX Runtime threads per instance (0: cores / instances)")
+    ap.add_argument("--delay-us", type=int, default=500, help="Triton dynamic-batching queue delay")
+    ap.add_argument("--note", action="append", default=[], help="a line to add to the report (repeatable)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "serve_bench.txt")
     args = ap.parse_args()
 
@@ -122,8 +126,10 @@ def main() -> int:
         spec = InputSpec.from_dict(info["input_spec"])
         pool = load_images(photos, spec)
         threads = os.cpu_count() or 1
+        ort_threads = args.ort_threads or max(1, threads // args.instances)
         repo = ModelRepository(work / "repo")
-        repo.add(work / "export", generation="bench-v1", ort_threads=threads, max_queue_delay_us=500)
+        repo.add(work / "export", generation="bench-v1", ort_threads=ort_threads, instances=args.instances,
+                 max_queue_delay_us=args.delay_us)
         runner = LocalRunner(work / "export" / "model.onnx", threads=threads)
         rows = []
         with TritonServer(repo.root, http_port=0, grpc_port=0) as server:
@@ -174,8 +180,9 @@ def _report(rows: list[dict], info: dict, export_s: float, args: argparse.Namesp
          f"{info['embedding_spec']['bits']}-bit code packed in the ONNX graph"),
         (f"export {export_s:.1f} s; parity on {p['n_images']} Grocery photos: float max |diff| {p['max_abs_diff']:.1e}, "
          f"bits agree {p['bit_agreement']:.4%}"),
-        (f"ORT threads = {os.cpu_count()} in both paths (Triton: 1 model instance, dynamic batching, 500 us queue delay); "
-         f"{args.seconds:g} s per cell; codes identical on all three paths"),
+        (f"in-process ORT: {os.cpu_count()} threads; Triton: {args.instances} instance(s) x "
+         f"{args.ort_threads or max(1, (os.cpu_count() or 1) // args.instances)} ORT threads, dynamic batching with "
+         f"{args.delay_us} us queue delay; {args.seconds:g} s per cell; codes identical on all three paths"),
         "",
         f"{'path':<16}{'batch':>6}{'conc':>6}{'requests':>10}{'images/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}",
     ]
@@ -189,6 +196,7 @@ def _report(rows: list[dict], info: dict, export_s: float, args: argparse.Namesp
             lines.append(f"  {r['path']:<12} batch {r['batch']:>2} conc {r['concurrency']}: "
                          f"{r['images_per_s'] / base[(r['batch'], r['concurrency'])]:.2f}x")
     lines.append(f"failed requests in total: {sum(r['failed'] for r in rows)}")
+    lines += [f"note: {n}" for n in args.note]
     return "\n".join(lines) + "\n"
 
 

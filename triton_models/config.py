@@ -70,7 +70,8 @@ class ModelSpec:
         max_batch_size: largest batch Triton accepts (and forms by dynamic batching).
         max_queue_delay_us: how long the dynamic batcher waits to fill a batch.
         instances: model instances (CPU processes for the python backend, per GPU otherwise).
-        ort_threads: ONNX Runtime intra-op threads per instance (python backend).
+        ort_threads: ONNX Runtime intra-op threads per instance (python backend); 0 lets ONNX Runtime use
+            every core. On CPU, more instances with fewer threads serve concurrent clients better.
     """
 
     family: str
@@ -78,14 +79,14 @@ class ModelSpec:
     max_batch_size: int = 64
     max_queue_delay_us: int = 500
     instances: int = 1
-    ort_threads: int = 1
+    ort_threads: int = 0
 
     def __post_init__(self) -> None:
         check_name(self.family, "family")
         if self.backend not in BACKENDS:
             raise ConfigError(f"Unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}.")
-        if self.max_batch_size <= 0 or self.instances <= 0 or self.ort_threads <= 0:
-            raise ConfigError(f"max_batch_size, instances and ort_threads must be positive: {self}")
+        if self.max_batch_size <= 0 or self.instances <= 0 or self.ort_threads < 0:
+            raise ConfigError(f"max_batch_size and instances must be positive, ort_threads >= 0: {self}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

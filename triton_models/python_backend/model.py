@@ -21,7 +21,9 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(params.get("ort_intra_op_threads", "1") or 1)
+        threads = int(params.get("ort_intra_op_threads", "0") or 0)
+        if threads > 0:  # 0: ONNX Runtime's default (every core)
+            opts.intra_op_num_threads = threads
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
