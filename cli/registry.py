@@ -73,6 +73,22 @@ def _table(title: str | None, columns: list[str], rows: list[list[Any]]) -> str:
     return buf.getvalue()
 
 
+def _parse_metrics(items: list[str]) -> dict[str, float]:
+    """``KEY=VALUE`` strings → ``{key: float}`` (typed error on a malformed item)."""
+    from embsdk.errors import InvalidRegistryInput
+
+    metrics = {}
+    for m in items:
+        key, sep, value = m.rpartition("=")
+        if not sep or not key:
+            raise InvalidRegistryInput(f"--metric takes KEY=VALUE, got {m!r}")
+        try:
+            metrics[key] = float(value)
+        except ValueError:
+            raise InvalidRegistryInput(f"--metric {key}: {value!r} is not a number") from None
+    return metrics
+
+
 def _when(dt: Any) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S") if dt is not None else ""
 
@@ -128,15 +144,7 @@ def register_cmd(
     for p in parent or []:
         pname, _, kind = p.partition(":")
         parents.append((pname, kind or "fine-tuned-from"))
-    metrics = {}
-    for m in metric or []:
-        key, sep, value = m.rpartition("=")
-        if not sep or not key:
-            raise InvalidRegistryInput(f"--metric takes KEY=VALUE, got {m!r}")
-        try:
-            metrics[key] = float(value)
-        except ValueError:
-            raise InvalidRegistryInput(f"--metric {key}: {value!r} is not a number") from None
+    metrics = _parse_metrics(metric or [])
     config = None
     if training_config is not None:
         import yaml
@@ -320,6 +328,61 @@ def compare(
         return out
 
     emit(cmp, as_json=json_, human=human)
+
+
+@app.command("attach")
+def attach(
+    name: Annotated[str, typer.Argument(help="Generation name.")],
+    path: Annotated[Path, typer.Argument(help="File to attach (store shard, index, eval report, plan…).")],
+    artifact_name: Annotated[
+        str | None, typer.Option("--name", help="Artifact name (default: file name).")
+    ] = None,
+    role: Annotated[
+        str, typer.Option("--role", help="store-shard, index, eval-report, plan, attachment…")
+    ] = ("attachment"),
+    json_: JsonOpt = False,
+) -> None:
+    """Attach a file to an existing generation (append-only; a newer file with the same name supersedes it).
+
+    Example: emb registry attach unified-v2 eval.json --role eval-report
+    """
+    art = _open().add_artifact(name, path, artifact_name=artifact_name, role=role)
+    emit(art, as_json=json_, human=f"attached {art.name} ({art.role}) sha256:{art.sha256} to {name}")
+
+
+@app.command("add-metrics")
+def add_metrics(
+    name: Annotated[str, typer.Argument(help="Generation name.")],
+    metric: Annotated[
+        list[str], typer.Argument(help="KEY=VALUE pairs, KEY like task/dataset/metric/variant.")
+    ],
+    json_: JsonOpt = False,
+) -> None:
+    """Record (or re-measure) evaluation metrics of a generation; allowed at any time.
+
+    Example: emb registry add-metrics unified-v2 coarse/grocery-test/r@1/binary=0.64
+    """
+    gen = _open().add_metrics(name, _parse_metrics(metric))
+    emit(
+        gen.metrics,
+        as_json=json_,
+        human=lambda m: _table(name, ["key", "value"], [[k, f"{v:.4f}"] for k, v in m.items()]),
+    )
+
+
+@app.command("add-parent")
+def add_parent(
+    child: Annotated[str, typer.Argument(help="Generation that was derived.")],
+    parent: Annotated[str, typer.Argument(help="PARENT[:KIND]; KIND defaults to fine-tuned-from.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Add a lineage edge after registration, e.g. a later 'replaces' (cycles are refused).
+
+    Example: emb registry add-parent unified-v3 unified-v2:replaces
+    """
+    pname, _, kind = parent.partition(":")
+    edge = _open().add_parent(child, pname, kind or "fine-tuned-from")
+    emit(edge, as_json=json_, human=f"{edge.child} --{edge.kind}--> {edge.parent}")
 
 
 # ---------------------------------------------------------------------------------------------- lifecycle

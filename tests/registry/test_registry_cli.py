@@ -101,6 +101,21 @@ def test_full_flow_in_process(registry_url: str, monkeypatch: pytest.MonkeyPatch
     assert [e["to_status"] for e in events] == ["candidate", "staging", "production", "deprecated"]
     hist = json.loads(ok("registry", "alias", "history", "production", "--json"))
     assert hist[0]["generation"] == "unified-v2"
+    report = make_file("eval.json", b'{"r@1": 0.6}')
+    att = json.loads(ok("registry", "attach", "unified-v2", str(report), "--role", "eval-report", "--json"))
+    assert att["role"] == "eval-report" and att["at_creation"] is False
+    refused = runner.invoke(app, ["registry", "attach", "unified-v2", str(model)])
+    assert refused.exit_code == 1 and "immutable" in str(refused.exception)
+    got = json.loads(ok("registry", "add-metrics", "unified-v2", "coarse/t/map@r/binary=0.3", "--json"))
+    assert got["coarse/t/map@r/binary"] == pytest.approx(0.3)
+    ok("registry", "register", "unified-v3")
+    ok("registry", "add-parent", "unified-v3", "unified-v2:replaces")
+    cycle = runner.invoke(app, ["registry", "add-parent", "unified-v1", "unified-v3"])
+    assert cycle.exit_code == 1 and "cycle" in str(cycle.exception)
+    assert json.loads(ok("registry", "lineage", "unified-v1", "--json"))["descendants"] == [
+        "unified-v2",
+        "unified-v3",
+    ]
     assert json.loads(ok("registry", "fsck", "--json"))["ok"] is True
     assert "at 0002" in ok("registry", "migrate")
 
