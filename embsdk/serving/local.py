@@ -12,12 +12,13 @@ from embsdk.errors import InferenceError, MissingExtraError
 
 __all__ = ["LocalRunner"]
 
-_SESSIONS: dict[tuple[str, int], Any] = {}
+_SESSIONS: dict[tuple[str, int, int, int], Any] = {}
 _LOCK = threading.Lock()
 
 
 def _session(path: Path, threads: int) -> Any:
-    key = (str(path.resolve()), threads)
+    stat = path.stat()  # a re-export to the same path must not reuse the old session
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, threads)
     with _LOCK:
         if key not in _SESSIONS:
             try:

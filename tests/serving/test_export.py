@@ -138,3 +138,22 @@ def test_sdk_serving_modules_import_light() -> None:
             "print(sorted(m for m in ('torch', 'tritonclient', 'onnxruntime', 'sqlalchemy', 'faiss', 'registry') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "[]"
+
+
+def test_in_process_runner_sees_a_re_export(tmp_path: Path, images: list[Path]) -> None:
+    from embsdk.errors import InferenceError
+    from embsdk.serving.local import LocalRunner
+    from trainer.export import export_model
+
+    batch = load_images(images, SPEC)
+    export_model(make_tiny_model(0), tmp_path, input_spec=SPEC, parity_images=images[:4])
+    first = LocalRunner(tmp_path / "model.onnx").run(batch)[1]
+    export_model(make_tiny_model(1), tmp_path, input_spec=SPEC, parity_images=images[:4])
+    second = LocalRunner(tmp_path / "model.onnx").run(batch)[1]
+    assert not np.array_equal(first, second)
+    np.testing.assert_array_equal(second, _run(tmp_path / "model.onnx", batch)[1])
+    runner = LocalRunner(tmp_path / "model.onnx")
+    with pytest.raises(InferenceError, match="float32"):
+        runner.run(batch.astype(np.float64))
+    with pytest.raises(InferenceError, match=r"does not match the model's \[N, 3, 32, 32\]"):
+        runner.run(batch[:, :, :16, :16])
