@@ -134,6 +134,11 @@ class GenerationInfo(_Dict):
         raise KeyError(name)
 
     @property
+    def metric_keys(self) -> tuple[MetricKey, ...]:
+        """Parsed view of the metric keys (task, dataset, metric, variant)."""
+        return tuple(MetricKey.parse(k) for k in self.metrics)
+
+    @property
     def bits(self) -> int | None:
         return (self.embedding_spec or {}).get("bits")
 

@@ -127,6 +127,8 @@ def test_metric_key_parsed_view() -> None:
     k = MetricKey.parse("coarse/grocery-test/r@1/binary")
     assert (k.task, k.dataset, k.metric, k.variant) == ("coarse", "grocery-test", "r@1", "binary")
     assert MetricKey.parse("map@r").metric == "map@r"
+    info_keys = {k.key: k for k in _info_with_metrics().metric_keys}
+    assert info_keys["coarse/sop/map@r/float"].dataset == "sop"
     assert MetricKey.parse("fine/sop/map@r").variant is None
 
 
@@ -189,3 +191,14 @@ def test_alias_and_generation_names_cannot_collide(reg: Registry) -> None:
         reg.register("production")
     with pytest.raises(InvalidRegistryInput, match="generation's name"):
         reg.set_alias("u-v1", "u-v1")
+
+
+def _info_with_metrics():  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from registry import GenerationInfo
+
+    return GenerationInfo(
+        "u-v1", "u", "candidate", datetime.now(UTC), "t", "", "x", None, None, None,
+        metrics={"coarse/sop/map@r/float": 0.1},
+    )  # fmt: skip
