@@ -70,12 +70,17 @@ class Endpoints:
         return f"{self.client_host}:{self.grpc_port}"
 
 
-def _child_setup() -> None:  # runs in the child between fork and exec
-    os.setsid()
+def _pdeathsig() -> object | None:
+    """``prctl(PR_SET_PDEATHSIG, SIGTERM)`` bound in the parent (the child must not load libraries after fork)."""
     try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except OSError:  # not glibc: no parent-death signal, the explicit stop() still cleans up
+        return None
+
+    def child_setup() -> None:  # runs in the child between fork and exec
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return child_setup
 
 
 class TritonServer:
@@ -152,7 +157,8 @@ class TritonServer:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(self.command(), env=install.environment(), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, preexec_fn=_child_setup)  # noqa: PLW1509
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=_pdeathsig())  # noqa: PLW1509
         try:
             self._wait_ready()
         except BaseException:
