@@ -1,12 +1,14 @@
 """Start, watch and stop a real tritonserver on a model repository (the CPU Python backend).
 
 The server runs in its own process group and gets SIGTERM if this process dies (``PR_SET_PDEATHSIG``),
-so no orphan server or stub outlives us. Its Python-backend shared-memory regions get a unique prefix,
+so no orphan server or stub outlives us. (The signal follows the *thread* that started it: start servers
+from a thread that lives as long as they should.) Its Python-backend shared-memory regions get a unique prefix,
 so a server that had to be killed can have exactly its own ``/dev/shm`` files removed.
 
 Bound to loopback, nothing is restricted. Bound to any other address, Triton's model-repository API
 (load/unload/index) needs the header ``admin-key: <secret>`` on HTTP and gRPC, with the secret taken from
-``EMB_TRITON_ADMIN_KEY``; without it the server is not started.
+``EMB_TRITON_ADMIN_KEY``; without it the server is not started. tritonserver takes the secret on its command
+line only, so local users who can list processes can read it; it is never logged or printed by embsdk.
 
 Example:
     >>> with TritonServer(repository, http_port=0, grpc_port=0) as server:   # doctest: +SKIP
