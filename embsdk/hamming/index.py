@@ -66,14 +66,15 @@ def _hnsw(faiss: Any, bits: int, codes: np.ndarray, params: dict[str, Any]) -> A
 
 @register_index_kind("ivf")
 def _ivf(faiss: Any, bits: int, codes: np.ndarray, params: dict[str, Any]) -> Any:
-    nlist = int(params.get("nlist") or max(1, min(65536, int(4 * np.sqrt(len(codes))))))
+    nlist = int(params.get("nlist") or max(1, min(65536, int(np.sqrt(len(codes))))))
     quantizer = faiss.IndexBinaryFlat(bits)
     index = faiss.IndexBinaryIVF(quantizer, bits, nlist)
     index.own_fields = True
     quantizer.this.disown()  # the IVF index owns and frees its quantizer
-    index.train(codes[np.random.default_rng(0).permutation(len(codes))[: max(nlist * 64, 10000)]])
+    sample = np.random.default_rng(0).permutation(len(codes))[: max(nlist * 40, 10000)]  # faiss wants >= 39 / list
+    index.train(codes[np.sort(sample)])
     index.add(codes)
-    index.nprobe = int(params.get("nprobe", max(1, nlist // 16)))
+    index.nprobe = int(params.get("nprobe", 16))
     return index
 
 
