@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from embsdk._fileio import fsync_dir, sha256_file
 from embsdk.errors import ArtifactCorrupt, ArtifactMissing, ArtifactSourceNotFound, UnsafePath
 from registry import _hooks
 
@@ -26,15 +27,6 @@ TEMP_PREFIX = ".tmp-"
 _CHUNK = 1 << 20
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]*$")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes (streamed)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def validate_artifact_name(name: str) -> str:
@@ -147,7 +139,7 @@ class ArtifactStore:
                 raise ArtifactCorrupt(sha256, digest.hexdigest())  # the source changed while we copied it
             os.chmod(tmp, 0o444)
             os.replace(tmp, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -196,7 +188,7 @@ class ArtifactStore:
         """Delete a blob or temp file (fsck repairs only)."""
         path.chmod(0o644)
         path.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def _quarantine(self, path: Path) -> Path:
         """Move a corrupt blob out of the address space, keeping its bytes for inspection."""
@@ -204,15 +196,7 @@ class ArtifactStore:
         sha = path.parent.name + path.name
         target = self.quarantine_dir / f"{sha}.{os.getpid()}.{int(os.path.getmtime(path))}"
         os.replace(path, target)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return target
 
     quarantine = _quarantine
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

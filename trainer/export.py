@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import warnings
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from embsdk._fileio import write_json_atomic
 from embsdk.codes import BIT_ORDER, THRESHOLD, pack_codes
 from embsdk.errors import ExportError, ParityError
 from embsdk.preprocess import InputSpec, load_images
@@ -220,17 +220,8 @@ def export_model(
         os.replace(tmp, out / "model.onnx")
     finally:
         tmp.unlink(missing_ok=True)
-    _write_json_atomic(out / "export.json", info)
+    write_json_atomic(out / "export.json", info)
     return info
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def export_run(

@@ -5,23 +5,14 @@ Used by the exporter (:mod:`trainer.export`), the Triton repository generator an
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+from embsdk._fileio import sha256_file
 from embsdk.errors import ExportError
 
 __all__ = ["read_export", "sha256_file"]
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_export(export_dir: str | Path) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from embsdk._fileio import fsync_dir, fsync_tree, write_text_atomic
 from embsdk.config import get_settings
 from embsdk.errors import ConfigError, DuplicateGeneration, ExportError
 from triton_models.config import (
@@ -60,35 +61,6 @@ class StagedVersion:
     family: str
     generation: str
     path: Path
-
-
-def _fsync_tree(root: Path) -> None:
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-    _fsync_dir(root)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    _fsync_dir(path.parent)
 
 
 def _read_marker(folder: Path) -> dict[str, Any]:
@@ -195,9 +167,9 @@ class ModelRepository:
             files["model.py"] = MODEL_FILE
         for name, path in files.items():
             shutil.copyfile(path, dest / name)
-        _fsync_tree(dest)
+        fsync_tree(dest)
         marker["complete"] = True
-        _write_atomic(dest / _MARKER, json.dumps(marker, indent=2))
+        write_text_atomic(dest / _MARKER, json.dumps(marker, indent=2))
         return StagedVersion(family=family, generation=generation, path=dest)
 
     def commit(self, staged: StagedVersion, **spec_overrides: Any) -> int:
@@ -223,7 +195,7 @@ class ModelRepository:
             raise ConfigError(f"Family {staged.family!r} is served by the {spec.backend} backend, not {marker['backend']}.")
         crash_point("repository.before_rename")
         os.rename(staged.path, fam_dir / str(number))
-        _fsync_dir(fam_dir)
+        fsync_dir(fam_dir)
         crash_point("repository.after_rename")
         self._record_locked(staged.family, number, marker, spec)
         return number
@@ -240,12 +212,12 @@ class ModelRepository:
 
     def _write_family(self, family: str, mapping: dict[str, Any]) -> None:
         fam_dir = self.root / family
-        _write_atomic(fam_dir / MAPPING_FILE, json.dumps(mapping, indent=2))  # the commit point
+        write_text_atomic(fam_dir / MAPPING_FILE, json.dumps(mapping, indent=2))  # the commit point
         crash_point("repository.after_mapping")
         if mapping["versions"]:
             text = render_config(ModelSpec(**mapping["spec"]), self._served_versions(mapping))
             validate_config(text)
-            _write_atomic(fam_dir / "config.pbtxt", text)
+            write_text_atomic(fam_dir / "config.pbtxt", text)
         else:
             (fam_dir / "config.pbtxt").unlink(missing_ok=True)
 
