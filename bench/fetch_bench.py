@@ -137,7 +137,7 @@ def main() -> None:
 
     # format comparison: the same shard as Arrow IPC, memory-mapped
     import pyarrow as pa
-    import pyarrow.ipc as ipc
+    from pyarrow import ipc
 
     live = store.live()
     arrow_path = work / "shard.arrow"

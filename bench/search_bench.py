@@ -118,7 +118,7 @@ def exact_part(n: int, bits: int, work: Path, faiss) -> None:
         r = client.search(queries[q], gen, k=K)
         assert r.distances.tolist() == d_ref[q].tolist() and r.ids.tolist() == ids[p_ref[q]].tolist()
     qi = iter(range(10**9))
-    one = lambda: queries[next(qi) % len(queries)]  # noqa: E731
+    one = lambda: queries[next(qi) % len(queries)]
     read_bw, copy_bw = bandwidth(codes)
     floor_read = codes.nbytes / (read_bw * 1e9)
     floor_copy = codes.nbytes / (copy_bw * 1e9)
@@ -136,8 +136,8 @@ def exact_part(n: int, bits: int, work: Path, faiss) -> None:
             if q == 1:
                 ta, tb = paired(lambda: client.search(one(), gen, k=K), lambda: direct.search(one()[None], K), reps=reps)
             else:
-                ta, tb = paired(lambda: client.search_batch(queries[:q], gen, k=K),
-                                lambda: direct.search(queries[:q], K), reps=reps)
+                ta, tb = paired(lambda q=q: client.search_batch(queries[:q], gen, k=K),
+                                lambda q=q: direct.search(queries[:q], K), reps=reps)
             t_sdk, t_fa = min(ta) / q, min(tb) / q
             ratio_med = statistics.median(ta) / statistics.median(tb)
             fixed = over * 1e-6 / (t_fa * q)  # the SDK's own cost as a share of faiss' time for this call
@@ -207,7 +207,7 @@ def approx_part(gallery: np.ndarray, queries: np.ndarray, bits: int, label: str)
     flat = BinaryIndex.build(gallery, ids, generation="g", bits=bits, kind="flat")
     exact_d = flat.search(queries, K)[1]
     qi = iter(range(10**9))
-    one = lambda: queries[next(qi) % len(queries)]  # noqa: E731
+    one = lambda: queries[next(qi) % len(queries)]
     t_exact = med(lambda: flat.search(one(), K), reps=50 if len(gallery) > 10**5 else 500)
     log(f"\n{label}: {len(gallery):,} gallery codes, {len(queries)} queries, {bits} bits; exact flat "
         f"{t_exact * 1e3:.3f} ms/query (single queries)")
@@ -219,7 +219,7 @@ def approx_part(gallery: np.ndarray, queries: np.ndarray, bits: int, label: str)
         t_build = time.perf_counter() - t
         for name, value in sweep:
             d = ix.search(queries, K, **{name: value})[1]
-            t_q = med(lambda: ix.search(one(), K), reps=50 if len(gallery) > 10**5 else 500)
+            t_q = med(lambda ix=ix: ix.search(one(), K), reps=50 if len(gallery) > 10**5 else 500)
             extra = f" nlist={ix.index.nlist}" if kind == "ivf" else ""
             log(f"{kind + ' ' + name + '=' + str(value) + extra:<26}{t_build:>9.1f}{recall_at_k(d, exact_d):>11.3f}"
                 f"{t_q * 1e3:>10.3f}{t_exact / t_q:>9.1f}x")

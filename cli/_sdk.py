@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["VersionOpt", "StoreOpt", "NoRegistryOpt", "make_client"]
+__all__ = ["NoRegistryOpt", "StoreOpt", "VersionOpt", "make_client"]
 
 VersionOpt = Annotated[str, typer.Option("--version", help="Generation name or alias (resolved through the registry).")]
 StoreOpt = Annotated[

@@ -15,8 +15,9 @@ app = typer.Typer(help="Inspect, verify, compact and index embedding stores (one
 
 
 def _info_human(d: dict[str, Any]) -> str:
-    lines = [f"{d['generation']}: {d['items']} items, {len(d['shards'])} shard(s), version {d['version']}, "
-             f"{d['spec'].get('bits')} bits, vectors: {'yes' if d['has_vectors'] else 'no'}", f"root: {d['root']}"]
+    head = (f"{d['generation']}: {d['items']} items, {len(d['shards'])} shard(s), version {d['version']}, "
+            f"{d['spec'].get('bits')} bits, vectors: {'yes' if d['has_vectors'] else 'no'}")
+    lines = [head, f"root: {d['root']}"]
     lines += [f"  {s['name']}\t{s['kind']}\t{s['rows']} rows\t{s['bytes']} bytes" for s in d["shards"]]
     return "\n".join(lines)
 

@@ -35,8 +35,17 @@ from embsdk.store.batch import EmbeddingBatch
 from embsdk.store.reader import EmbeddingStore
 from embsdk.types import Embedding, SearchResult
 
-__all__ = ["Client", "DEFAULT_VERSION", "EmbeddingBatch", "Resolved", "embed", "get_embedding", "get_embeddings",
-           "search", "search_batch"]
+__all__ = [
+    "DEFAULT_VERSION",
+    "Client",
+    "EmbeddingBatch",
+    "Resolved",
+    "embed",
+    "get_embedding",
+    "get_embeddings",
+    "search",
+    "search_batch",
+]
 
 DEFAULT_VERSION = "unified-v1"
 
@@ -304,7 +313,7 @@ class Client:
                 self._registry.close()
                 self._registry = None
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Client:  # noqa: PYI034
         return self
 
     def __exit__(self, *_: object) -> None:

@@ -9,5 +9,12 @@ from embsdk.hamming.index import INDEX_KINDS, BinaryIndex, import_faiss, registe
 from embsdk.hamming.reference import hamming_matrix, hamming_topk
 from embsdk.hamming.rerank import cosine_rerank
 
-__all__ = ["BinaryIndex", "INDEX_KINDS", "cosine_rerank", "hamming_matrix", "hamming_topk", "import_faiss",
-           "register_index_kind"]
+__all__ = [
+           "INDEX_KINDS",
+           "BinaryIndex",
+           "cosine_rerank",
+           "hamming_matrix",
+           "hamming_topk",
+           "import_faiss",
+           "register_index_kind",
+]

@@ -19,7 +19,7 @@ import numpy as np
 
 from embsdk.errors import CodeLengthError, IndexMissing, MissingExtraError, ShardCorrupt, StoreError
 
-__all__ = ["BinaryIndex", "INDEX_KINDS", "import_faiss", "register_index_kind"]
+__all__ = ["INDEX_KINDS", "BinaryIndex", "import_faiss", "register_index_kind"]
 
 INDEX_FILE, IDS_FILE, META_FILE = "index.faissbin", "ids.npy", "meta.json"
 

@@ -6,7 +6,7 @@ import numpy as np
 
 __all__ = ["POPCOUNT", "hamming_matrix", "hamming_topk"]
 
-POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+POPCOUNT = np.array([i.bit_count() for i in range(256)], dtype=np.uint8)
 
 
 def hamming_matrix(queries: np.ndarray, codes: np.ndarray) -> np.ndarray:

@@ -27,14 +27,14 @@ from embsdk.errors import CodeLengthError, IncompatibleGenerationError, ShardCor
 
 __all__ = [
     "SHARD_FORMAT",
-    "ShardHeader",
     "ShardArrays",
+    "ShardHeader",
     "code_bytes",
     "fsync_dir",
-    "sha256_file",
-    "write_shard",
     "open_shard",
+    "sha256_file",
     "verify_shard",
+    "write_shard",
 ]
 
 SHARD_FORMAT = "embsdk-shard/1"

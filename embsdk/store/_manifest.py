@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import cached_property
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ class StoreManifest:
                 "shards": [s.to_dict() for s in self.shards]}
 
     def bumped(self, shards: tuple[ShardEntry, ...], next_seq: int) -> StoreManifest:
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         return replace(self, version=self.version + 1, shards=shards, next_seq=next_seq, updated_at=now)
 
 

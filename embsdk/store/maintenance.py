@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 import secrets
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

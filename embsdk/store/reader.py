@@ -12,7 +12,7 @@ from embsdk.errors import ItemNotFound, ShardCorrupt
 from embsdk.store._format import ShardArrays, code_bytes, open_shard
 from embsdk.store._manifest import StoreManifest, generation_root, read_manifest
 
-__all__ = ["EmbeddingStore", "Lookup", "LiveRows"]
+__all__ = ["EmbeddingStore", "LiveRows", "Lookup"]
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,20 @@ import numpy as np
 
 from embsdk.errors import CodeLengthError, StoreError
 from embsdk.store._format import code_bytes, read_header, write_shard
-from embsdk.store._manifest import ShardEntry, ensure_store, generation_root, read_manifest, write_manifest, writer_lock
+from embsdk.store._manifest import (
+    ShardEntry,
+    ensure_store,
+    generation_root,
+    read_manifest,
+    write_manifest,
+    writer_lock,
+)
 from embsdk.store.reader import EmbeddingStore
 
 if TYPE_CHECKING:
     from embsdk.store.publish import PublishedShard
 
-__all__ = ["StoreWriter", "CommitResult"]
+__all__ = ["CommitResult", "StoreWriter"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +65,7 @@ class StoreWriter:
         self._ops: list[tuple[str, np.ndarray, np.ndarray | None, np.ndarray | None]] = []
         self._pending = 0
 
-    def __enter__(self) -> StoreWriter:
+    def __enter__(self) -> StoreWriter:  # noqa: PYI034
         return self
 
     def __exit__(self, exc_type: object, *_: object) -> None:

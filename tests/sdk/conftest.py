@@ -33,9 +33,8 @@ class Populated:
 @pytest.fixture
 def populated(registry_url: str, emb_home: Path, monkeypatch: pytest.MonkeyPatch) -> Populated:
     """``unified-v1`` (alias ``production``) and ``other-v1`` registered; unified-v1's store filled with N items."""
-    from registry import Registry, default_embedding_spec
-
     from embsdk.store import StoreWriter
+    from registry import Registry, default_embedding_spec
 
     monkeypatch.setenv("EMB_REGISTRY_URL", registry_url)
     reg = Registry(registry_url)

@@ -14,7 +14,7 @@ EMB = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "emb")
 
 
 def _emb(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([EMB, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=120)
+    return subprocess.run([EMB, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False)
 
 
 @pytest.fixture

@@ -20,9 +20,8 @@ pytest.importorskip("onnxruntime")
 @pytest.fixture
 def image_generation(tmp_path: Path, emb_home: Path, monkeypatch: pytest.MonkeyPatch):
     """Generation ``tiny-v1`` with a real ONNX model; its store holds the codes of 10 image files."""
-    from registry import Registry
-
     from embsdk.preprocess import InputSpec
+    from registry import Registry
     from tests.serving.conftest import make_tiny_model, write_images
     from trainer.export import export_model
 
@@ -58,12 +57,12 @@ def test_emb_search_image_cli(image_generation):
     images, ids, url = image_generation
     emb = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "emb")
     r = subprocess.run([emb, "search", "--image", str(images[5]), "--version", "tiny-v1", "-k", "5", "--json"],
-                       env={**os.environ, "EMB_REGISTRY_URL": url}, capture_output=True, text=True, timeout=120)
+                       env={**os.environ, "EMB_REGISTRY_URL": url}, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["ids"][0] == ids[5] and out["hamming"][0] == 0 and len(out["ids"]) == 5
     bad = images[0].parent / "broken.jpg"
     bad.write_bytes(b"not an image")
     r = subprocess.run([emb, "search", "--image", str(bad), "--version", "tiny-v1"],
-                       env={**os.environ, "EMB_REGISTRY_URL": url}, capture_output=True, text=True, timeout=120)
+                       env={**os.environ, "EMB_REGISTRY_URL": url}, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 1 and "Cannot read image" in r.stderr and "Traceback" not in r.stderr

@@ -10,7 +10,6 @@ from embsdk.codes import hamming
 from embsdk.errors import CodeLengthError, IncompatibleGenerationError, IndexMissing, IndexStale, StoreError
 from embsdk.hamming import BinaryIndex, hamming_topk
 from embsdk.store import StoreWriter
-from tests.sdk.conftest import BITS
 
 
 @pytest.mark.parametrize("bits", [64, 256, 512])

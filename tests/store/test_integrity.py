@@ -24,7 +24,7 @@ def _one_shard(store_dir, generation="g1", spec=SPEC):
 
 def test_shard_of_another_generation_is_refused(store_dir):
     _one_shard(store_dir, "g1")
-    root2, shard2 = _one_shard(store_dir, "g2")
+    root2, _ = _one_shard(store_dir, "g2")
     # someone copies g2's shard and manifest into g1's place: names disagree → refused, not misread
     root1 = store_dir / "g1"
     shutil.rmtree(root1 / "shards")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from embsdk.errors import EmbsdkError
 from embsdk.store import EmbeddingStore, StoreWriter, compact_store, verify_store
 
 BATCH = 100_000
@@ -41,11 +43,9 @@ def _wait_for_tmp_shard(shards: Path, proc: subprocess.Popen, min_version: int, 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if any(p.name.endswith(".tmp") for p in shards.iterdir()) if shards.is_dir() else False:
-            try:
+            with contextlib.suppress(EmbsdkError):  # the store may not exist yet
                 if EmbeddingStore.open(store_dir, "g1").manifest.version >= min_version:
                     return True
-            except Exception:  # noqa: BLE001 - store not created yet
-                pass
         time.sleep(0.002)
     return False
 
