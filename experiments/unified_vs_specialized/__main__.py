@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--catalog-repeat", type=int, default=d.catalog_repeat)
+    p.add_argument("--binary-loss-weight", type=float, default=d.binary_loss_weight, help="0 = plain LayerNorm + sign training")
+    p.add_argument("--label-mode", choices=["all", "drawn"], default=d.label_mode)
+    p.add_argument("--unified-epoch-factor", type=float, default=d.unified_epoch_factor)
     p.add_argument("--seeds", type=int, nargs="+", default=d.seeds)
     p.add_argument("--tasks", nargs="+", default=d.tasks)
     p.add_argument("--workers", type=int, default=d.workers)
@@ -33,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         data_root=a.data_root, work_dir=a.work_dir, out_dir=a.out_dir, backbone=a.backbone, embedding_dim=a.embedding_dim,
         aug_views=a.aug_views, epochs=a.epochs, lr=a.lr, catalog_repeat=a.catalog_repeat, seeds=a.seeds, tasks=a.tasks,
         workers=a.workers, verify_rows=a.verify_rows,
+        binary_loss_weight=a.binary_loss_weight, label_mode=a.label_mode, unified_epoch_factor=a.unified_epoch_factor,
     )
     run_experiment(cfg)
 

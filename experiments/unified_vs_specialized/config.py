@@ -25,13 +25,22 @@ class ExperimentConfig:
     work_dir: str = "runs/experiment"  # caches, run folders and full eval reports (not committed)
     out_dir: str = str(HERE)  # REPORT.md, results.json, figures/ (committed)
     backbone: str = "efficientnet-lite0"
-    embedding_dim: int = 256
+    embedding_dim: int = 512
     aug_views: int = 1
-    epochs: int = 30
+    epochs: int = 30  # per specialized model
+    # the unified model trains epochs x this factor (default: the number of tasks), so that it sees as many
+    # samples of each task as the specialized model of that task: the same total budget as all specialized models
+    unified_epoch_factor: float | None = None
     batch_size: int = 96
     lr: float = 2e-3
     weight_decay: float = 1e-4
     temperature: float = 0.05
+    # "drawn": a row sampled for task t trains only head t (the paper: each task is its own dataset);
+    # "all": it trains every head it has a label for (what `emb train` does)
+    label_mode: str = "all"
+    # weight of the same task losses computed on the sign of the embedding (straight-through gradient),
+    # which teaches the float embedding to survive binarization; 0 = off (plain LayerNorm + sign, as emb train)
+    binary_loss_weight: float = 1.0
     catalog_repeat: int = 1  # times each catalog image appears in the catalog task's pool
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     tasks: list[str] = field(default_factory=lambda: ["coarse", "fine", "catalog"])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -66,6 +68,7 @@ def run_experiment(cfg: ExperimentConfig, *, log: Any = print) -> dict[str, Any]
 
     # (1) ImageNet baseline: pretrained pooled features, LayerNorm without affine, sign.
     t = time.perf_counter()
+    eval_f = np.array(eval_f, dtype=np.float32)  # writable copy of the cached array
     base = torch.nn.functional.layer_norm(torch.from_numpy(eval_f), eval_f.shape[-1:]).numpy()
     base_results = [score_task(protocols[task], _embedded(base)) for task in cfg.tasks]
     write_report(reports / "baseline", base_results, {**header, "model": f"imagenet:{cfg.backbone}", "dim": base.shape[1]}, image_path=manifest.image_path)
@@ -73,12 +76,15 @@ def run_experiment(cfg: ExperimentConfig, *, log: Any = print) -> dict[str, Any]
     log("baseline: " + _r1_line(base_results))
 
     # (2) specialized models, one per task, and (3) the unified model, for each seed.
+    factor = cfg.unified_epoch_factor if cfg.unified_epoch_factor is not None else len(cfg.tasks)
+    unified_cfg = dataclasses.replace(cfg, epochs=max(1, round(cfg.epochs * factor)))
+    torch.set_num_threads(1)  # tiny matrices: one thread is faster than two contending ones
     runs: dict[str, dict[int, dict[str, Any]]] = {"unified": {}, **{f"specialized-{t}": {} for t in cfg.tasks}}
     train_seconds: dict[str, list[float]] = {}
     t = time.perf_counter()
     for seed in cfg.seeds:
         for name, tasks in [*((f"specialized-{task}", [task]) for task in cfg.tasks), ("unified", list(cfg.tasks))]:
-            model = train_embedding(name, tasks, train_feats, train_rows, manifest, cfg, seed=seed)
+            model = train_embedding(name, tasks, train_feats, train_rows, manifest, unified_cfg if name == "unified" else cfg, seed=seed)
             train_seconds.setdefault(name, []).append(model.seconds)
             results = [score_task(protocols[task], _embedded(model.embed(eval_f))) for task in cfg.tasks]
             runs[name][seed] = {"tasks": _scores(results), "steps": model.steps, "train_seconds": model.seconds, "loss_log": model.loss_log[-1:]}
@@ -101,8 +107,9 @@ def run_experiment(cfg: ExperimentConfig, *, log: Any = print) -> dict[str, Any]
     timings["total"] = time.perf_counter() - t_all
     data = {
         "config": cfg.to_dict(),
-        "environment": {"python": platform.python_version(), "torch": torch.__version__, "cpus": torch.get_num_threads(), "machine": platform.machine()},
+        "environment": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(), "machine": platform.machine()},
         "data": _data_facts(manifest, protocols),
+        "unified_epochs": unified_cfg.epochs,
         "timings_seconds": {k: round(v, 1) for k, v in timings.items()},
         "train_seconds_mean": {k: round(float(np.mean(v)), 2) for k, v in train_seconds.items()},
         "baseline": _scores(base_results),

@@ -44,7 +44,7 @@ class TrainedEmbedding:
     def embed(self, features: np.ndarray) -> np.ndarray:
         """Pooled features (N, F) → LayerNorm-ed float embeddings (N, D)."""
         self.layer.eval()
-        return self.layer(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))).numpy()
+        return self.layer(torch.from_numpy(np.array(features, dtype=np.float32))).numpy()
 
 
 def _task_pools(manifest: Manifest, rows: np.ndarray, tasks: list[str], catalog_repeat: int) -> tuple[dict, dict, dict]:
@@ -107,11 +107,17 @@ def train_embedding(
     for epoch in range(cfg.epochs):
         sampler.set_epoch(epoch)
         sums: dict[str, float] = {}
-        for batch in sampler:
-            pos = torch.tensor([p for p, _ in batch])
-            view = torch.tensor([s % views for _, s in batch])
+        for batch in sampler.global_batches(epoch):
+            pos = torch.tensor([p for p, _, _ in batch])
+            view = torch.tensor([s % views for _, s, _ in batch])
+            drawn = np.array([t for _, _, t in batch])
             emb = layer(feats[view, pos])
-            loss, per_task = objective(emb, {t: labels[t][pos] for t in tasks})
+            y = {t: labels[t][pos] for t in tasks}
+            if cfg.label_mode == "drawn":
+                y = {t: torch.where(torch.from_numpy(drawn == t), y[t], IGNORE) for t in tasks}
+            loss, per_task = objective(emb, y)
+            if cfg.binary_loss_weight > 0:  # sign with a straight-through gradient
+                loss = loss + cfg.binary_loss_weight * objective(emb + (torch.sign(emb) - emb).detach(), y)[0]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -193,9 +193,17 @@ def write_writeup(data: dict[str, Any], reports: Path, out: Path) -> Path:
         f"- (1) baseline: pooled {data['baseline_dim']}-d features → LayerNorm without affine → sign; no training.",
         (f"- (2) specialized: per task, an embedding layer (Linear {data['baseline_dim']} → {cfg['embedding_dim']} → LayerNorm without affine) and one "
         f"normalized-softmax head (temperature {cfg['temperature']}), trained on that task's rows only."),
-        ("- (3) unified: the same embedding layer with the three heads at once; every batch mixes the three task datasets uniformly "
-        "(`MixedTaskBatchSampler`), losses summed with equal weights (`MultiTaskLoss`), rows give no gradient to tasks they have no label for."),
-        (f"- Optimizer AdamW lr {cfg['lr']}, weight decay {cfg['weight_decay']}, cosine decay, {cfg['epochs']} epochs of batch {cfg['batch_size']}. "
+        ("- (3) unified: the same embedding layer with all heads at once; every batch mixes the task datasets uniformly "
+        "(`MixedTaskBatchSampler`), losses summed with equal weights (`MultiTaskLoss`), a row gives no gradient to a task it has no label for"
+        + (" and, as in `emb train`, trains every head it has a label for." if cfg.get("label_mode") == "all"
+           else "; a row trains only the head of the task it was drawn for.")),
+        (f"- Budget: each specialized model trains {cfg['epochs']} epochs; the unified model {data['unified_epochs']} epochs, so it sees as many "
+         "samples of each task as that task's specialized model (equal total budget: one unified run costs as much as all specialized runs)."),
+        (f"- Binarization-aware loss (weight {cfg.get('binary_loss_weight', 0)}): the task losses are also computed on `sign(embedding)` "
+         "with a straight-through gradient, for every model alike. This is an experiment-side addition (not in `emb train` yet); the exported "
+         "model is unchanged (LayerNorm → sign). Chosen on the val split, see the discussion." if cfg.get("binary_loss_weight") else
+         "- Plain training (no binarization-aware loss), as `emb train`."),
+        (f"- Optimizer AdamW lr {cfg['lr']}, weight decay {cfg['weight_decay']}, cosine decay, batch {cfg['batch_size']}. "
         "The training loop on cached features is `experiments/unified_vs_specialized/train_cached.py`; it reuses the trainer's "
         "`EmbeddingLayer`, `NormSoftmaxHead`, `MultiTaskLoss` and `MixedTaskBatchSampler`."),
         f"- Runtime (s): {json.dumps(tm)}; mean training time per model (s): {json.dumps(data['train_seconds_mean'])}.",
