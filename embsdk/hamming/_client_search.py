@@ -1,0 +1,172 @@
+"""Search methods of :class:`embsdk.client.Client` (a mixin, kept apart so each module stays small).
+
+Exact search builds a faiss ``IndexBinaryFlat`` over the store's live codes, cached per store state;
+approximate search loads a saved HNSW/IVF index from the store folder or the generation's registry
+artifacts and refuses one built before the store's latest commit.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embsdk.errors import StoreError
+from embsdk.hamming.query import QueryLike, to_query
+from embsdk.store.reader import EmbeddingStore
+from embsdk.types import Embedding, SearchResult
+
+__all__ = ["DEFAULT_VERSION", "SearchMixin"]
+
+DEFAULT_VERSION = "unified-v1"
+
+
+class SearchMixin:
+    """Hamming search over a generation's store; needs ``resolve``, ``_store`` and ``registry`` from Client."""
+
+    use_registry: bool
+    registry_url: str
+    store_dir: Path
+    embed_url: str | None
+    embed_protocol: str
+    _lock: threading.RLock
+    _indexes: dict[tuple[str, str], Any]
+    registry: Any
+
+    def resolve(self, version: str) -> Any:  # provided by Client
+        raise NotImplementedError
+
+    def _store(self, res: Any) -> EmbeddingStore:  # provided by Client
+        raise NotImplementedError
+
+    def get_embedding(self, item_id: int, version: str = DEFAULT_VERSION, *, with_vector: bool = False) -> Embedding:
+        raise NotImplementedError  # provided by Client
+
+    def index(self, version: str = DEFAULT_VERSION, *, kind: str = "flat") -> Any:
+        """The :class:`~embsdk.hamming.BinaryIndex` used for *kind* searches (cached per store state).
+
+        ``flat`` is built in memory from the store; ``hnsw``/``ivf`` are loaded from the saved artifact.
+
+        Raises:
+            IndexMissing: no saved index of that kind (build it with :meth:`build_index`).
+            IndexStale: the saved index predates the store's latest commit.
+        """
+        from embsdk.hamming.index import BinaryIndex
+
+        res = self.resolve(version)
+        store = self._store(res)
+        key = (res.name, kind)
+        cached = self._indexes.get(key)
+        if cached is not None and cached.state_token == store.manifest.state_token:
+            return cached
+        if kind == "flat":
+            live = store.live()
+            ix = BinaryIndex.build(live.codes, live.ids, generation=res.name, bits=store.bits, kind="flat",
+                                   state_token=store.manifest.state_token)
+        else:
+            from embsdk.errors import IndexStale
+
+            ix = self._load_index(res.name, kind, store)
+            if ix.state_token != store.manifest.state_token:
+                raise IndexStale(res.name, kind)
+        with self._lock:
+            self._indexes[key] = ix
+        return ix
+
+    def _load_index(self, generation: str, kind: str, store: EmbeddingStore) -> Any:
+        """The saved index: from the store folder, else from the generation's registry artifacts."""
+        from embsdk.errors import IndexMissing
+        from embsdk.hamming.index import BinaryIndex
+
+        try:
+            return BinaryIndex.load(store.root / "indexes" / kind, generation=generation, bits=store.bits, kind=kind)
+        except IndexMissing:
+            if not self.use_registry:
+                raise
+        names = [f"index/{kind}/{f}" for f in ("index.faissbin", "ids.npy", "meta.json")]
+        info = self.registry.get(generation)
+        try:
+            for n in names:
+                info.artifact(n)
+        except KeyError:
+            raise IndexMissing(generation, kind) from None
+        paths = [self.registry.artifact_path(generation, n, verify=True) for n in names]
+        return BinaryIndex.load_files(*paths, generation=generation, bits=store.bits, kind=kind)
+
+    def build_index(self, version: str = DEFAULT_VERSION, *, kind: str = "hnsw", publish: bool = False,
+                    **params: Any) -> Any:
+        """Build an approximate index over the store's live codes, save it under ``indexes/<kind>/`` and
+        (with ``publish``) register its files as artifacts of the generation."""
+        from embsdk.hamming.index import BinaryIndex
+
+        res = self.resolve(version)
+        store = self._store(res).refresh()
+        live = store.live()
+        ix = BinaryIndex.build(live.codes, live.ids, generation=res.name, bits=store.bits, kind=kind,
+                               state_token=store.manifest.state_token, **params)
+        files = ix.save(store.root / "indexes" / kind)
+        if publish:
+            from embsdk.store.publish import publish_files
+
+            publish_files(self.registry, res.name, [(f"index/{kind}/{f.name}", f) for f in files])
+        with self._lock:
+            self._indexes[(res.name, kind)] = ix
+        return ix
+
+    def search(self, query: QueryLike, version: str = DEFAULT_VERSION, *, k: int = 10, exact: bool = True,
+               rerank: bool = False, kind: str = "hnsw", candidates: int | None = None) -> SearchResult:
+        """Nearest items by Hamming distance to *query* (an id, an Embedding, a packed code, or an image path).
+
+        Args:
+            k: how many results.
+            exact: faiss ``IndexBinaryFlat`` (exact); False uses the saved approximate index of *kind*.
+            rerank: re-order the top ``candidates`` (default ``max(10 k, 100)``) by cosine similarity of the
+                stored float16 vectors; needs vectors in the store and for the query.
+
+        Raises:
+            IncompatibleGenerationError, CodeLengthError, ItemNotFound, GenerationNotFound, IndexMissing.
+        """
+        if k <= 0:
+            raise StoreError(f"k must be a positive number of results, got {k}.")
+        res = self.resolve(version)
+        store = self._store(res)
+        q = to_query(query, generation=res.name, bits=store.bits,
+                     fetch=lambda i: self.get_embedding(i, res.name, with_vector=rerank),
+                     embed_image=lambda p: self._embed_one(p, res.name, with_vector=rerank))
+        ix = self.index(res.name, kind="flat" if exact else kind)
+        if not rerank:
+            ids, dist = ix.search(q.code, k)
+            keep = ids[0] >= 0
+            return SearchResult(res.name, ids[0][keep], dist[0][keep])
+        if q.vector is None:
+            raise StoreError("Re-ranking needs the query's float vector: search by item id, or pass an Embedding "
+                             "with .vector (get_embedding(..., with_vector=True)).")
+        if not store.has_vectors:
+            raise StoreError(f"The store of {res.name!r} holds no float vectors to re-rank with; backfill with vectors.")
+        from embsdk.hamming.rerank import cosine_rerank
+
+        ids, dist = ix.search(q.code, max(candidates or 10 * k, k, 100) if candidates is None else max(candidates, k))
+        keep = ids[0] >= 0
+        cand, cdist = ids[0][keep], dist[0][keep]
+        _, _, vecs = store.get(cand, with_vectors=True)
+        top, scores = cosine_rerank(q.vector, cand, vecs, k)  # type: ignore[arg-type]
+        hd = dict(zip(cand.tolist(), cdist.tolist()))
+        return SearchResult(res.name, top, np.array([hd[int(i)] for i in top], np.int32), scores)
+
+    def search_batch(self, codes: np.ndarray, version: str = DEFAULT_VERSION, *, k: int = 10,
+                     exact: bool = True, kind: str = "hnsw") -> list[SearchResult]:
+        """Search many packed codes (Q, B) at once (one faiss call)."""
+        res = self.resolve(version)
+        q = np.ascontiguousarray(codes, dtype=np.uint8)
+        ids, dist = self.index(res.name, kind="flat" if exact else kind).search(np.atleast_2d(q), k)
+        return [SearchResult(res.name, i[i >= 0], d[i >= 0]) for i, d in zip(ids, dist)]
+
+    def _embed_one(self, path: str, generation: str, *, with_vector: bool) -> Embedding:
+        kwargs: dict[str, Any] = {"registry_url": self.registry_url} if self.use_registry else {}
+        from embsdk.client import embed
+
+        out = embed([path], version=generation, url=self.embed_url, protocol=self.embed_protocol,
+                    return_float=with_vector, **kwargs)
+        return out[0]
