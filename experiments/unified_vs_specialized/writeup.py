@@ -154,8 +154,9 @@ def write_writeup(data: dict[str, Any], reports: Path, out: Path) -> Path:
     lines = [
         "# Unified vs specialized binarized embeddings on Grocery Store",
         "",
-        ("Reproduce (from the repository root, about "
-        f"{tm['total'] / 60:.0f} min on {data['environment']['cpus']} CPU threads):"),
+        ("Reproduce (from the repository root; this run took "
+         f"{tm['total'] / 60:.1f} min on {data['environment']['cpus']} CPUs"
+         + (", with the backbone features already cached; see Runtime in the discussion):" if tm["features"] < 60 else "):")),
         "",
         "```",
         ".venv/bin/python -m experiments.unified_vs_specialized",
