@@ -127,6 +127,8 @@ def main() -> None:
     banner("8. Search: top-5 Hamming neighbours of one test photo")
     item_id = _id_of(manifest, photo)
     emb("search", "--id", str(item_id), "--version", "production", "-k", "5")
+    hits = emb_json("search", "--id", str(item_id), "--version", "production", "-k", "6")
+    _print_hits(manifest, item_id, hits)  # type: ignore[arg-type]
 
     print(f"\ndemo finished in {time.monotonic() - t0:.0f}s; report: {report}", flush=True)
 
@@ -145,6 +147,21 @@ def _id_of(manifest: Path, photo: Path) -> int:
     df = pd.read_csv(manifest)
     paths = [str(Path(p) if Path(p).is_absolute() else manifest.parent / p) for p in df["image"]]
     return int(df["id"].iloc[paths.index(str(photo))])
+
+
+def _print_hits(manifest: Path, query_id: int, hits: dict) -> None:
+    """The neighbours with their fine class, so a person can judge them (the query itself comes first)."""
+    import pandas as pd
+
+    df = pd.read_csv(manifest).set_index("id")
+    want = df.loc[query_id, "task.fine"]
+    print(f"query {query_id}: {want}  ({df.loc[query_id, 'image']})")
+    for rank, (i, d) in enumerate(zip(hits["ids"], hits["hamming"]), start=0):
+        if i == query_id:
+            continue
+        row = df.loc[i]
+        mark = "✓" if row["task.fine"] == want else "✗"
+        print(f"  {rank}. {mark} hamming {d:>3}  {row['task.fine']:<24} {row['domain']:<8} {Path(row['image']).name}")
 
 
 def _wait_ready(server: subprocess.Popen[str], timeout: float = 180) -> None:
