@@ -87,8 +87,8 @@ def main() -> None:
     base, fill = max(base_rates), max(fill_rates)
     lines = [
         "# backfill_bench: emb backfill (local engine) vs bare ONNX Runtime, same images, same process",
-        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; model: efficientnet-lite0 "
-        f"224px -> 256-bit code; {len(paths)} Grocery photos; batch {args.batch_size}; best of {args.repeats}",
+        (f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; model: efficientnet-lite0 "
+         f"224px -> 256-bit code; {len(paths)} Grocery photos; batch {args.batch_size}; best of {args.repeats}"),
         "",
         f"{'path':<44}{'images/s':>10}",
         f"{'bare ONNX Runtime (decode+preprocess+run)':<44}{base:>10.1f}",

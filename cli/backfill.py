@@ -17,8 +17,8 @@ def _human(report: dict) -> str:
         f"generation      {report['generation']}",
         f"engine          {report['engine']}",
         f"items           {report['total']} in manifest, {report['already_present']} already present",
-        f"embedded        {report['embedded']} in {report['seconds']:.1f}s ({report['images_per_second']:.1f} img/s), "
-        f"{report['commits']} commit(s)",
+        (f"embedded        {report['embedded']} in {report['seconds']:.1f}s ({report['images_per_second']:.1f} img/s), "
+         f"{report['commits']} commit(s)"),
         f"failed          {report['failed_count']} unreadable image(s)" + (" (listed in the report)" if report["failed_count"] else ""),
         f"report          {report['report_path']}",
     ]

@@ -12,7 +12,7 @@ import numpy as np
 from embsdk.errors import ImageDecodeError
 from embsdk.preprocess import InputSpec, load_image
 
-__all__ = ["EmbedderConfig", "BatchEmbedder", "EmbeddedBatch"]
+__all__ = ["BatchEmbedder", "EmbeddedBatch", "EmbedderConfig"]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,9 +68,8 @@ class BackfillReport:
 def _config_for(version: str, *, url: str | None, protocol: str, registry_url: str | None,
                 keep_vectors: bool) -> tuple[EmbedderConfig, dict[str, Any]]:
     """Resolve the generation once: what to run, and the embedding spec its store is written with."""
-    from registry import Registry
-
     from embsdk.serving.resolve import resolve_target
+    from registry import Registry
 
     target = resolve_target(version, registry_url=registry_url)
     with Registry(registry_url) as reg:
@@ -104,7 +103,7 @@ def _local_batches(items: BackfillItems, config: EmbedderConfig, batch_size: int
                     return
                 decoded.put(embedder.decode(ids, paths))
             decoded.put(None)
-        except BaseException as exc:  # surfaced in the consumer
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread, which re-raises it
             decoded.put(exc)
 
     thread = threading.Thread(target=produce, name="backfill-decode", daemon=True)
@@ -214,7 +213,7 @@ def backfill(
             registry.close()
     report.seconds = time.perf_counter() - started
     out = Path(report_path) if report_path else (
-        settings.home / "reports" / f"backfill-{config.generation}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}.json")
+        settings.home / "reports" / f"backfill-{config.generation}-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     report.report_path = str(out)
     out.write_text(json.dumps(report.to_dict(), indent=2))

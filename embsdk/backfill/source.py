@@ -40,7 +40,7 @@ def read_items(manifest: str | Path) -> BackfillItems:
         raise ManifestError("manifest file not found", path=str(path))
     try:
         df = pd.read_parquet(path) if path.suffix in {".parquet", ".pq"} else pd.read_csv(path, dtype={"image": str})
-    except Exception as exc:  # pandas raises many types for unreadable files
+    except Exception as exc:  # noqa: BLE001 - pandas raises many types for unreadable files
         raise ManifestError(f"unreadable manifest ({exc})", path=str(path)) from None
     missing = [c for c in ("id", "image") if c not in df.columns]
     if missing:
