@@ -26,6 +26,7 @@ from embsdk.errors import (
     GenerationNotFound,
     InferenceError,
     RetiredGeneration,
+    StoreError,
     StoreNotFound,
 )
 from embsdk.hamming._client_search import DEFAULT_VERSION, SearchMixin
@@ -161,6 +162,8 @@ class Client(SearchMixin):
         """
         res = self.resolve(version)
         store = self._store(res)
+        if isinstance(item_id, (bool, np.bool_)) or not isinstance(item_id, (int, np.integer)):
+            raise StoreError(f"An item id is a 64-bit integer, not {type(item_id).__name__} ({item_id!r}).")
         code, vector = store.get_one(int(item_id), with_vector=with_vector)
         return Embedding(code, store.bits, res.name, int(item_id), vector)
 

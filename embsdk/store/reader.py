@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from embsdk.errors import ItemNotFound, ShardCorrupt
+from embsdk.errors import ItemNotFound, ShardCorrupt, StoreError
 from embsdk.store._format import ShardArrays, code_bytes, open_shard
 from embsdk.store._manifest import StoreManifest, generation_root, read_manifest
 
-__all__ = ["EmbeddingStore", "LiveRows", "Lookup"]
+__all__ = ["EmbeddingStore", "LiveRows", "Lookup", "as_item_ids"]
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ class EmbeddingStore:
     # ------------------------------------------------------------------ lookup
     def lookup(self, ids: np.ndarray | list[int]) -> Lookup:
         """Locate *ids* (any order, duplicates allowed): one ``np.searchsorted`` per shard, newest shard first."""
-        q = np.asarray(ids, dtype=np.int64).reshape(-1)
+        q = as_item_ids(ids)
         shard = np.full(q.size, -1, dtype=np.int64)
         row = np.zeros(q.size, dtype=np.int64)
         if q.size == 0 or not self._all:
@@ -255,6 +255,21 @@ class EmbeddingStore:
                 "updated_at": m.updated_at, "items": len(self), "has_vectors": self.has_vectors,
                 "shards": [{**e.to_dict(), "bytes": sum(int(f["bytes"]) for f in s.header.files.values())}
                            for e, s in zip(m.shards, self._all)]}
+
+
+def as_item_ids(ids: Any) -> np.ndarray:
+    """*ids* as a flat int64 array; anything that is not an integer (floats, strings, > 64 bits) is refused.
+
+    Raises:
+        StoreError: the ids are not 64-bit integers.
+    """
+    try:
+        a = np.asarray(ids)
+        if a.size and (a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer)):
+            raise TypeError(a.dtype)
+        return a.astype(np.int64, copy=False).reshape(-1)
+    except (TypeError, ValueError, OverflowError):
+        raise StoreError(f"Item ids must be 64-bit integers; got {np.asarray(ids, dtype=object).reshape(-1)[:3]!r}…") from None
 
 
 def _norm(spec: dict[str, Any]) -> dict[str, Any]:

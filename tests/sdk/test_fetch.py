@@ -125,3 +125,16 @@ def test_generation_without_a_store_and_empty_store(populated):
     standalone = embsdk.Client(store=populated.store_dir, use_registry=False)
     with pytest.raises(GenerationNotFound, match="Without a registry"):
         standalone.get_embedding(1, "nope-v1")
+
+
+def test_ids_that_are_not_int64_are_refused(populated):
+    from embsdk.errors import StoreError
+
+    for bad in ([1.5], ["12"], [2**70], [True]):
+        with pytest.raises(StoreError, match="64-bit integers"):
+            embsdk.get_embeddings(bad, version="unified-v1")
+    for bad in (1.0, "12", True):
+        with pytest.raises(StoreError, match="64-bit integer"):
+            embsdk.get_embedding(bad, version="unified-v1")
+    with pytest.raises(ItemNotFound):
+        embsdk.get_embedding(2**70, version="unified-v1")
