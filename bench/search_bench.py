@@ -170,6 +170,9 @@ def grocery_features(limit: int) -> tuple[np.ndarray, np.ndarray]:
     gallery = np.sort(rng.choice(rest, min(len(rest), limit - n_q), replace=False))
     rows = np.concatenate([gallery, queries]).tolist()
     feats = cached_features(backbone, manifest, rows, spec=backbone.default_input_spec, views=1, num_workers=2)[0]
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
     is_query = np.zeros(len(rows), bool)
     is_query[len(gallery):] = True
     return np.asarray(feats, np.float32), is_query
