@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["sha256_file", "fsync_dir", "fsync_tree", "write_text_atomic", "write_json_atomic"]
+__all__ = ["fsync_dir", "fsync_tree", "sha256_file", "write_json_atomic", "write_text_atomic"]
 
 _CHUNK = 4 << 20
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from embsdk._fileio import fsync_dir, sha256_file
 from embsdk.errors import CodeLengthError, IncompatibleGenerationError, ShardCorrupt, StoreError
 
 __all__ = [
@@ -40,7 +41,6 @@ __all__ = [
 SHARD_FORMAT = "embsdk-shard/1"
 HEADER = "header.json"
 IDS, CODES, VECTORS = "ids.npy", "codes.npy", "vectors.npy"
-_CHUNK = 1 << 22
 
 
 def code_bytes(spec: dict[str, Any]) -> int:
@@ -52,24 +52,6 @@ def code_bytes(spec: dict[str, Any]) -> int:
     if bits <= 0:
         raise StoreError(f"Embedding spec bits must be > 0, got {bits}.")
     return (bits + 7) // 8
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 4 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory so a rename inside it is durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from embsdk._fileio import sha256_file
 from embsdk.errors import ImageDecodeError, ManifestError
 
 if TYPE_CHECKING:
@@ -29,14 +29,6 @@ __all__ = ["SPLITS", "TASK_PREFIX", "BadRow", "Manifest", "ValidationReport", "v
 
 TASK_PREFIX = "task."
 SPLITS = ("train", "val", "test")
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -123,7 +115,7 @@ class Manifest:
                     row=bad,
                     path=str(path),
                 )
-        return cls(path=path, rows=df, sha256=_sha256_file(path))
+        return cls(path=path, rows=df, sha256=sha256_file(path))
 
     @property
     def tasks(self) -> list[str]:
