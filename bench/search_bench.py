@@ -178,6 +178,20 @@ def grocery_features(limit: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(feats, np.float32), is_query
 
 
+def trained_vectors(generation: str, manifest: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(LayerNorm-ed float embeddings (N, D), is_query (N,)) of a trained generation, read from its store
+    (``emb backfill`` keeps float16 vectors). Queries are the manifest's test rows, the gallery the rest."""
+    import pandas as pd
+
+    import embsdk
+
+    df = pd.read_csv(manifest)
+    batch = embsdk.get_embeddings(df["id"].tolist(), version=generation, with_vectors=True)
+    if batch.vectors is None:
+        raise SystemExit(f"the store of {generation} keeps no float vectors (backfill without --no-vectors)")
+    return batch.vectors.astype(np.float32), (df["split"] == "test").to_numpy()
+
+
 def project(feats: np.ndarray, bits: int) -> np.ndarray:
     """Seeded Gaussian random projection, then LayerNorm without affine parameters (float, before sign)."""
     p = np.random.default_rng(1234).normal(size=(feats.shape[1], bits)).astype(np.float32) / np.sqrt(feats.shape[1])
@@ -236,6 +250,8 @@ def main() -> None:
     ap.add_argument("--skip-approx", action="store_true")
     ap.add_argument("--grocery-images", type=int, default=1500, help="real images to embed (5502 = all)")
     ap.add_argument("--approx-items", type=int, default=250_000, help="size of the jitter-expanded gallery")
+    ap.add_argument("--generation", help="approximate part on a trained generation's store (needs --manifest)")
+    ap.add_argument("--manifest", type=Path, help="the manifest that generation was backfilled from (id, split)")
     args = ap.parse_args()
     faiss = import_faiss()
     try:
@@ -250,7 +266,17 @@ def main() -> None:
         log("\n== exact search (IndexBinaryFlat): SDK (Client.search / search_batch) vs faiss directly ==")
         for bits in (256, 512):
             exact_part(args.items, bits, work, faiss)
-    if not args.skip_approx:
+    if not args.skip_approx and args.generation:
+        z, is_query = trained_vectors(args.generation, args.manifest)
+        bits = z.shape[1]
+        log(f"\n== approximate search: codes of the trained unified model {args.generation} (emb backfill store of the "
+            f"Grocery images) ==\n{int((~is_query).sum())} gallery images (train/val/catalog), "
+            f"{int(is_query.sum())} query images (test)")
+        faiss.omp_set_num_threads(1)
+        approx_part(pack_codes(z[~is_query]), pack_codes(z[is_query]), bits, "trained-model codes")
+        approx_part(expand(z[~is_query], args.approx_items), pack_codes(z[is_query]), bits,
+                    "trained-model codes expanded by jitter (sigma 0.5 in the LayerNorm-ed space)")
+    elif not args.skip_approx:
         log("\n== approximate search: codes of pretrained EfficientNet-Lite0 features (Grocery), random projection "
             "+ LayerNorm + sign (not a trained unified model) ==")
         faiss.omp_set_num_threads(1)  # single queries, one thread for exact and approximate alike (stable timings)

@@ -66,7 +66,10 @@ def test_sigkill_mid_epoch_then_resume_loses_at_most_the_uncheckpointed_steps(tm
         "--quiet",
         *TINY,
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # One intra-op thread everywhere: float reductions then add up in the same order in the killed run, the
+    # resumed run and the in-process reference (whatever thread count earlier tests left in this process).
+    one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=one_thread)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -100,6 +103,7 @@ def test_sigkill_mid_epoch_then_resume_loses_at_most_the_uncheckpointed_steps(tm
         capture_output=True,
         text=True,
         timeout=120,
+        env=one_thread,
     )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["step"] == target
@@ -121,7 +125,12 @@ def test_sigkill_mid_epoch_then_resume_loses_at_most_the_uncheckpointed_steps(tm
         checkpoint_every=2,
         max_steps=target,
     )
-    train(cfg, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(cfg, progress=False)
+    finally:
+        torch.set_num_threads(threads)
     a, _ = load_model(run)
     b, _ = load_model(ref)
     for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
