@@ -78,7 +78,8 @@ def run_experiment(cfg: ExperimentConfig, *, log: Any = print) -> dict[str, Any]
     # (2) specialized models, one per task, and (3) the unified model, for each seed.
     factor = cfg.unified_epoch_factor if cfg.unified_epoch_factor is not None else len(cfg.tasks)
     unified_cfg = dataclasses.replace(cfg, epochs=max(1, round(cfg.epochs * factor)))
-    torch.set_num_threads(1)  # tiny matrices: one thread is faster than two contending ones
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is faster than two contending ones (restored below)
     runs: dict[str, dict[int, dict[str, Any]]] = {"unified": {}, **{f"specialized-{t}": {} for t in cfg.tasks}}
     train_seconds: dict[str, list[float]] = {}
     t = time.perf_counter()
@@ -94,6 +95,7 @@ def run_experiment(cfg: ExperimentConfig, *, log: Any = print) -> dict[str, Any]
                 if name == "unified":
                     save_run_folder(work / "run-unified", model, backbone, manifest, cfg)
                     unified_floats = model.embed(eval_f)
+    torch.set_num_threads(threads)
     timings["train_and_score"] = time.perf_counter() - t
 
     verify = None

