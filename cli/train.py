@@ -97,6 +97,13 @@ def train(
     temperature: Annotated[
         float | None, typer.Option("--temperature", help="Normalized-softmax temperature (default 0.05).")
     ] = None,
+    binary_loss_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--binary-loss-weight",
+            help="Binarization-aware loss: also score sign(embedding) (straight-through) with this weight (0: off).",
+        ),
+    ] = None,
     sampler: Annotated[
         str | None, typer.Option("--sampler", help="uniform (tasks mixed uniformly) or class-balanced.")
     ] = None,
@@ -180,6 +187,7 @@ def train(
             "trainable_blocks": trainable_blocks,
             "cache_views": cache_views,
             "temperature": temperature,
+            "binary_loss_weight": binary_loss_weight,
             "sampler": sampler,
             "sample_negatives": sample_negatives,
             "grad_accum": grad_accum,

@@ -84,7 +84,7 @@ def main() -> None:
         if run.exists():
             shutil.rmtree(run)
     common = ["--manifest", str(manifest), "--backbone", "efficientnet-lite0", "--freeze-backbone",
-              "--embedding-dim", str(args.dim), "--seed", "0"]
+              "--embedding-dim", str(args.dim), "--binary-loss-weight", "1", "--seed", "0"]
     emb("train", *common, "--out", str(run_a), "--epochs", str(max(1, args.epochs // 4)))
     emb("train", *common, "--out", str(run_b), "--epochs", str(args.epochs))
 

@@ -139,7 +139,7 @@ def build_loss(config: TrainConfig, data: TrainData) -> MultiTaskLoss:
         )
         for t in data.tasks
     }
-    return MultiTaskLoss(heads, config.task_weights)
+    return MultiTaskLoss(heads, config.task_weights, binary_weight=config.binary_loss_weight)
 
 
 def build_optimizer(config: TrainConfig, module: TrainModule) -> torch.optim.Optimizer:

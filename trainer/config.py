@@ -36,6 +36,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 0
     temperature: float = 0.05
+    binary_loss_weight: float = 0.0
     sample_negatives: int | None = None
     tasks: list[str] | None = None
     task_weights: dict[str, float] = field(default_factory=dict)
@@ -100,6 +101,8 @@ class TrainConfig:
             raise ConfigError(f"sampler must be 'uniform' or 'class-balanced' (got {self.sampler!r})")
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0 (got {self.lr})")
+        if self.binary_loss_weight < 0:
+            raise ConfigError(f"binary_loss_weight must be >= 0 (got {self.binary_loss_weight})")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -132,3 +132,44 @@ def test_candidate_classes_are_positives_plus_exactly_k_distinct_negatives() -> 
     for _ in range(400):  # negatives are uniform over the non-positive classes
         hits[candidate_classes(torch.tensor([0]), 50, 10)] += 1
     assert hits[0] == 400 and (hits[1:] / 400 - 10 / 49).abs().max() < 0.08
+
+
+def test_binary_aware_loss_adds_the_sign_term_with_a_straight_through_gradient() -> None:
+    torch.manual_seed(0)
+    heads = {"a": NormSoftmaxHead(5, 8).double(), "b": NormSoftmaxHead(3, 8).double()}
+    labels = {"a": torch.tensor([0, 4, IGNORE, 2]), "b": torch.tensor([1, IGNORE, 0, 2])}
+    emb = torch.randn(4, 8, dtype=torch.double, requires_grad=True)
+    plain = MultiTaskLoss(heads)
+    aware = MultiTaskLoss(heads, binary_weight=0.5)
+
+    total, per_task = aware(emb, labels)
+    ref = plain(emb, labels)[0] + 0.5 * plain(torch.sign(emb), labels)[0]
+    torch.testing.assert_close(total, ref)
+    torch.testing.assert_close(per_task["a"], plain(emb, labels)[1]["a"])  # logged losses stay the float ones
+
+    # straight-through: d total / d emb = d plain(emb) + 0.5 * d plain(s) / d s evaluated at s = sign(emb)
+    (g,) = torch.autograd.grad(total, emb)
+    s = torch.sign(emb).detach().requires_grad_(True)
+    (g_sign,) = torch.autograd.grad(plain(s, labels)[0], s)
+    (g_float,) = torch.autograd.grad(plain(emb, labels)[0], emb)
+    torch.testing.assert_close(g, g_float + 0.5 * g_sign)
+    assert g_sign.abs().sum() > 0
+
+
+def test_emb_train_with_binary_loss_weight(tmp_path) -> None:
+    from _train_data import write_images_manifest
+
+    from embsdk.errors import ConfigError
+    from trainer.config import TrainConfig
+    from trainer.loop import train
+
+    with pytest.raises(ConfigError, match="binary_loss_weight"):
+        TrainConfig(manifest="m.csv", out=str(tmp_path / "x"), binary_loss_weight=-1.0).check()
+    manifest = write_images_manifest(tmp_path / "data", per_class=4, test_per_class=0)
+    cfg = TrainConfig(manifest=str(manifest), out=str(tmp_path / "run"), backbone="tiny-cnn", image_size=32,
+                      batch_size=8, num_workers=0, embedding_dim=32, epochs=1, binary_loss_weight=1.0)
+    summary = train(cfg, progress=False)
+    assert summary["status"] == "finished"
+    import yaml
+
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["binary_loss_weight"] == 1.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import torch
 from torch import Tensor, nn
 
 __all__ = ["IGNORE", "MultiTaskLoss"]
@@ -17,14 +18,19 @@ class MultiTaskLoss(nn.Module):
     Args:
         heads: one head per task (each returns per-sample losses).
         weights: per-task weight (default 1.0 for every task: equal weights, as in the paper).
+        binary_weight: binarization-aware term: when > 0, the same task losses are also computed on
+            ``sign(emb)`` with a straight-through gradient and added with this weight, so training sees
+            the code that serving uses (the exported model is unchanged: LayerNorm, then sign).
 
     ``forward(emb, labels)`` takes ``labels[task]`` = (N,) class ids with :data:`IGNORE` for unlabeled rows
     and returns ``(total, {task: loss})``. A task with no labeled row in the batch contributes 0 (still
     touching its parameters with a zero so DistributedDataParallel sees every parameter used).
     """
 
-    def __init__(self, heads: Mapping[str, nn.Module], weights: Mapping[str, float] | None = None) -> None:
+    def __init__(self, heads: Mapping[str, nn.Module], weights: Mapping[str, float] | None = None,
+                 *, binary_weight: float = 0.0) -> None:
         super().__init__()
+        self.binary_weight = float(binary_weight)
         self.tasks = list(heads)
         # ModuleDict keys may not clash with nn.Module attributes ("half", "train") nor contain dots
         self.heads = nn.ModuleDict({self.key(t): h for t, h in heads.items()})
@@ -39,6 +45,13 @@ class MultiTaskLoss(nn.Module):
         return self.heads[self.key(task)]
 
     def forward(self, emb: Tensor, labels: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        total, per_task = self._task_losses(emb, labels)
+        if self.binary_weight > 0:
+            codes = emb + (torch.sign(emb) - emb).detach()  # forward: sign; backward: identity
+            total = total + self.binary_weight * self._task_losses(codes, labels)[0]
+        return total, per_task
+
+    def _task_losses(self, emb: Tensor, labels: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         total = emb.new_zeros(())
         per_task: dict[str, Tensor] = {}
         for task in self.tasks:
