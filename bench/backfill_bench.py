@@ -25,14 +25,16 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-GROCERY = ROOT.parent / "shared" / "data" / "grocery-store"
 
 
 def _images(n: int) -> list[Path]:
-    lines = (GROCERY / "train.txt").read_text().splitlines()
+    from embsdk.config import get_settings
+
+    grocery = get_settings().grocery_root
+    lines = (grocery / "train.txt").read_text().splitlines()
     rng = np.random.default_rng(0)
     pick = rng.choice(len(lines), size=min(n, len(lines)), replace=False)
-    return [GROCERY / lines[i].split(",")[0].strip() for i in sorted(pick)]
+    return [grocery / lines[i].split(",")[0].strip() for i in sorted(pick)]
 
 
 def _baseline(onnx_path: Path, paths: list[Path], spec, batch_size: int) -> float:

@@ -12,6 +12,7 @@ Environment:
     EMB_USER            who is acting (events, creator); default the login name
     EMB_DEBUG           ``1`` shows tracebacks in the CLI
     EMB_TRITON_ADMIN_KEY  secret for Triton's model-repository API when ``emb serve`` binds a non-loopback address
+    EMB_GROCERY_ROOT    the Grocery Store dataset folder; default ``../shared/data/grocery-store`` beside the project
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["Settings", "get_settings", "redact_url"]
+
+_PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class Settings:
     user: str
     debug: bool
     triton_admin_key: str | None = field(default=None, repr=False)
+    grocery_root: Path = field(default=_PROJECT_ROOT.parent / "shared" / "data" / "grocery-store")
 
     @property
     def registry_url_redacted(self) -> str:
@@ -51,7 +55,7 @@ def _truthy(value: str | None) -> bool:
 def _default_user() -> str:
     try:
         return getpass.getuser()
-    except Exception:  # no login name in some containers
+    except (KeyError, OSError):  # no login name in some containers
         return "unknown"
 
 
@@ -69,6 +73,9 @@ def get_settings() -> Settings:
         user=env.get("EMB_USER") or _default_user(),
         debug=_truthy(env.get("EMB_DEBUG")),
         triton_admin_key=env.get("EMB_TRITON_ADMIN_KEY") or None,
+        grocery_root=Path(env.get("EMB_GROCERY_ROOT") or _PROJECT_ROOT.parent / "shared" / "data" / "grocery-store")
+        .expanduser()
+        .resolve(),
     )
 
 

@@ -30,7 +30,6 @@ from embsdk.config import get_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 EMB = str(Path(sys.executable).with_name("emb"))
-DEFAULT_GROCERY = ROOT.parent / "shared" / "data" / "grocery-store"
 
 
 def banner(text: str) -> None:
@@ -58,7 +57,8 @@ def next_version(family: str) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="embsdk end-to-end demo on the Grocery Store dataset.")
-    ap.add_argument("--grocery", type=Path, default=DEFAULT_GROCERY, help="Grocery Store dataset folder.")
+    ap.add_argument("--grocery", type=Path, default=None,
+                    help="Grocery Store dataset folder (default $EMB_GROCERY_ROOT, else ../shared/data/grocery-store).")
     ap.add_argument("--epochs", type=int, default=8, help="Epochs of the second (published to production) model.")
     ap.add_argument("--dim", type=int, default=256, help="Embedding dimension = code bits.")
     ap.add_argument("--skip-serve", action="store_true", help="Do not start tritonserver.")
@@ -71,7 +71,7 @@ def main() -> None:
 
     banner("1. Manifests for the Grocery Store dataset")
     data_dir = home / "data"
-    emb("data", "grocery", "--root", str(args.grocery), "--out", str(data_dir))
+    emb("data", "grocery", *(["--root", str(args.grocery)] if args.grocery else []), "--out", str(data_dir))
     manifest = data_dir / "grocery.csv"
 
     v = next_version("unified")

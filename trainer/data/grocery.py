@@ -22,11 +22,12 @@ import csv
 import hashlib
 from pathlib import Path
 
+from embsdk.config import get_settings
 from embsdk.errors import ManifestError
 
 __all__ = ["DEFAULT_GROCERY_ROOT", "stable_id", "write_grocery_manifest"]
 
-DEFAULT_GROCERY_ROOT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "grocery-store"
+DEFAULT_GROCERY_ROOT = get_settings().grocery_root  # EMB_GROCERY_ROOT, else ../shared/data/grocery-store
 COLUMNS = ["id", "image", "split", "domain", "task.coarse", "task.fine", "task.catalog"]
 
 
@@ -64,7 +65,7 @@ def write_grocery_manifest(root: str | Path | None = None, out_dir: str | Path =
         >>> write_grocery_manifest(out_dir="data")   # doctest: +SKIP
         PosixPath('data/grocery.csv')
     """
-    root = Path(root or DEFAULT_GROCERY_ROOT).expanduser().resolve()
+    root = Path(root or get_settings().grocery_root).expanduser().resolve()
     classes = _read_classes(root)
     rows: list[dict[str, object]] = []
     for split in ("train", "val", "test"):
