@@ -12,6 +12,7 @@ import sys
 import typer
 
 from cli._errors import report_error
+from cli._output import JsonOpt, emit
 
 # One entry per command module under cli/. Keep sorted by workflow order.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -49,11 +50,11 @@ def _root() -> None:
 
 
 @app.command("version")
-def version() -> None:
+def version(json_: JsonOpt = False) -> None:
     """Print the embsdk version."""
     from importlib.metadata import version as _v
 
-    typer.echo(_v("embsdk"))
+    emit({"embsdk": _v("embsdk")}, as_json=json_, human=lambda d: d["embsdk"])
 
 
 for _name in COMMAND_MODULES:
