@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from embsdk.errors import ConfigError
+from embsdk.serving.client import GENERATION_PARAM_PREFIX, IMAGE_SIZE_PARAM_PREFIX
 
 __all__ = [
     "BACKENDS",
@@ -43,8 +44,6 @@ __all__ = [
 
 Backend = Literal["python", "onnxruntime", "tensorrt"]
 BACKENDS: tuple[str, ...] = ("python", "onnxruntime", "tensorrt")
-GENERATION_PARAM_PREFIX = "generation:"
-IMAGE_SIZE_PARAM_PREFIX = "image_size:"  # per version number: the input side S (health checks need it)
 INPUT_NAME, OUTPUT_EMBEDDING, OUTPUT_CODE = "image", "embedding", "code"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
 

@@ -24,10 +24,12 @@ import numpy as np
 from embsdk.config import get_settings
 from embsdk.errors import InferenceError, MissingExtraError, ModelNotLoaded, ServerUnavailable
 
-__all__ = ["GENERATION_PARAM_PREFIX", "Protocol", "TritonClient"]
+__all__ = ["GENERATION_PARAM_PREFIX", "IMAGE_SIZE_PARAM_PREFIX", "Protocol", "TritonClient"]
 
 Protocol = Literal["http", "grpc"]
-GENERATION_PARAM_PREFIX = "generation:"  # same key as triton_models.config writes
+# config.pbtxt parameter keys, written by triton_models.config and read here: the one home of the protocol
+GENERATION_PARAM_PREFIX = "generation:"  # generation name -> version number
+IMAGE_SIZE_PARAM_PREFIX = "image_size:"  # version number -> input side S (health checks need it)
 T = TypeVar("T")
 
 

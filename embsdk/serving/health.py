@@ -8,11 +8,9 @@ from typing import Any, Literal
 import numpy as np
 
 from embsdk.errors import InferenceError, ServerUnavailable
-from embsdk.serving.client import TritonClient
+from embsdk.serving.client import IMAGE_SIZE_PARAM_PREFIX, TritonClient
 
 __all__ = ["check_server"]
-
-IMAGE_SIZE_PARAM_PREFIX = "image_size:"  # same key as triton_models.config writes
 
 
 def check_server(url: str, *, protocol: Literal["http", "grpc"] = "http", timeout: float = 10.0) -> dict[str, Any]:
