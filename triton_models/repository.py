@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from embsdk._fileio import fsync_dir, fsync_tree, write_text_atomic
+from embsdk._fileio import fsync_dir, fsync_tree, write_json_atomic, write_text_atomic
 from embsdk.config import get_settings
 from embsdk.errors import ConfigError, DuplicateGeneration, ExportError
 from triton_models.config import (
@@ -77,7 +77,7 @@ def _alive(pid: int | None) -> bool:
         os.kill(int(pid), 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except PermissionError:  # alive, owned by another user
         return True
     return True
 
@@ -169,7 +169,7 @@ class ModelRepository:
             shutil.copyfile(path, dest / name)
         fsync_tree(dest)
         marker["complete"] = True
-        write_text_atomic(dest / _MARKER, json.dumps(marker, indent=2))
+        write_json_atomic(dest / _MARKER, marker)
         return StagedVersion(family=family, generation=generation, path=dest)
 
     def commit(self, staged: StagedVersion, **spec_overrides: Any) -> int:
@@ -212,7 +212,7 @@ class ModelRepository:
 
     def _write_family(self, family: str, mapping: dict[str, Any]) -> None:
         fam_dir = self.root / family
-        write_text_atomic(fam_dir / MAPPING_FILE, json.dumps(mapping, indent=2))  # the commit point
+        write_json_atomic(fam_dir / MAPPING_FILE, mapping)  # the commit point
         crash_point("repository.after_mapping")
         if mapping["versions"]:
             text = render_config(ModelSpec(**mapping["spec"]), self._served_versions(mapping))
