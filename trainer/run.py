@@ -17,12 +17,12 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embsdk._fileio import write_text_atomic
 from embsdk.errors import RunError
 from embsdk.preprocess import InputSpec
 
@@ -40,9 +40,8 @@ RUN_JSON, CONFIG_YAML, METRICS = "run.json", "config.yaml", "metrics.jsonl"
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    """Replace *path* with indented JSON (and a final newline) through :func:`embsdk._fileio.write_text_atomic`."""
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def code_version() -> str:
