@@ -32,13 +32,17 @@ class TrainData:
     labels: dict[str, torch.Tensor]  # task -> (len(manifest),) class id or IGNORE, indexed by manifest row
     report: ValidationReport
 
+    def _row_labels(self, task: str) -> np.ndarray:
+        """Class id (or IGNORE) of every dataset position for *task*."""
+        return self.labels[task].numpy()[np.asarray(self.rows, dtype=np.int64)]
+
     def task_rows(self) -> dict[str, list[int]]:
-        return {
-            t: [p for p, r in enumerate(self.rows) if int(self.labels[t][r]) != IGNORE] for t in self.tasks
-        }
+        """Task → dataset positions labeled for it."""
+        return {t: np.flatnonzero(self._row_labels(t) != IGNORE).tolist() for t in self.tasks}
 
     def task_classes(self) -> dict[str, list[int]]:
-        return {t: [int(self.labels[t][self.rows[p]]) for p in ps] for t, ps in self.task_rows().items()}
+        """Task → class id of each position in :meth:`task_rows` (same order)."""
+        return {t: self._row_labels(t)[ps].tolist() for t, ps in self.task_rows().items()}
 
 
 def prepare_data(config: TrainConfig, manifest: Manifest | None = None) -> TrainData:
@@ -54,18 +58,18 @@ def prepare_data(config: TrainConfig, manifest: Manifest | None = None) -> Train
             raise ManifestError(
                 f"no task {t!r} in the manifest (tasks: {', '.join(manifest.tasks)})", path=str(manifest.path)
             )
-    train_rows = manifest.indices("train") if "split" in manifest.rows.columns else manifest.indices()
-    train_rows = [r for r in train_rows if any(manifest.labels(t).iloc[r] is not None for t in tasks)]
+    columns = {t: manifest.labels(t).tolist() for t in tasks}
+    train_rows = [  # all rows when the manifest has no split column
+        r for r in manifest.indices("train") if any(columns[t][r] is not None for t in tasks)
+    ]
     report = validate(
         manifest, strict=config.strict, check_images=config.check_images, tasks=tasks, rows=train_rows
     )
     classes = {t: manifest.classes(t) for t in tasks}
     labels = {}
     for t in tasks:
-        lookup = {c: i for i, c in enumerate(classes[t])}
-        labels[t] = torch.tensor(
-            [lookup.get(v, IGNORE) if v is not None else IGNORE for v in manifest.labels(t)], dtype=torch.long
-        )
+        lookup = {c: i for i, c in enumerate(classes[t])}  # None (no label) is not a key: IGNORE
+        labels[t] = torch.tensor([lookup.get(v, IGNORE) for v in columns[t]], dtype=torch.long)
     return TrainData(
         manifest=manifest, tasks=tasks, classes=classes, rows=report.good, labels=labels, report=report
     )
