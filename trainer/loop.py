@@ -81,6 +81,7 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
     from tqdm.auto import tqdm
 
     dist = init_distributed(config.device)
+    threads = torch.get_num_threads()
     try:
         run_dir = Path(config.out)
         S.seed_everything(config.seed)
@@ -98,7 +99,6 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
         amp_dtype = _amp_dtype(config, dist)
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
         step, epoch, batch_pos = 0, 0, 0
-        manifest_info = {"path": str(data.manifest.path), "sha256": data.manifest.sha256}
         if resume_from is not None:
             state = load_checkpoint(resume_from)
             run_meta = json.loads((run_dir / RUN_JSON).read_text())
@@ -118,7 +118,7 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
             (run_dir / CONFIG_YAML).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         meta = {
             "backbone": config.backbone,
-            "manifest": manifest_info,
+            "manifest": {"path": str(data.manifest.path), "sha256": data.manifest.sha256},
             "code_version": code_version(),
             "tasks": data.tasks,
             "classes": data.classes,
@@ -167,16 +167,13 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
                 save_checkpoint(state, ckpt_dir / f"step-{step:08d}.pt")
                 prune_checkpoints(ckpt_dir, config.keep_checkpoints)
 
-        threads = torch.get_num_threads()
         if config.uses_feature_cache:
             torch.set_num_threads(1)  # tiny matmuls: one thread beats spinning thread pools on a busy CPU
         t_start, seen, stopped = time.perf_counter(), 0, False
         last_losses: dict[str, float] = {}
+        workers = 0 if config.uses_feature_cache else config.num_workers  # cached features: nothing to decode
         while epoch < config.epochs and not stopped:
             sampler.set_epoch(epoch, batch_pos)
-            workers = (
-                0 if config.uses_feature_cache else config.num_workers
-            )  # cached features: nothing to decode
             loader = DataLoader(
                 dataset,
                 batch_sampler=sampler,
@@ -186,7 +183,7 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
             )
             module.train()
             sums: dict[str, float] = {}
-            count, t_epoch, ep_seen = 0, time.perf_counter(), 0
+            t_epoch, ep_seen = time.perf_counter(), 0
             bar = tqdm(
                 total=sampler.batches_per_epoch,
                 initial=batch_pos,
@@ -195,7 +192,7 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
                 disable=not (progress and dist.is_main),
                 dynamic_ncols=True,
             )
-            for batch in loader:
+            for count, batch in enumerate(loader, start=1):
                 x = batch["image"].to(dist.device, non_blocking=True)
                 rows = batch["index"]
                 labels = {t: data.labels[t][rows].to(dist.device) for t in data.tasks}
@@ -212,7 +209,6 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
                 scaler.scale(total / config.grad_accum).backward()
                 for t, v in per_task.items():
                     sums[t] = sums.get(t, 0.0) + float(v)
-                count += 1
                 seen += len(x) * dist.world_size
                 ep_seen += len(x) * dist.world_size
                 if boundary:
@@ -253,7 +249,6 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
                 if config.max_steps is not None and step >= config.max_steps and epoch < config.epochs:
                     stopped = True
         elapsed = time.perf_counter() - t_start
-        torch.set_num_threads(threads)
         status = "stopped" if stopped else "finished"
         summary = {
             "run_dir": str(run_dir),
@@ -279,6 +274,7 @@ def _run(config: TrainConfig, *, resume_from: Path | None, progress: bool) -> di
             log.log({"event": status, **summary})
         return {**summary, "rank": dist.rank}
     finally:
+        torch.set_num_threads(threads)  # also after a failed run (the feature-cache path sets 1)
         shutdown_distributed()
 
 
