@@ -25,7 +25,10 @@ class UnknownBackbone(ConfigError):
 
 
 def register_backbone(name: str) -> Callable[[Callable[..., Backbone]], Callable[..., Backbone]]:
-    """Decorator: register an entrypoint ``fn(*, pretrained, image_size, weights_path) -> Backbone`` as *name*."""
+    """Decorator: register an entrypoint ``fn(*, pretrained, image_size) -> Backbone`` as *name*.
+
+    ``weights_path`` is not passed to entrypoints: :func:`create_backbone` loads it after building.
+    """
 
     def deco(fn: Callable[..., Backbone]) -> Callable[..., Backbone]:
         if name in _BACKBONES:
@@ -78,7 +81,14 @@ def create_backbone(
 
 
 def load_weights(module: Backbone, weights_path: str | Path) -> None:
-    """Load a local state_dict file into *module* (strict)."""
+    """Load a local state_dict file into *module* (or its ``net``): every backbone tensor must be present.
+
+    A ``{"state_dict": ...}`` wrapper is unwrapped; missing classifier tensors (``fc.`` / ``_fc.``) and
+    unexpected keys are ignored.
+
+    Raises:
+        CheckpointError: the file cannot be loaded, or it lacks backbone tensors.
+    """
     import torch
 
     from embsdk.errors import CheckpointError

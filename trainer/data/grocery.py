@@ -55,7 +55,8 @@ def write_grocery_manifest(root: str | Path | None = None, out_dir: str | Path =
     """Write ``out_dir/grocery.csv`` for the dataset at *root*; return its path.
 
     Args:
-        root: the dataset folder (holding ``train.txt``, ``classes.csv``); default ``../shared/data/grocery-store``.
+        root: the dataset folder (holding ``train.txt``, ``classes.csv``); default ``$EMB_GROCERY_ROOT``,
+            else ``../shared/data/grocery-store``.
         out_dir: where to write the manifest (created if needed).
 
     Raises:

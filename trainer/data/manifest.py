@@ -76,10 +76,11 @@ class Manifest:
 
         Args:
             path: a ``.csv`` or ``.parquet`` file.
-            strict: raise on malformed values (bad ``id``/``split``) instead of leaving them to validation.
+            strict: accepted for symmetry with :func:`validate`; a bad ``id`` or ``split`` always raises here.
 
         Raises:
-            ManifestError: the file is missing, unreadable, empty, or lacks ``image`` / ``task.*`` columns.
+            ManifestError: the file is missing, unreadable, empty, lacks ``image`` / ``task.*`` columns,
+                or has a non-integer ``id`` or an unknown ``split``.
         """
         import pandas as pd
 
