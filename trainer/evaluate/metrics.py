@@ -25,6 +25,8 @@ from typing import Literal
 
 import numpy as np
 
+from embsdk.hamming.reference import hamming_matrix as _hamming_block
+
 __all__ = [
     "DEFAULT_KS",
     "Metric",
@@ -39,7 +41,6 @@ __all__ = [
 
 Metric = Literal["cosine", "hamming"]
 DEFAULT_KS: tuple[int, ...] = (1, 5, 10)
-_POPCOUNT = np.array([i.bit_count() for i in range(256)], dtype=np.uint8)
 _CHUNK = 256  # queries per block, bounds memory at O(chunk * gallery * bytes)
 
 
@@ -50,7 +51,9 @@ def _l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 def hamming_matrix(query_codes: np.ndarray, gallery_codes: np.ndarray) -> np.ndarray:
-    """Hamming distances between packed codes (Q, B) and (G, B) → int32 (Q, G), via a popcount table.
+    """Hamming distances between packed codes (Q, B) and (G, B) → int32 (Q, G), in query blocks.
+
+    Each block goes through :func:`embsdk.hamming.reference.hamming_matrix` (a byte popcount table).
 
     Raises:
         ValueError: the two code arrays have different byte lengths.
@@ -61,8 +64,7 @@ def hamming_matrix(query_codes: np.ndarray, gallery_codes: np.ndarray) -> np.nda
         raise ValueError(f"query codes have {q.shape[1]} bytes but gallery codes have {g.shape[1]}")
     out = np.empty((q.shape[0], g.shape[0]), dtype=np.int32)
     for start in range(0, q.shape[0], _CHUNK):
-        block = q[start : start + _CHUNK, None, :] ^ g[None, :, :]
-        out[start : start + _CHUNK] = _POPCOUNT[block].sum(axis=-1, dtype=np.int32)
+        out[start : start + _CHUNK] = _hamming_block(q[start : start + _CHUNK], g)
     return out
 
 

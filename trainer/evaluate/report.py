@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from embsdk._fileio import write_text_atomic
+
 from .figures import draw_result_grid, plot_recall_curves
 from .scoring import KINDS, TaskResult
 
@@ -34,12 +36,6 @@ def markdown_table(results: Sequence[TaskResult]) -> str:
     return "\n".join(lines)
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def write_report(
     report_dir: Path,
     results: Sequence[TaskResult],
@@ -59,7 +55,7 @@ def write_report(
     """
     report_dir.mkdir(parents=True, exist_ok=True)
     data = {**header, "metric_notes": _NOTES, "tasks": {r.protocol.task: r.to_dict() for r in results}}
-    _write_text(report_dir / "metrics.json", json.dumps(data, indent=2, default=float) + "\n")
+    write_text_atomic(report_dir / "metrics.json", json.dumps(data, indent=2, default=float) + "\n")
     files = {"metrics": "metrics.json", "summary": "summary.md", "plot": "recall_at_k.png", "grids": []}
     plot_recall_curves(results, report_dir / "recall_at_k.png", title=f"{header.get('model', '')} on {header.get('split', '')}")
     if image_path is not None:
@@ -68,7 +64,7 @@ def write_report(
                 name = f"grids/{res.protocol.task}_{kind}.png"
                 draw_result_grid(res, kind, report_dir / name, image_path=image_path, count=grid_queries)
                 files["grids"].append(name)
-    _write_text(report_dir / "summary.md", _summary(results, header, files))
+    write_text_atomic(report_dir / "summary.md", _summary(results, header, files))
     data["files"] = files
     return data
 
