@@ -19,6 +19,7 @@ from registry.entities import AliasEvent, ConsumerInfo
 from registry.lifecycle import Status
 from registry.models import Alias, Consumer, Generation, utcnow
 from registry.models import AliasEvent as AliasEventRow
+from registry.validation import check_name
 
 __all__ = ["AliasesMixin"]
 
@@ -41,8 +42,6 @@ class AliasesMixin(RegistryCore):
             GenerationNotFound: no such generation. RetiredGeneration: it is retired.
             InvalidRegistryInput: the alias name is malformed or is a generation's name.
         """
-        from registry.validation import check_name
-
         check_name(alias, "alias")
         with self._write(f"set alias {alias}") as session:
             if session.execute(sa.select(Generation.id).where(Generation.name == alias)).first():
@@ -119,8 +118,6 @@ class AliasesMixin(RegistryCore):
         Raises:
             GenerationNotFound: *ref* is neither a generation nor an alias.
         """
-        from registry.validation import check_name
-
         check_name(team, "team")
         with self._write(f"add consumer {team}") as session:
             gen, _ = self._resolve_row(session, ref)

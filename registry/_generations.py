@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from embsdk.errors import (
+    ArtifactSourceNotFound,
     DuplicateGeneration,
     GenerationNotFound,
     ImmutableGeneration,
@@ -168,8 +169,6 @@ class GenerationsMixin(RegistryCore):
         code = code_version or default_code_version()
         for _, path, _ in files:
             if not path.exists() and not path.is_symlink():
-                from embsdk.errors import ArtifactSourceNotFound
-
                 raise ArtifactSourceNotFound(str(path))
 
         if files:  # fail fast, before copying any bytes (the write transaction checks again)

@@ -7,8 +7,8 @@ import time
 import sqlalchemy as sa
 from tqdm import tqdm
 
+from embsdk._fileio import sha256_file
 from registry._core import RegistryCore
-from registry.artifacts import sha256_file
 from registry.entities import FsckReport
 from registry.models import Artifact
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from embsdk._fileio import sha256_file
 from embsdk.errors import InvalidRegistryInput
-from registry.artifacts import sha256_file
 from registry.entities import DatasetRef
 
 __all__ = [
