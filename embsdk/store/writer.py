@@ -19,7 +19,7 @@ from embsdk.store._manifest import (
     write_manifest,
     writer_lock,
 )
-from embsdk.store.reader import EmbeddingStore
+from embsdk.store.reader import EmbeddingStore, as_item_ids
 
 if TYPE_CHECKING:
     from embsdk.store.publish import PublishedShard
@@ -80,7 +80,7 @@ class StoreWriter:
             CodeLengthError: codes have the wrong number of bytes for the generation.
             StoreError: shapes disagree, or ids are not integers.
         """
-        ids_a = _as_ids(ids)
+        ids_a = as_item_ids(ids)
         codes_a = np.asarray(codes)
         if codes_a.dtype != np.uint8:
             if not np.issubdtype(codes_a.dtype, np.integer) or (codes_a.size and (codes_a.min() < 0 or codes_a.max() > 255)):
@@ -102,7 +102,7 @@ class StoreWriter:
 
     def delete(self, ids: Any) -> None:
         """Delete items (written as a tombstone shard on commit; compaction drops them for good)."""
-        ids_a = _as_ids(ids)
+        ids_a = as_item_ids(ids)
         self._ops.append(("delete", ids_a, None, None))
         self._pending += ids_a.size
 
@@ -118,7 +118,7 @@ class StoreWriter:
 
     def contains(self, ids: Any) -> np.ndarray:
         """Boolean mask of which *ids* are live in the committed store."""
-        return EmbeddingStore.open(self.store_dir, self.generation).contains(_as_ids(ids))
+        return EmbeddingStore.open(self.store_dir, self.generation).contains(ids)
 
     # ------------------------------------------------------------------ commit
     def _resolve(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
@@ -177,11 +177,3 @@ class StoreWriter:
 
             published = tuple(publish_shards(registry, self.root, self.generation, [e.name for e in new]))
         return CommitResult(m2.version, int(up_ids.size), int(del_ids.size), tuple(e.name for e in new), published)
-
-
-def _as_ids(ids: Any) -> np.ndarray:
-    a = np.asarray(ids)
-    if a.size and not np.issubdtype(a.dtype, np.integer):
-        raise StoreError(f"Item ids must be 64-bit integers; got dtype {a.dtype}.")
-    return a.astype(np.int64, copy=False).reshape(-1)
-
