@@ -75,7 +75,7 @@ class EmbeddingStore:
         root = generation_root(Path(store_dir).expanduser(), generation)
         for attempt in range(3):  # a compaction may delete shards between reading the manifest and opening them
             manifest = read_manifest(root, generation)
-            if spec is not None and _norm(spec) != _norm(manifest.spec):
+            if spec is not None and spec != manifest.spec:
                 raise ShardCorrupt(f"The store of {generation!r} was written with spec {manifest.spec}, but the registry "
                                    f"says {spec}; it cannot be read as this generation. Re-run the backfill.")
             try:
@@ -226,8 +226,7 @@ class EmbeddingStore:
             self._live = LiveRows(np.empty(0, np.int64), np.empty((0, self.code_bytes), np.uint8), None)
             return self._live
         all_ids = np.unique(np.concatenate([s.ids for s in self._all]))
-        loc = self.lookup(all_ids)
-        live_ids, codes, vectors = self.get(all_ids[loc.found], with_vectors=True)
+        live_ids, codes, vectors = self.get(all_ids, with_vectors=True, skip_missing=True)
         self._live = LiveRows(live_ids, codes, vectors)
         return self._live
 
@@ -270,7 +269,3 @@ def as_item_ids(ids: Any) -> np.ndarray:
         return a.astype(np.int64, copy=False).reshape(-1)
     except (TypeError, ValueError, OverflowError):
         raise StoreError(f"Item ids must be 64-bit integers; got {np.asarray(ids, dtype=object).reshape(-1)[:3]!r}…") from None
-
-
-def _norm(spec: dict[str, Any]) -> dict[str, Any]:
-    return {k: spec[k] for k in sorted(spec)}
