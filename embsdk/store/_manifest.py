@@ -20,8 +20,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from embsdk._fileio import write_text_atomic
 from embsdk.errors import IncompatibleGenerationError, ShardCorrupt, StoreError, StoreNotFound, UnsafePath
-from embsdk.store._format import fsync_dir
 
 __all__ = ["STORE_FORMAT", "ShardEntry", "StoreManifest", "generation_root", "read_manifest", "write_manifest",
            "writer_lock"]
@@ -113,13 +113,7 @@ def read_manifest(root: Path, generation: str) -> StoreManifest:
 
 def write_manifest(root: Path, manifest: StoreManifest) -> None:
     """Atomically replace ``MANIFEST.json`` (tmp file, fsync, ``os.replace``, fsync the folder)."""
-    tmp = root / f".{MANIFEST}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(manifest.to_dict(), f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, root / MANIFEST)
-    fsync_dir(root)
+    write_text_atomic(root / MANIFEST, json.dumps(manifest.to_dict(), indent=1, sort_keys=True))
 
 
 @contextmanager
@@ -128,10 +122,7 @@ def writer_lock(root: Path) -> Iterator[None]:
     root.mkdir(parents=True, exist_ok=True)
     fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # wait for the other writer
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits for another writer
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
