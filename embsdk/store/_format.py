@@ -31,9 +31,7 @@ __all__ = [
     "ShardArrays",
     "ShardHeader",
     "code_bytes",
-    "fsync_dir",
     "open_shard",
-    "sha256_file",
     "verify_shard",
     "write_shard",
 ]

@@ -89,7 +89,7 @@ def test_registry_spec_disagreeing_with_store_is_refused(populated):
 
 
 def test_commit_publishes_shards_as_artifacts(populated):
-    from embsdk.store._format import sha256_file
+    from embsdk._fileio import sha256_file
 
     info = populated.registry.get("unified-v1")
     arts = {a.name: a for a in info.artifacts if a.name.startswith("store/")}
