@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from embsdk.errors import StoreError
+from embsdk.errors import IndexMissing, IndexStale, StoreError
 from embsdk.hamming.query import QueryLike, to_query
 from embsdk.store.reader import EmbeddingStore
 from embsdk.types import Embedding, SearchResult
@@ -66,8 +66,6 @@ class SearchMixin:
             ix = BinaryIndex.build(live.codes, live.ids, generation=res.name, bits=store.bits, kind="flat",
                                    state_token=store.manifest.state_token)
         else:
-            from embsdk.errors import IndexStale
-
             ix = self._load_index(res.name, kind, store)
             if ix.state_token != store.manifest.state_token:
                 raise IndexStale(res.name, kind)
@@ -77,7 +75,6 @@ class SearchMixin:
 
     def _load_index(self, generation: str, kind: str, store: EmbeddingStore) -> Any:
         """The saved index: from the store folder, else from the generation's registry artifacts."""
-        from embsdk.errors import IndexMissing
         from embsdk.hamming.index import BinaryIndex
 
         try:
@@ -147,7 +144,7 @@ class SearchMixin:
             raise StoreError(f"The store of {res.name!r} holds no float vectors to re-rank with; backfill with vectors.")
         from embsdk.hamming.rerank import cosine_rerank
 
-        ids, dist = ix.search(q.code, max(candidates or 10 * k, k, 100) if candidates is None else max(candidates, k))
+        ids, dist = ix.search(q.code, max(10 * k, 100) if candidates is None else max(candidates, k))
         keep = ids[0] >= 0
         cand, cdist = ids[0][keep], dist[0][keep]
         _, _, vecs = store.get(cand, with_vectors=True)
@@ -165,7 +162,7 @@ class SearchMixin:
 
     def _embed_one(self, path: str, generation: str, *, with_vector: bool) -> Embedding:
         kwargs: dict[str, Any] = {"registry_url": self.registry_url} if self.use_registry else {}
-        from embsdk.client import embed
+        from embsdk.embed import embed
 
         out = embed([path], version=generation, url=self.embed_url, protocol=self.embed_protocol,
                     return_float=with_vector, **kwargs)

@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from embsdk.errors import CodeLengthError, IndexMissing, MissingExtraError, ShardCorrupt, StoreError
+from embsdk._fileio import fsync_dir, fsync_tree
+from embsdk.errors import (
+    CodeLengthError,
+    IncompatibleGenerationError,
+    IndexMissing,
+    MissingExtraError,
+    ShardCorrupt,
+    StoreError,
+)
 
 __all__ = ["INDEX_KINDS", "BinaryIndex", "import_faiss", "register_index_kind"]
 
@@ -157,13 +165,12 @@ class BinaryIndex:
         meta = {"generation": self.generation, "bits": self.bits, "kind": self.kind, "items": len(self),
                 "state_token": self.state_token, "params": self.params}
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+        fsync_tree(tmp)
         old = folder.with_name(folder.name + f".old{os.getpid()}")
         if folder.exists():
             os.replace(folder, old)
         os.replace(tmp, folder)
+        fsync_dir(folder.parent)
         shutil.rmtree(old, ignore_errors=True)
         return [folder / INDEX_FILE, folder / IDS_FILE, folder / META_FILE]
 
@@ -191,8 +198,6 @@ class BinaryIndex:
             IncompatibleGenerationError: it was built for another generation.
             ShardCorrupt: it is damaged, or does not match *bits* / its ids.
         """
-        from embsdk.errors import IncompatibleGenerationError
-
         try:
             meta = json.loads(Path(meta_file).read_text())
             ids = np.load(ids_file, allow_pickle=False)
