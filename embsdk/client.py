@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from embsdk.config import get_settings
+from embsdk.embed import embed  # re-exported: embsdk.embed is light (numpy; PIL on first use)
 from embsdk.errors import (
     DeprecatedGenerationWarning,
     GenerationNotFound,
-    InferenceError,
     RetiredGeneration,
     StoreError,
     StoreNotFound,
@@ -47,7 +47,6 @@ __all__ = [
     "search",
     "search_batch",
 ]
-
 
 
 @dataclass(frozen=True)
@@ -179,7 +178,6 @@ class Client(SearchMixin):
         got, codes, vectors = store.get(ids, with_vectors=with_vectors, skip_missing=skip_missing)
         return EmbeddingBatch(got, codes, store.bits, res.name, vectors)
 
-
     def close(self) -> None:
         """Drop cached stores and indexes (idempotent)."""
         with self._lock:
@@ -231,15 +229,3 @@ def search(query: QueryLike, version: str = DEFAULT_VERSION, *, k: int = 10, exa
 def search_batch(codes: np.ndarray, version: str = DEFAULT_VERSION, *, k: int = 10, exact: bool = True) -> list[SearchResult]:
     """Search many packed codes at once (see :meth:`Client.search_batch`)."""
     return default_client().search_batch(codes, version, k=k, exact=exact)
-
-
-def embed(images: Any, version: str = DEFAULT_VERSION, **kwargs: Any) -> list[Embedding]:
-    """Embed images with a generation's model (re-exported from :mod:`embsdk.embed`)."""
-    try:
-        from embsdk.embed import embed as _embed
-    except ModuleNotFoundError as exc:
-        if exc.name != "embsdk.embed":
-            raise
-        raise InferenceError("Embedding images needs embsdk.embed (the serving part of embsdk), which this "
-                             "install lacks; reinstall embsdk.") from None
-    return _embed(images, version=version, **kwargs)
