@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from embsdk._fileio import fsync_dir
 from embsdk.errors import CheckpointError
 
 __all__ = [
@@ -36,7 +37,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Write *state* to *path* via a tmp file + ``os.replace`` (a kill never leaves a torn checkpoint)."""
+    """Write *state* to *path* via a tmp file + ``os.replace`` + folder fsync (a kill never leaves a torn checkpoint)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with tmp.open("wb") as f:
@@ -44,6 +45,7 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

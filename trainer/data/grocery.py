@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 from pathlib import Path
 
+from embsdk._fileio import write_text_atomic
 from embsdk.config import get_settings
 from embsdk.errors import ManifestError
 
@@ -110,10 +112,9 @@ def write_grocery_manifest(root: str | Path | None = None, out_dir: str | Path =
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / "grocery.csv"
-    tmp = out.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(out)
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(out, buf.getvalue())
     return out
