@@ -30,11 +30,25 @@ _LAZY: dict[str, str] = {
     "EmbeddingBatch": "embsdk.client",
 }
 
-__all__ = sorted([*_LAZY, "embed", "__version__"])
+__all__ = [  # every _LAZY name, plus embed and __version__
+    "Client",
+    "Embedding",
+    "EmbeddingBatch",
+    "InputSpec",
+    "SearchResult",
+    "__version__",
+    "embed",
+    "errors",
+    "get_embedding",
+    "get_embeddings",
+    "get_settings",
+    "search",
+    "search_batch",
+]
 
 # ``embed`` is bound eagerly (its module is light: numpy + PIL on first use): a lazily bound name would be
 # replaced by the submodule ``embsdk.embed`` the first time anything imports that module.
-from embsdk.embed import embed  # noqa: E402
+from embsdk.embed import embed
 
 
 def __getattr__(name: str) -> Any:
@@ -53,7 +67,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for IDEs and type checkers
     from embsdk import errors
-    from embsdk.client import Client, EmbeddingBatch, embed, get_embedding, get_embeddings, search, search_batch
+    from embsdk.client import Client, EmbeddingBatch, get_embedding, get_embeddings, search, search_batch
     from embsdk.config import get_settings
     from embsdk.preprocess import InputSpec
     from embsdk.types import Embedding, SearchResult

@@ -41,3 +41,12 @@ def test_standalone_store_read_imports_only_numpy(tmp_path):
     code = (f"import embsdk\nc = embsdk.Client(store={str(tmp_path)!r}, use_registry=False)\n"
             "assert c.get_embeddings([2, 1], 'g1').ids.tolist() == [2, 1]")
     assert not any(_modules_after(code, {}).values())
+
+
+def test_public_names_resolve():
+    import embsdk
+
+    assert sorted(embsdk.__all__) == sorted([*embsdk._LAZY, "embed", "__version__"])
+    for name in embsdk.__all__:
+        assert getattr(embsdk, name) is not None, name
+    assert callable(embsdk.embed)  # the function, never shadowed by the embsdk.embed submodule
