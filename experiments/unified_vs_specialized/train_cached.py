@@ -2,7 +2,8 @@
 
 Reuses the trainer's parts: :class:`trainer.model.EmbeddingLayer` (Linear → LayerNorm without affine),
 :class:`trainer.heads.NormSoftmaxHead` (cosine / temperature → cross-entropy),
-:class:`trainer.heads.MultiTaskLoss` (equal-weight sum; rows without a task's label give it no gradient)
+:class:`trainer.heads.MultiTaskLoss` (equal-weight sum; rows without a task's label give it no gradient; its
+``binary_weight`` is the binarization-aware term, as in ``emb train --binary-loss-weight``)
 and :class:`trainer.data.MixedTaskBatchSampler` (every batch mixes the task datasets uniformly).
 """
 
@@ -17,14 +18,13 @@ import torch
 
 from trainer.data.manifest import Manifest
 from trainer.data.sampler import MixedTaskBatchSampler
+from trainer.evaluate.protocol import CATALOG_DOMAIN
 from trainer.heads import IGNORE, MultiTaskLoss, NormSoftmaxHead
 from trainer.model import EmbeddingLayer
 
 from .config import ExperimentConfig
 
 __all__ = ["TrainedEmbedding", "train_embedding"]
-
-CATALOG_DOMAIN = "catalog"
 
 
 @dataclass
@@ -91,7 +91,7 @@ def train_embedding(
     views, _, feat_dim = features.shape
     layer = EmbeddingLayer(feat_dim, cfg.embedding_dim)
     heads = {t: NormSoftmaxHead(len(classes[t]), cfg.embedding_dim, temperature=cfg.temperature) for t in tasks}
-    objective = MultiTaskLoss(heads)
+    objective = MultiTaskLoss(heads, binary_weight=cfg.binary_loss_weight)  # > 0: also on sign(emb), straight-through
     params = [*layer.parameters(), *objective.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_labelled = len(np.unique(np.concatenate(list(pools.values()))))
@@ -116,8 +116,6 @@ def train_embedding(
             if cfg.label_mode == "drawn":
                 y = {t: torch.where(torch.from_numpy(drawn == t), y[t], IGNORE) for t in tasks}
             loss, per_task = objective(emb, y)
-            if cfg.binary_loss_weight > 0:  # sign with a straight-through gradient
-                loss = loss + cfg.binary_loss_weight * objective(emb + (torch.sign(emb) - emb).detach(), y)[0]
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
