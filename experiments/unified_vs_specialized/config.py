@@ -39,7 +39,7 @@ class ExperimentConfig:
     # "all": it trains every head it has a label for (what `emb train` does)
     label_mode: str = "all"
     # weight of the same task losses computed on the sign of the embedding (straight-through gradient),
-    # which teaches the float embedding to survive binarization; 0 = off (plain LayerNorm + sign, as emb train)
+    # which teaches the float embedding to survive binarization; 0 = off (plain LayerNorm + sign, emb train's default)
     binary_loss_weight: float = 1.0
     catalog_repeat: int = 1  # times each catalog image appears in the catalog task's pool
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])

@@ -201,9 +201,9 @@ def write_writeup(data: dict[str, Any], reports: Path, out: Path) -> Path:
         (f"- Budget: each specialized model trains {cfg['epochs']} epochs; the unified model {data['unified_epochs']} epochs, so it sees as many "
          "samples of each task as that task's specialized model (equal total budget: one unified run costs as much as all specialized runs)."),
         (f"- Binarization-aware loss (weight {cfg.get('binary_loss_weight', 0)}): the task losses are also computed on `sign(embedding)` "
-         "with a straight-through gradient, for every model alike. This is an experiment-side addition (not in `emb train` yet); the exported "
+         "with a straight-through gradient, for every model alike. `emb train --binary-loss-weight` trains the same way (`MultiTaskLoss(binary_weight=...)`); the exported "
          "model is unchanged (LayerNorm → sign). Chosen on the val split, see the discussion." if cfg.get("binary_loss_weight") else
-         "- Plain training (no binarization-aware loss), as `emb train`."),
+         "- Plain training (no binarization-aware loss), as `emb train` by default."),
         (f"- Optimizer AdamW lr {cfg['lr']}, weight decay {cfg['weight_decay']}, cosine decay, batch {cfg['batch_size']}. "
         "The training loop on cached features is `experiments/unified_vs_specialized/train_cached.py`; it reuses the trainer's "
         "`EmbeddingLayer`, `NormSoftmaxHead`, `MultiTaskLoss` and `MixedTaskBatchSampler`."),
