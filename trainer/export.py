@@ -243,27 +243,23 @@ def export_run(
 
     run = Path(run_dir)
     model, run_info = load_model(run)
-    spec = run_info.input_spec if isinstance(run_info.input_spec, InputSpec) else InputSpec.from_dict(dict(run_info.input_spec))
     if images is None:
-        images = _manifest_images(run_info, limit)
+        images = _manifest_images(run_info.manifest_path, limit)
     return export_model(
-        model, out_dir, input_spec=spec, parity_images=list(images),
-        embedding_spec=dict(getattr(run_info, "embedding_spec", {}) or {}),
-        source={"run": str(run.resolve()), "step": getattr(run_info, "step", None),
-                "checkpoint": str(getattr(run_info, "checkpoint", "") or ""),
-                "manifest_sha256": getattr(run_info, "manifest_sha256", None),
-                "code_version": getattr(run_info, "code_version", None)},
+        model, out_dir, input_spec=run_info.input_spec, parity_images=list(images),
+        embedding_spec=dict(run_info.embedding_spec),
+        source={"run": str(run.resolve()), "step": run_info.step, "checkpoint": str(run_info.checkpoint or ""),
+                "manifest_sha256": run_info.manifest_sha256, "code_version": run_info.code_version},
     )
 
 
-def _manifest_images(run_info: Any, limit: int) -> list[Path]:
+def _manifest_images(manifest: str, limit: int) -> list[Path]:
     """Up to ``limit`` existing image paths from the run's manifest (evaluation splits first)."""
-    manifest = getattr(run_info, "manifest_path", None) or getattr(run_info, "manifest", None)
-    if not manifest or not Path(str(manifest)).is_file():
+    if not manifest or not Path(manifest).is_file():
         raise ExportError("The run records no readable manifest to take parity images from; pass --images.")
     import pandas as pd
 
-    path = Path(str(manifest))
+    path = Path(manifest)
     frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     if "split" in frame.columns:
         order = frame["split"].map({"test": 0, "val": 1}).fillna(2)

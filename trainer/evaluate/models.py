@@ -84,8 +84,7 @@ def load_embedder(ref: str | Path) -> Embedder:
     from trainer.run import load_model
 
     model, info = load_model(run_dir)
-    spec = info.input_spec if isinstance(info.input_spec, InputSpec) else InputSpec.from_dict(dict(info.input_spec))
-    return Embedder(name=text, module=model, input_spec=spec, cache_key=_run_key(run_dir, spec))
+    return Embedder(name=text, module=model, input_spec=info.input_spec, cache_key=_run_key(run_dir, info.input_spec))
 
 
 def _imagenet_embedder(backbone: str) -> Embedder:
