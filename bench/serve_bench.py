@@ -23,16 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-GROCERY = Path(__file__).resolve().parents[2] / "shared" / "data" / "grocery-store"
-
 
 def _images(n: int) -> list[Path]:
-    listing = GROCERY / "test.txt"
+    from embsdk.config import get_settings
+
+    grocery = get_settings().grocery_root  # EMB_GROCERY_ROOT
+    listing = grocery / "test.txt"
     if not listing.is_file():
-        raise SystemExit(f"Grocery data not found at {GROCERY}")
+        raise SystemExit(f"Grocery data not found at {grocery}; set EMB_GROCERY_ROOT")
     rels = [line.split(",")[0].strip() for line in listing.read_text().splitlines() if line.strip()]
     step = max(1, len(rels) // n)
-    return [GROCERY / r.lstrip("/") for r in rels[::step][:n]]
+    return [grocery / r.lstrip("/") for r in rels[::step][:n]]
 
 
 def _export(run: Path | None, out: Path, images: list[Path]) -> dict:
@@ -161,7 +162,7 @@ def main() -> int:
                         print(f"{name:<15} batch {batch_size:>2} conc {conc}: {r['images_per_s']:7.1f} img/s "
                               f"p50 {r['p50_ms']:7.1f} ms p99 {r['p99_ms']:7.1f} ms ({r['requests']} req, {r['failed']} failed)",
                               flush=True)
-        text = _report(rows, info, export_s, args)
+        text = _report(rows, info, export_s, args, ort_threads=ort_threads)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
         print(text)
@@ -170,7 +171,7 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _report(rows: list[dict], info: dict, export_s: float, args: argparse.Namespace) -> str:
+def _report(rows: list[dict], info: dict, export_s: float, args: argparse.Namespace, *, ort_threads: int) -> str:
     p = info["parity"]
     load = os.getloadavg()
     lines = [
@@ -181,7 +182,7 @@ def _report(rows: list[dict], info: dict, export_s: float, args: argparse.Namesp
         (f"export {export_s:.1f} s; parity on {p['n_images']} Grocery photos: float max |diff| {p['max_abs_diff']:.1e}, "
          f"bits agree {p['bit_agreement']:.4%}"),
         (f"in-process ORT: {os.cpu_count()} threads; Triton: {args.instances} instance(s) x "
-         f"{args.ort_threads or max(1, (os.cpu_count() or 1) // args.instances)} ORT threads, dynamic batching with "
+         f"{ort_threads} ORT threads, dynamic batching with "
          f"{args.delay_us} us queue delay; {args.seconds:g} s per cell; codes identical on all three paths"),
         "",
         f"{'path':<16}{'batch':>6}{'conc':>6}{'requests':>10}{'images/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}",
