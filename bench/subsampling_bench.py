@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
@@ -39,7 +40,7 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def _make(num_classes: int, mode: str, *, batch: int, dim: int, negatives: int):  # noqa: ANN202
+def _make(num_classes: int, mode: str, *, batch: int, dim: int, negatives: int) -> Callable[[], None]:
     import torch
 
     from trainer.heads import NormSoftmaxHead
@@ -119,7 +120,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("bench/results/subsampling_bench.txt"))
     ap.add_argument("--memory-one", nargs=2, metavar=("CLASSES", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    shape = dict(batch=args.batch, dim=args.dim, negatives=args.negatives)
+    shape = {"batch": args.batch, "dim": args.dim, "negatives": args.negatives}
     if args.memory_one:
         print(
             json.dumps(
@@ -160,11 +161,15 @@ def _format(rows: list[dict], args: argparse.Namespace) -> str:
     classes = sorted({r["classes"] for r in rows})
     lines = [
         "Class subsampling benchmark (bench/subsampling_bench.py)",
-        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, CPU, {args.threads} thread(s); "
-        f"batch {args.batch}, dim {args.dim}, negatives {args.negatives}; median step time, all points timed round-robin "
-        f"in one process ({args.steps} steps each for sampled, fewer for full: n below), 2 warm-up steps",
-        "step = forward + cross-entropy + backward + SGD update; step peak = RSS high-water of 5 steps above the RSS after "
-        "building the head, each point in a fresh process (CPU)",
+        (
+            f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, CPU, {args.threads} thread(s); "
+            f"batch {args.batch}, dim {args.dim}, negatives {args.negatives}; median step time, all points timed round-robin "
+            f"in one process ({args.steps} steps each for sampled, fewer for full: n below), 2 warm-up steps"
+        ),
+        (
+            "step = forward + cross-entropy + backward + SGD update; step peak = RSS high-water of 5 steps above the RSS after "
+            "building the head, each point in a fresh process (CPU)"
+        ),
         "",
         f"{'classes':>8} | {'sampled ms':>10} {'p90':>7} {'peak MB':>8} | {'full ms':>9} {'p90':>8} {'n':>3} {'peak MB':>8} | {'full/sampled':>12} | proxies MB",
         "-" * 100,

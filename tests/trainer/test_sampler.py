@@ -8,7 +8,7 @@ import pytest
 
 from trainer.data.sampler import MixedTaskBatchSampler
 
-TASK_ROWS = {"a": list(range(0, 100)), "b": list(range(100, 110)), "c": list(range(50, 150))}
+TASK_ROWS = {"a": list(range(100)), "b": list(range(100, 110)), "c": list(range(50, 150))}
 
 
 def test_every_batch_mixes_tasks_uniformly() -> None:

@@ -16,18 +16,18 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 def _cfg(manifest: Path, out: Path, **kw: object) -> TrainConfig:
-    base = dict(
-        manifest=str(manifest),
-        out=str(out),
-        backbone="tiny-cnn",
-        image_size=32,
-        batch_size=8,
-        num_workers=0,
-        embedding_dim=32,
-        epochs=2,
-        seed=0,
-        device="cuda",
-    )
+    base = {
+        "manifest": str(manifest),
+        "out": str(out),
+        "backbone": "tiny-cnn",
+        "image_size": 32,
+        "batch_size": 8,
+        "num_workers": 0,
+        "embedding_dim": 32,
+        "epochs": 2,
+        "seed": 0,
+        "device": "cuda",
+    }
     base.update(kw)
     return TrainConfig(**base)
 

@@ -103,6 +103,7 @@ def test_sigkill_mid_epoch_then_resume_loses_at_most_the_uncheckpointed_steps(tm
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
         env=one_thread,
     )
     assert res.returncode == 0, res.stderr
@@ -162,7 +163,7 @@ def test_torchrun_two_processes_gloo(tmp_path: Path) -> None:
         *TINY,
     ]
     res = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[2]
+        cmd, capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).parents[2], check=False
     )
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads(res.stdout)  # only rank 0 prints

@@ -40,17 +40,17 @@ def manifest(tmp_path: Path) -> Path:
 
 
 def _cfg(manifest: Path, out: Path, **kw: object) -> TrainConfig:
-    base = dict(
-        manifest=str(manifest),
-        out=str(out),
-        backbone="tiny-cnn",
-        image_size=32,
-        batch_size=8,
-        num_workers=0,
-        embedding_dim=32,
-        epochs=2,
-        seed=3,
-    )
+    base = {
+        "manifest": str(manifest),
+        "out": str(out),
+        "backbone": "tiny-cnn",
+        "image_size": 32,
+        "batch_size": 8,
+        "num_workers": 0,
+        "embedding_dim": 32,
+        "epochs": 2,
+        "seed": 3,
+    }
     base.update(kw)
     return TrainConfig(**base)
 
