@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BIT_ORDER", "THRESHOLD", "binarize", "pack_codes", "unpack_codes", "hamming"]
+__all__ = ["BIT_ORDER", "THRESHOLD", "binarize", "hamming", "pack_codes", "unpack_codes"]
 
 BIT_ORDER = "numpy-packbits-big"
 THRESHOLD = 0.0

@@ -21,7 +21,7 @@ import numpy as np
 
 from embsdk.errors import ImageDecodeError
 
-__all__ = ["InputSpec", "load_image", "preprocess_image", "load_images", "TF_MEAN", "TF_STD", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "TF_MEAN", "TF_STD", "InputSpec", "load_image", "load_images", "preprocess_image"]
 
 TF_MEAN: tuple[float, float, float] = (127 / 255,) * 3
 TF_STD: tuple[float, float, float] = (128 / 255,) * 3
@@ -84,7 +84,7 @@ def preprocess_image(img: Any, spec: InputSpec) -> np.ndarray:
     nw, nh = max(short, round(w * scale)), max(short, round(h * scale))
     img = img.resize((nw, nh), resample=_RESAMPLE[spec.interpolation])
     s = spec.image_size
-    left, top = int(round((nw - s) / 2.0)), int(round((nh - s) / 2.0))
+    left, top = round((nw - s) / 2.0), round((nh - s) / 2.0)
     img = img.crop((left, top, left + s, top + s))
     x = np.asarray(img, dtype=np.float32) / 255.0
     x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
