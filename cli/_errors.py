@@ -8,7 +8,7 @@ import traceback
 from embsdk.config import get_settings, redact_url
 from embsdk.errors import EmbsdkError
 
-__all__ = ["report_error", "EXIT_ERROR", "EXIT_INTERRUPTED"]
+__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "report_error"]
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -16,7 +16,8 @@ EXIT_INTERRUPTED = 130
 
 def report_error(exc: BaseException) -> int:
     """Print *exc* as ``error: <message>`` (redacted) and return the exit code to use."""
-    if get_settings().debug:
+    debug = get_settings().debug
+    if debug:
         traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, KeyboardInterrupt):
         sys.stderr.write("interrupted\n")
@@ -24,6 +25,6 @@ def report_error(exc: BaseException) -> int:
     kind = "" if isinstance(exc, EmbsdkError) else f"{type(exc).__name__}: "
     message = str(exc) or type(exc).__name__
     sys.stderr.write(redact_url(f"error: {kind}{message}").splitlines()[0] + "\n")
-    if not isinstance(exc, EmbsdkError) and not get_settings().debug:
+    if not isinstance(exc, EmbsdkError) and not debug:
         sys.stderr.write("(unexpected error; rerun with EMB_DEBUG=1 for the traceback)\n")
     return EXIT_ERROR

@@ -26,6 +26,7 @@ from pathlib import Path
 __all__ = ["Settings", "get_settings", "redact_url"]
 
 _PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_DEFAULT_GROCERY_ROOT = _PROJECT_ROOT.parent / "shared" / "data" / "grocery-store"
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Settings:
     user: str
     debug: bool
     triton_admin_key: str | None = field(default=None, repr=False)
-    grocery_root: Path = field(default=_PROJECT_ROOT.parent / "shared" / "data" / "grocery-store")
+    grocery_root: Path = _DEFAULT_GROCERY_ROOT
 
     @property
     def registry_url_redacted(self) -> str:
@@ -73,9 +74,7 @@ def get_settings() -> Settings:
         user=env.get("EMB_USER") or _default_user(),
         debug=_truthy(env.get("EMB_DEBUG")),
         triton_admin_key=env.get("EMB_TRITON_ADMIN_KEY") or None,
-        grocery_root=Path(env.get("EMB_GROCERY_ROOT") or _PROJECT_ROOT.parent / "shared" / "data" / "grocery-store")
-        .expanduser()
-        .resolve(),
+        grocery_root=Path(env.get("EMB_GROCERY_ROOT") or _DEFAULT_GROCERY_ROOT).expanduser().resolve(),
     )
 
 
