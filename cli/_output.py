@@ -41,14 +41,12 @@ def to_jsonable(obj: Any) -> Any:
 
 def emit(data: Any, *, as_json: bool, human: Callable[[Any], str] | str | None = None) -> None:
     """Print *data*: JSON when ``as_json``; otherwise ``human(data)`` (or *human* itself when a string)."""
-    if as_json:
-        text = json.dumps(to_jsonable(data), indent=2, sort_keys=False)
+    if as_json or human is None:
+        text = json.dumps(to_jsonable(data), indent=2)
     elif callable(human):
         text = human(data)
-    elif isinstance(human, str):
-        text = human
     else:
-        text = json.dumps(to_jsonable(data), indent=2)
+        text = human
     sys.stdout.write(redact_url(text).rstrip("\n") + "\n")
 
 
