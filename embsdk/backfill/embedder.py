@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from embsdk.errors import ImageDecodeError
+from embsdk.errors import ImageDecodeError, InferenceError
 from embsdk.preprocess import InputSpec, load_image
 
 __all__ = ["BatchEmbedder", "EmbeddedBatch", "EmbedderConfig"]
@@ -59,7 +59,8 @@ class BatchEmbedder:
             from embsdk.serving.local import LocalRunner
 
             if not config.onnx_path:
-                raise ValueError("an ONNX model path or a Triton url is required")
+                raise InferenceError(f"Generation {config.generation!r}: no ONNX model path; pass a Triton url "
+                                     "(--url) or publish the generation with its ONNX artifact.")
             self._client = None
             self._run = LocalRunner(Path(config.onnx_path), threads=config.ort_threads).run
 

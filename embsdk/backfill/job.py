@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
@@ -14,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from embsdk._fileio import write_json_atomic
 from embsdk.backfill.embedder import BatchEmbedder, EmbeddedBatch, EmbedderConfig
 from embsdk.backfill.source import BackfillItems, read_items
 from embsdk.config import get_settings
@@ -216,5 +216,5 @@ def backfill(
         settings.home / "reports" / f"backfill-{config.generation}-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     report.report_path = str(out)
-    out.write_text(json.dumps(report.to_dict(), indent=2))
+    write_json_atomic(out, report.to_dict())
     return report

@@ -7,6 +7,7 @@ local engine's whatever Ray retries internally.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,7 +67,7 @@ def ray_embedded_batches(items: BackfillItems, config: EmbedderConfig, batch_siz
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ds = ray.data.from_items([{"id": int(i), "path": p} for i, p in zip(items.ids, items.paths)])
-        cfg = EmbedderConfig(**{**config.__dict__, "decode_threads": 1, "ort_threads": 1})
+        cfg = dataclasses.replace(config, decode_threads=1, ort_threads=1)
         embedded = ds.map_batches(_EmbedActor, fn_constructor_args=(cfg,), batch_size=batch_size,
                                   compute=ray.data.ActorPoolStrategy(size=max(1, workers)), batch_format="numpy")
         for b in embedded.iter_batches(batch_size=batch_size, batch_format="numpy"):
