@@ -35,11 +35,11 @@ class MaintenanceMixin(RegistryCore):
             referenced = set(session.scalars(sa.select(Artifact.sha256).distinct()))
         blobs = dict(self.store.iter_blobs())
         temp_files = list(self.store.iter_temp_files())
-        corrupt = [
+        corrupt = {
             sha
             for sha, path in tqdm(sorted(blobs.items()), desc="fsck", unit="blob", disable=not progress)
             if sha256_file(path) != sha
-        ]
+        }
         orphans = sorted(set(blobs) - referenced)
         missing = sorted(referenced - set(blobs))
         removed: list[str] = []
@@ -47,7 +47,7 @@ class MaintenanceMixin(RegistryCore):
         kept: list[str] = []
         if repair:
             cutoff = time.time() - grace_seconds
-            for sha in corrupt:
+            for sha in sorted(corrupt):
                 self.store.quarantine(blobs[sha])
                 quarantined.append(sha)
             for sha in orphans:

@@ -110,11 +110,10 @@ class ArtifactStore:
         final = self.path_for(sha256)
         if final.exists():
             if sha256_file(final) == sha256:
-                os.utime(
-                    final
-                )  # refresh mtime: fsck's orphan grace period protects an in-flight registration
+                # refresh mtime: fsck's orphan grace period protects an in-flight registration
+                os.utime(final)
                 return StoredBlob(sha256, final.stat().st_size, final)
-            self._quarantine(final)  # a corrupt blob under this address: replace it with the good bytes
+            self.quarantine(final)  # a corrupt blob under this address: replace it with the good bytes
         final.parent.mkdir(parents=True, exist_ok=True)
         self._check_no_symlinks(final.parent)
         fd, tmp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=final.parent)
@@ -190,7 +189,7 @@ class ArtifactStore:
         path.unlink(missing_ok=True)
         fsync_dir(path.parent)
 
-    def _quarantine(self, path: Path) -> Path:
+    def quarantine(self, path: Path) -> Path:
         """Move a corrupt blob out of the address space, keeping its bytes for inspection."""
         self.quarantine_dir.mkdir(parents=True, exist_ok=True)
         sha = path.parent.name + path.name
@@ -198,5 +197,3 @@ class ArtifactStore:
         os.replace(path, target)
         fsync_dir(path.parent)
         return target
-
-    quarantine = _quarantine
