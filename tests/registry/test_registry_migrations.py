@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from embsdk.errors import SchemaOutdated
+from embsdk.errors import ConsumersAffected, SchemaOutdated
 from registry import Registry
 from registry.db import create_registry_engine
 from registry.migrate import current_revision, head_revision, upgrade
@@ -110,7 +110,7 @@ def test_older_registry_upgrades_in_place(registry_url: str, artifact_dir: Path)
     # the features of revision 0002 work on the upgraded data
     reg.set_alias("production", "unified-v1", protect=True)
     reg.add_consumer("search", "production")
-    with pytest.raises(Exception, match="search"):
+    with pytest.raises(ConsumersAffected, match="search"):
         reg.deprecate("unified-v1")
     assert reg.migrate() == (head_revision(), head_revision())  # idempotent
 
