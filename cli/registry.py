@@ -89,6 +89,12 @@ def _parse_metrics(items: list[str]) -> dict[str, float]:
     return metrics
 
 
+def _parse_parent(item: str) -> tuple[str, str]:
+    """``NAME[:KIND]`` → ``(name, kind)``; KIND defaults to ``fine-tuned-from``."""
+    name, _, kind = item.partition(":")
+    return name, kind or "fine-tuned-from"
+
+
 def _when(dt: Any) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S") if dt is not None else ""
 
@@ -140,10 +146,7 @@ def register_cmd(
     from embsdk.errors import InvalidRegistryInput
     from registry import default_embedding_spec
 
-    parents = []
-    for p in parent or []:
-        pname, _, kind = p.partition(":")
-        parents.append((pname, kind or "fine-tuned-from"))
+    parents = [_parse_parent(p) for p in parent or []]
     metrics = _parse_metrics(metric or [])
     config = None
     if training_config is not None:
@@ -151,7 +154,13 @@ def register_cmd(
 
         if not training_config.is_file():
             raise InvalidRegistryInput(f"--training-config {str(training_config)!r} does not exist")
-        config = yaml.safe_load(training_config.read_text())
+        try:
+            config = yaml.safe_load(training_config.read_text())
+        except yaml.YAMLError as exc:
+            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InvalidRegistryInput(
+                f"--training-config {str(training_config)!r} is not valid JSON or YAML ({problem}); fix the file."
+            ) from None
     spec = default_embedding_spec(spec_bits, dim=spec_dim) if spec_bits else None
     gen = _open().register(
         name,
@@ -339,7 +348,7 @@ def attach(
     ] = None,
     role: Annotated[
         str, typer.Option("--role", help="store-shard, index, eval-report, plan, attachment…")
-    ] = ("attachment"),
+    ] = "attachment",
     json_: JsonOpt = False,
 ) -> None:
     """Attach a file to an existing generation (append-only; a newer file with the same name supersedes it).
@@ -380,8 +389,7 @@ def add_parent(
 
     Example: emb registry add-parent unified-v3 unified-v2:replaces
     """
-    pname, _, kind = parent.partition(":")
-    edge = _open().add_parent(child, pname, kind or "fine-tuned-from")
+    edge = _open().add_parent(child, *_parse_parent(parent))
     emit(edge, as_json=json_, human=f"{edge.child} --{edge.kind}--> {edge.parent}")
 
 

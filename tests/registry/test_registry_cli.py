@@ -120,6 +120,15 @@ def test_full_flow_in_process(registry_url: str, monkeypatch: pytest.MonkeyPatch
     assert "at 0002" in ok("registry", "migrate")
 
 
+def test_bad_training_config_is_a_typed_error(make_file) -> None:
+    from embsdk.errors import InvalidRegistryInput
+
+    bad = make_file("config.yaml", b"lr: [0.1\n")
+    res = runner.invoke(app, ["registry", "register", "x-v1", "--training-config", str(bad)])
+    assert res.exit_code == 1 and isinstance(res.exception, InvalidRegistryInput)
+    assert "not valid JSON or YAML" in str(res.exception)
+
+
 def test_real_console_script_happy_path_and_errors(make_file, emb_home: Path) -> None:
     model = make_file("model.onnx")
     res = emb("registry", "register", "unified-v1", "--artifact", str(model), "--spec-bits", "64", "--json")
