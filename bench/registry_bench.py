@@ -128,15 +128,15 @@ def run_backend(kind: str, total: int, depth: int, samples: int, artifact_every:
             )
             reg_times.append(time.perf_counter() - t0)
             names.append(name)
+            if len(names) == 100:
+                reg.set_alias("production", names[50])
+                res["at_100"] = _resolve_vs_pk(reg, names, samples, rng)
 
         bar = tqdm(total=total, desc=f"{kind}: register", unit="gen")
         # the deep chain first: chain-v0 <- chain-v1 <- … (depth edges)
         for i in range(depth + 1):
             register(f"chain-v{i}", [(f"chain-v{i - 1}", "fine-tuned-from")] if i else [], i)
             bar.update()
-            if len(names) == 100:
-                reg.set_alias("production", names[50])
-                res["at_100"] = _resolve_vs_pk(reg, names, samples, rng)
         while len(names) < total:
             i = len(names)
             parents = [(rng.choice(names), "fine-tuned-from")] if rng.random() < 0.5 else []
