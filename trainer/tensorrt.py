@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from embsdk._fileio import sha256_file, write_json_atomic
 from embsdk.errors import EngineIncompatible, ExportError, MissingExtraError
 from embsdk.serving.engines import check_compatibility
 
@@ -65,8 +66,6 @@ def build_engine(onnx_path: str | Path, out_dir: str | Path, *, min_batch: int =
     env = gpu_environment()
     import tensorrt as trt
 
-    from trainer.export_format import sha256_file
-
     onnx_path, out = Path(onnx_path), Path(out_dir)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -99,7 +98,7 @@ def build_engine(onnx_path: str | Path, out_dir: str | Path, *, min_batch: int =
                 "input": {"name": inp.name, "dtype": "float32", **{k: list(v) for k, v in shapes.items()}},
                 "outputs": [network.get_output(i).name for i in range(network.num_outputs)],
                 "build_seconds": round(time.perf_counter() - t0, 1)}
-    (out / f"model.plan{MANIFEST_SUFFIX}").write_text(json.dumps(manifest, indent=2))
+    write_json_atomic(out / f"model.plan{MANIFEST_SUFFIX}", manifest)
     return manifest
 
 
@@ -109,8 +108,6 @@ def load_engine(plan_path: str | Path) -> Any:
     Raises:
         EngineIncompatible: the manifest is missing, the plan's bytes changed, or it was built elsewhere.
     """
-    from trainer.export_format import sha256_file
-
     plan_path = Path(plan_path)
     manifest_path = plan_path.with_name(plan_path.name + MANIFEST_SUFFIX)
     if not manifest_path.is_file():
