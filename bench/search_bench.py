@@ -53,17 +53,9 @@ def bandwidth(a: np.ndarray) -> tuple[float, float]:
     """(read GB/s of a SIMD ``max`` pass, copy GB/s counting bytes copied) over array *a*; best of 25 runs."""
     v = a.reshape(-1).view(np.uint64)
     dst = np.empty_like(a)
-
-    def best(fn: Callable[[], object]) -> float:
-        fn()
-        out = []
-        for _ in range(25):
-            t = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t)
-        return min(out)
-
-    return a.nbytes / best(v.max) / 1e9, a.nbytes / best(lambda: np.copyto(dst, a)) / 1e9
+    read_s = best(v.max, reps=1, rounds=25)
+    copy_s = best(lambda: np.copyto(dst, a), reps=1, rounds=25)
+    return a.nbytes / read_s / 1e9, a.nbytes / copy_s / 1e9
 
 
 def paired(a: Callable[[], object], b: Callable[[], object], *, reps: int) -> tuple[list[float], list[float]]:
@@ -220,7 +212,6 @@ def recall_at_k(approx_d: np.ndarray, exact_d: np.ndarray) -> float:
 
 def approx_part(gallery: np.ndarray, queries: np.ndarray, bits: int, label: str) -> None:
     ids = np.arange(len(gallery), dtype=np.int64)
-    t = time.perf_counter()
     flat = BinaryIndex.build(gallery, ids, generation="g", bits=bits, kind="flat")
     exact_d = flat.search(queries, K)[1]
     qi = iter(range(10**9))
