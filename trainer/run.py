@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from embsdk._fileio import write_text_atomic
-from embsdk.errors import RunError
+from embsdk.errors import CheckpointError, RunError
 from embsdk.preprocess import InputSpec
 
 __all__ = [
@@ -153,8 +153,6 @@ def load_model(run_dir: str | Path, checkpoint: str | int = "last") -> tuple[Any
         RunError: not a run folder.
         CheckpointError: the checkpoint is missing, corrupt, or does not fit the model.
     """
-    from embsdk.errors import CheckpointError
-
     from .backbones import create_backbone
     from .checkpoint import load_checkpoint, resolve_checkpoint
     from .model import UnifiedEmbeddingModel

@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from embsdk.errors import ConfigError
+from embsdk.errors import CheckpointError, ConfigError
 
 from ._base import Backbone
 
@@ -90,8 +90,6 @@ def load_weights(module: Backbone, weights_path: str | Path) -> None:
         CheckpointError: the file cannot be loaded, or it lacks backbone tensors.
     """
     import torch
-
-    from embsdk.errors import CheckpointError
 
     path = Path(weights_path)
     try:
