@@ -28,7 +28,6 @@ from pathlib import Path
 
 from embsdk.config import get_settings
 
-ROOT = Path(__file__).resolve().parents[1]
 EMB = str(Path(sys.executable).with_name("emb"))
 
 
