@@ -83,13 +83,17 @@ def test_multitask_rows_without_label_get_exactly_zero_gradient() -> None:
     total.backward()
     assert torch.equal(emb.grad[[2, 4]], torch.zeros(2, 8))  # no label for any task
     assert emb.grad[[0, 1, 3, 5]].abs().sum(dim=1).gt(0).all()
-    # a row labeled only for task a gets no gradient through task b's loss
+    # a row labeled only for task a gets no gradient through task b's loss (task a masked out entirely)
     emb.grad = None
-    _, per_task = loss(emb, labels)
-    per_task_b = loss.head("b")(emb[[1, 3, 5]], labels["b"][[1, 3, 5]]).mean()
-    per_task_b.backward()
+    only_b = {"a": torch.full_like(labels["a"], IGNORE), "b": labels["b"]}
+    total_b, per_task = loss(emb, only_b)
+    total_b.backward()
     assert torch.equal(emb.grad[0], torch.zeros(8))
+    assert torch.equal(emb.grad[[0, 2, 4]], torch.zeros(3, 8))
+    assert emb.grad[[1, 3, 5]].abs().sum(dim=1).gt(0).all()
+    per_task_b = loss.head("b")(emb[[1, 3, 5]], labels["b"][[1, 3, 5]]).mean()
     torch.testing.assert_close(per_task["b"], per_task_b.detach())
+    torch.testing.assert_close(total_b, per_task_b)  # the unlabeled task a adds exactly 0
 
 
 def test_multitask_sums_weighted_task_means() -> None:

@@ -294,3 +294,20 @@ def test_class_balanced_sampler_run(manifest: Path, tmp_path: Path) -> None:
     assert s["status"] == "finished" and s["step"] == 3
     with pytest.raises(ConfigError, match="sampler must be"):
         train(_cfg(manifest, tmp_path / "q", sampler="shuffled"), progress=False)
+
+
+def test_a_failed_feature_cache_run_restores_the_thread_count(
+    manifest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("loader failed")
+
+    monkeypatch.setattr("trainer.loop.DataLoader", boom)  # fails after the loop pinned one thread
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="loader failed"):
+            train(_cfg(manifest, tmp_path / "r", freeze_backbone=True, epochs=1), progress=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
