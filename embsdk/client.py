@@ -156,13 +156,14 @@ class Client(SearchMixin):
         """The stamped code of one item.
 
         Raises:
+            StoreError: *item_id* is not an integer (checked before any registry or store access).
             ItemNotFound: the id is not in the store (never backfilled, or deleted).
             GenerationNotFound, RetiredGeneration: see :meth:`resolve`.
         """
-        res = self.resolve(version)
-        store = self._store(res)
         if isinstance(item_id, (bool, np.bool_)) or not isinstance(item_id, (int, np.integer)):
             raise StoreError(f"An item id is a 64-bit integer, not {type(item_id).__name__} ({item_id!r}).")
+        res = self.resolve(version)
+        store = self._store(res)
         code, vector = store.get_one(int(item_id), with_vector=with_vector)
         return Embedding(code, store.bits, res.name, int(item_id), vector)
 

@@ -136,5 +136,7 @@ def test_ids_that_are_not_int64_are_refused(populated):
     for bad in (1.0, "12", True):
         with pytest.raises(StoreError, match="64-bit integer"):
             embsdk.get_embedding(bad, version="unified-v1")
+    with pytest.raises(StoreError, match="64-bit integer"):  # checked before the registry is asked
+        embsdk.get_embedding(1.0, version="no-such-v9")
     with pytest.raises(ItemNotFound):
         embsdk.get_embedding(2**70, version="unified-v1")
