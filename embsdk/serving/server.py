@@ -33,7 +33,7 @@ from typing import Self
 
 from embsdk.config import get_settings
 from embsdk.errors import ConfigError, ServerStartError
-from embsdk.serving._tritonbin import find_tritonserver
+from embsdk.serving._tritonbin import TritonInstall, find_tritonserver
 from embsdk.serving.engines import check_repository_engines
 
 __all__ = ["LOOPBACK", "SHM_DIR", "SHM_PREFIX", "Endpoints", "TritonServer", "free_port"]
@@ -127,9 +127,9 @@ class TritonServer:
             return []
         return sorted(p.name for p in self.repository.iterdir() if (p / "config.pbtxt").is_file())
 
-    def command(self) -> list[str]:
+    def command(self, install: TritonInstall | None = None) -> list[str]:
         """The tritonserver command line (contains the admin key when restricted: don't log it)."""
-        install = find_tritonserver()
+        install = install or find_tritonserver()
         ep = self.endpoints
         cmd = [
             str(install.binary), f"--model-repository={self.repository}", f"--backend-directory={install.backend_dir}",
@@ -158,7 +158,7 @@ class TritonServer:
         install = find_tritonserver()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(self.command(), env=install.environment(), stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(self.command(install), env=install.environment(), stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
                                          preexec_fn=_pdeathsig())  # noqa: PLW1509
         try:
@@ -264,9 +264,7 @@ class TritonServer:
         for _ in range(20):
             try:
                 os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                return
-            except PermissionError:
+            except (ProcessLookupError, PermissionError):  # the group is gone (or no longer ours)
                 return
             time.sleep(0.05)
 
