@@ -110,8 +110,10 @@ def write_shard(
     ids: np.ndarray,
     codes: np.ndarray | None = None,
     vectors: np.ndarray | None = None,
-) -> ShardHeader:
+) -> tuple[ShardHeader, str]:
     """Write a shard into ``<final_dir>.tmp``, fsync everything, then atomically rename it to *final_dir*.
+
+    Returns ``(header, sha256 of header.json's bytes)``: the digest the store manifest records.
 
     ``ids`` must be sorted and unique. A crash before the rename leaves only a ``.tmp`` folder that readers
     never look at (compaction removes it).
@@ -143,14 +145,15 @@ def write_shard(
     header = ShardHeader(generation=generation, spec=dict(spec), kind=kind, seq=seq, rows=int(ids.size),
                          min_id=int(ids[0]) if ids.size else None, max_id=int(ids[-1]) if ids.size else None,
                          files=files)
-    with open(tmp / HEADER, "w") as f:
-        json.dump(header.to_dict(), f, indent=1, sort_keys=True)
+    raw = json.dumps(header.to_dict(), indent=1, sort_keys=True).encode()
+    with open(tmp / HEADER, "wb") as f:
+        f.write(raw)
         f.flush()
         os.fsync(f.fileno())
     fsync_dir(tmp)
     os.replace(tmp, final_dir)
     fsync_dir(final_dir.parent)
-    return header
+    return header, hashlib.sha256(raw).hexdigest()
 
 
 def read_header(shard_dir: Path) -> tuple[ShardHeader, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from embsdk.errors import EmbsdkError
-from embsdk.store._format import read_header, verify_shard, write_shard
+from embsdk.store._format import verify_shard, write_shard
 from embsdk.store._manifest import ShardEntry, generation_root, read_manifest, write_manifest, writer_lock
 from embsdk.store.reader import EmbeddingStore
 
@@ -73,9 +73,9 @@ def compact_store(store_dir: str | Path, generation: str, *, registry: Any | Non
         new: tuple[ShardEntry, ...] = ()
         if live.ids.size:
             name = f"{seq:08d}-data-{secrets.token_hex(4)}"
-            write_shard(root / "shards" / name, generation=generation, spec=m.spec, kind="data", seq=seq,
-                        ids=live.ids, codes=live.codes, vectors=live.vectors)
-            new = (ShardEntry(name, "data", seq, int(live.ids.size), read_header(root / "shards" / name)[1]),)
+            _, digest = write_shard(root / "shards" / name, generation=generation, spec=m.spec, kind="data", seq=seq,
+                                    ids=live.ids, codes=live.codes, vectors=live.vectors)
+            new = (ShardEntry(name, "data", seq, int(live.ids.size), digest),)
             seq += 1
         m2 = m.bumped(new, seq)
         write_manifest(root, m2)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embsdk.errors import CodeLengthError, StoreError
-from embsdk.store._format import code_bytes, read_header, write_shard
+from embsdk.store._format import code_bytes, write_shard
 from embsdk.store._manifest import (
     ShardEntry,
     ensure_store,
@@ -162,9 +162,9 @@ class StoreWriter:
                     continue
                 name = f"{seq:08d}-{kind}-{secrets.token_hex(4)}"
                 path = self.root / "shards" / name
-                write_shard(path, generation=self.generation, spec=m.spec, kind=kind, seq=seq, ids=ids,
-                            codes=up_codes if kind == "data" else None, vectors=up_vecs if kind == "data" else None)
-                _, digest = read_header(path)
+                _, digest = write_shard(path, generation=self.generation, spec=m.spec, kind=kind, seq=seq, ids=ids,
+                                        codes=up_codes if kind == "data" else None,
+                                        vectors=up_vecs if kind == "data" else None)
                 new.append(ShardEntry(name=name, kind=kind, seq=seq, rows=int(ids.size), header_sha256=digest))
                 seq += 1
             m2 = m.bumped(m.shards + tuple(new), seq)
