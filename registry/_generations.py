@@ -85,9 +85,9 @@ def default_code_version() -> str:
     commit = _git_commit(str(Path.cwd()))
     if commit:
         return f"git:{commit}"
-    from importlib.metadata import version
+    from embsdk import __version__
 
-    return f"embsdk=={version('embsdk')}"
+    return f"embsdk=={__version__}"
 
 
 def _jsonable_or_fail(value: Any, what: str) -> Any:

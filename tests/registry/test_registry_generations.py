@@ -66,6 +66,14 @@ def test_defaults_family_and_code_version(reg: Registry) -> None:
     assert reg.register("x-v1", family="custom").family == "custom"
 
 
+def test_code_version_outside_git_is_the_embsdk_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    import embsdk
+    from registry import _generations
+
+    monkeypatch.setattr(_generations, "_git_commit", lambda _cwd: None)
+    assert _generations.default_code_version() == f"embsdk=={embsdk.__version__}"
+
+
 def test_list_filters_by_status_and_family(reg: Registry) -> None:
     for n in ("unified-v1", "unified-v2", "flashlight-v1"):
         reg.register(n)
