@@ -194,34 +194,31 @@ def list_cmd(
 ) -> None:
     """List generations, oldest first."""
     reg = _open()
-    gens = reg.list(status, family=family)
-    aliases: dict[str, list[str]] = {}
-    for a, g in reg.aliases().items():
-        aliases.setdefault(g, []).append(a)
-    emit(
-        gens,
-        as_json=json_,
-        human=lambda gs: (
-            _table(
-                None,
-                ["name", "family", "status", "aliases", "created", "by", "description"],
+
+    def human(gs: list[Any]) -> str:
+        if not gs:
+            return "no generations yet (register one: emb registry register NAME --artifact FILE)"
+        aliases: dict[str, list[str]] = {}  # only the table shows them: --json skips this query
+        for a, g in reg.aliases().items():
+            aliases.setdefault(g, []).append(a)
+        return _table(
+            None,
+            ["name", "family", "status", "aliases", "created", "by", "description"],
+            [
                 [
-                    [
-                        g.name,
-                        g.family,
-                        g.status,
-                        ", ".join(aliases.get(g.name, [])),
-                        _when(g.created_at),
-                        g.created_by,
-                        g.description,
-                    ]
-                    for g in gs
-                ],
-            )
-            if gs
-            else "no generations yet (register one: emb registry register NAME --artifact FILE)"
-        ),
-    )
+                    g.name,
+                    g.family,
+                    g.status,
+                    ", ".join(aliases.get(g.name, [])),
+                    _when(g.created_at),
+                    g.created_by,
+                    g.description,
+                ]
+                for g in gs
+            ],
+        )
+
+    emit(reg.list(status, family=family), as_json=json_, human=human)
 
 
 def _show_text(g: Any) -> str:

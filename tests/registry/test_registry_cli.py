@@ -77,6 +77,8 @@ def test_full_flow_in_process(registry_url: str, monkeypatch: pytest.MonkeyPatch
     ok("registry", "promote", "unified-v2", "--to", "production", "--reason", "offline eval")
     assert json.loads(ok("registry", "list", "--status", "production", "--json"))[0]["name"] == "unified-v2"
     ok("registry", "alias", "set", "production", "unified-v2", "--protect")
+    ok("registry", "alias", "set", "best", "unified-v1")
+    assert "best" in ok("registry", "list")  # the table shows each generation's aliases
     shown = json.loads(ok("registry", "show", "production", "--json"))
     assert (
         shown["name"] == "unified-v2"
