@@ -64,6 +64,7 @@ def resume(
     allowed = {"num_workers", "max_steps", "checkpoint_every", "device"}
     config = config.merged({k: v for k, v in (overrides or {}).items() if k in allowed})
     config.max_steps = (overrides or {}).get("max_steps")
+    config.out = str(run_dir)  # the folder may have moved since config.yaml was written
     return _run(config, resume_from=run_dir / "checkpoints" / "last.pt", progress=progress)
 
 

@@ -311,3 +311,12 @@ def test_a_failed_feature_cache_run_restores_the_thread_count(
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+def test_resume_a_moved_run_folder_writes_into_its_new_place(manifest: Path, tmp_path: Path) -> None:
+    train(_cfg(manifest, tmp_path / "old", epochs=2, max_steps=2), progress=False)
+    (tmp_path / "old").rename(tmp_path / "new")
+    done = resume(tmp_path / "new", progress=False)
+    assert done["status"] == "finished" and done["run_dir"] == str((tmp_path / "new").resolve())
+    assert not (tmp_path / "old").exists()
+    assert json.loads((tmp_path / "new" / "run.json").read_text())["status"] == "finished"
