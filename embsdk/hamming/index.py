@@ -136,7 +136,14 @@ class BinaryIndex:
         return cls(index, np.ascontiguousarray(ids, dtype=np.int64), generation, bits, kind, state_token, dict(params))
 
     def search(self, queries: np.ndarray, k: int, **params: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Top-*k* per query → (item ids int64 (Q, k), Hamming distances int32 (Q, k)); missing slots are -1."""
+        """Top-*k* per query → (item ids int64 (Q, k), Hamming distances int32 (Q, k)); missing slots are -1.
+
+        Raises:
+            StoreError: *k* is not positive.
+            CodeLengthError: the queries have the wrong number of bytes.
+        """
+        if k <= 0:
+            raise StoreError(f"k must be a positive number of results, got {k}.")
         q = np.ascontiguousarray(queries, dtype=np.uint8)
         if q.ndim == 1:
             q = q[None]

@@ -60,6 +60,8 @@ def test_search_bad_queries_get_typed_errors(populated):
         embsdk.search(np.zeros(32, np.float32), version="unified-v1")
     with pytest.raises(StoreError, match="k must be"):
         embsdk.search(mine, version="unified-v1", k=0)
+    with pytest.raises(StoreError, match="k must be"):  # not faiss's bare AssertionError
+        embsdk.search_batch(populated.codes[:2], version="unified-v1", k=0)
     with pytest.raises(embsdk.errors.ItemNotFound):
         embsdk.search(-7, version="unified-v1")
 
