@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embsdk._fileio import write_json_atomic
 from embsdk.config import get_settings
 from embsdk.errors import DuplicateGeneration, GenerationNotFound, RunError
 from triton_models.faults import armed, crash_point
@@ -143,8 +144,8 @@ def publish(
         ParityError: the ONNX model disagrees with PyTorch (the message says by how much).
         RunError, ExportError, ImageDecodeError: bad run or images.
     """
-    from registry import DatasetRef, Registry
-    from registry.validation import check_name, dataset_from_path, derive_family
+    from registry import Registry
+    from registry.validation import check_name, derive_family
     from trainer.export import export_run
     from trainer.run import read_run_info
     from triton_models.repository import ModelRepository
@@ -180,7 +181,7 @@ def publish(
         staged = repo.stage(export, generation=name, family=family)
         crash_point("publish.after_stage")
         try:
-            datasets = _datasets(run_info, report, DatasetRef, dataset_from_path)
+            datasets = _datasets(run_info, report)
             _arm_registry_crash()
             with Registry(registry_url) as reg:
                 gen = reg.register(
@@ -219,23 +220,26 @@ def _annotate(export: Path, *, name: str, family: str) -> None:
     """Record the generation and family in ``export.json`` (before hashing into the registry)."""
     meta = json.loads((export / "export.json").read_text())
     meta.update(generation=name, family=family)
-    (export / "export.json").write_text(json.dumps(meta, indent=2))
+    write_json_atomic(export / "export.json", meta)
 
 
-def _datasets(run_info: Any, report: Path | None, dataset_ref: Any, from_path: Any) -> list[Any]:
+def _datasets(run_info: Any, report: Path | None) -> list[Any]:
     """The run's training manifest (as hashed at training time), plus the eval manifest when it differs."""
+    from registry import DatasetRef
+    from registry.validation import dataset_from_path
+
     manifest = Path(run_info.manifest_path)
     refs = []
     try:
-        ref = from_path(manifest, role="train")
-        refs.append(ref if ref.sha256 == run_info.manifest_sha256 else dataset_ref(manifest.stem, run_info.manifest_sha256, None, "train"))
+        ref = dataset_from_path(manifest, role="train")
+        refs.append(ref if ref.sha256 == run_info.manifest_sha256 else DatasetRef(manifest.stem, run_info.manifest_sha256, None, "train"))
     except OSError:
-        refs.append(dataset_ref(manifest.stem, run_info.manifest_sha256, None, "train"))
+        refs.append(DatasetRef(manifest.stem, run_info.manifest_sha256, None, "train"))
     if report is not None:
         data = json.loads((report / "metrics.json").read_text())
         sha = data.get("manifest_sha256")
         if sha and sha != run_info.manifest_sha256:
-            refs.append(dataset_ref(Path(str(data.get("manifest", "eval"))).stem, sha, None, "eval"))
+            refs.append(DatasetRef(Path(str(data.get("manifest", "eval"))).stem, sha, None, "eval"))
     return refs
 
 
