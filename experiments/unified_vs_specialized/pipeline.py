@@ -83,19 +83,21 @@ def run_experiment(cfg: ExperimentConfig, *, log: Any = print) -> dict[str, Any]
     runs: dict[str, dict[int, dict[str, Any]]] = {"unified": {}, **{f"specialized-{t}": {} for t in cfg.tasks}}
     train_seconds: dict[str, list[float]] = {}
     t = time.perf_counter()
-    for seed in cfg.seeds:
-        for name, tasks in [*((f"specialized-{task}", [task]) for task in cfg.tasks), ("unified", list(cfg.tasks))]:
-            model = train_embedding(name, tasks, train_feats, train_rows, manifest, unified_cfg if name == "unified" else cfg, seed=seed)
-            train_seconds.setdefault(name, []).append(model.seconds)
-            results = [score_task(protocols[task], _embedded(model.embed(eval_f))) for task in cfg.tasks]
-            runs[name][seed] = {"tasks": _scores(results), "steps": model.steps, "train_seconds": model.seconds, "loss_log": model.loss_log[-1:]}
-            log(f"seed {seed} {name:<20} {model.steps} steps {model.seconds:5.1f}s  " + _r1_line(results))
-            if seed == cfg.seeds[0]:
-                write_report(reports / name, results, {**header, "model": name, "dim": cfg.embedding_dim}, image_path=manifest.image_path)
-                if name == "unified":
-                    save_run_folder(work / "run-unified", model, backbone, manifest, cfg)
-                    unified_floats = model.embed(eval_f)
-    torch.set_num_threads(threads)
+    try:
+        for seed in cfg.seeds:
+            for name, tasks in [*((f"specialized-{task}", [task]) for task in cfg.tasks), ("unified", list(cfg.tasks))]:
+                model = train_embedding(name, tasks, train_feats, train_rows, manifest, unified_cfg if name == "unified" else cfg, seed=seed)
+                train_seconds.setdefault(name, []).append(model.seconds)
+                results = [score_task(protocols[task], _embedded(model.embed(eval_f))) for task in cfg.tasks]
+                runs[name][seed] = {"tasks": _scores(results), "steps": model.steps, "train_seconds": model.seconds, "loss_log": model.loss_log[-1:]}
+                log(f"seed {seed} {name:<20} {model.steps} steps {model.seconds:5.1f}s  " + _r1_line(results))
+                if seed == cfg.seeds[0]:
+                    write_report(reports / name, results, {**header, "model": name, "dim": cfg.embedding_dim}, image_path=manifest.image_path)
+                    if name == "unified":
+                        save_run_folder(work / "run-unified", model, backbone, manifest, cfg)
+                        unified_floats = model.embed(eval_f)
+    finally:
+        torch.set_num_threads(threads)
     timings["train_and_score"] = time.perf_counter() - t
 
     verify = None
