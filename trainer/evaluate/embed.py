@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embsdk.codes import pack_codes
 from embsdk.preprocess import InputSpec, load_image
 
 if TYPE_CHECKING:
@@ -25,7 +24,7 @@ __all__ = ["EmbeddedRows", "embed_paths", "load_cached_embeddings", "save_embedd
 
 @dataclass
 class EmbeddedRows:
-    """Float embeddings of some manifest rows, with their binary codes.
+    """Float embeddings of some manifest rows (the scorer packs their codes: :func:`embsdk.codes.pack_codes`).
 
     Attributes:
         rows: manifest row numbers (N,).
@@ -40,11 +39,6 @@ class EmbeddedRows:
     valid: np.ndarray
     errors: dict[int, str]
     images_per_second: float = 0.0
-
-    @property
-    def codes(self) -> np.ndarray:
-        """Packed binary codes (N, ceil(D/8)), :mod:`embsdk.codes` order (bit = value > 0)."""
-        return pack_codes(self.floats)
 
     def lookup(self, rows: np.ndarray) -> np.ndarray:
         """Positions in this object of the given manifest rows (all must be present)."""
