@@ -63,7 +63,7 @@ def _from_registry(version: str, registry_url: str | None) -> ServingTarget:
         try:
             gen.artifact(ONNX_ARTIFACT)
             onnx_path: Path | None = Path(reg.artifact_path(gen.name, ONNX_ARTIFACT))
-        except (KeyError, LookupError, OSError):
+        except (LookupError, OSError):  # KeyError is a LookupError
             onnx_path = None
     spec = gen.embedding_spec or {}
     if "bits" not in spec or not gen.input_spec:
