@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
+from registry.db import create_registry_engine
 from registry.models import Base
 
 config = context.config
@@ -32,7 +33,7 @@ def run_migrations_online() -> None:
         from embsdk.config import get_settings
 
         url = get_settings().registry_url
-    engine = sa.create_engine(url)
+    engine = create_registry_engine(url)  # the same engine setup the service uses (WAL, busy timeout, FKs)
     with engine.connect() as conn:
         _run(conn)
     engine.dispose()
