@@ -73,8 +73,11 @@ def validate_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Check a manifest: images readable, labels in the train vocabulary, every row labeled. Exit 1 if any row is bad."""
-    from trainer.data.manifest import Manifest, validate
+    from embsdk.errors import ManifestError
+    from trainer.data.manifest import SPLITS, Manifest, validate
 
+    if split is not None and split not in SPLITS:
+        raise ManifestError(f"unknown split {split!r} (use {', '.join(SPLITS)})", path=str(manifest))
     m = Manifest.load(manifest, strict=strict)
     report = validate(m, strict=strict, check_images=not no_images, rows=m.indices(split))
     emit(

@@ -107,3 +107,6 @@ def test_cli_validate_reports_count_and_exits_1(manifest_path: Path) -> None:
     bad = runner.invoke(app, ["data", "validate", str(manifest_path)])
     assert bad.exit_code == 1
     assert "skipped 1 of 16 rows" in bad.stdout and "row 8: missing image" in bad.stdout
+    unknown = runner.invoke(app, ["data", "validate", str(manifest_path), "--split", "tran"])
+    assert unknown.exit_code == 1
+    assert isinstance(unknown.exception, ManifestError) and "use train, val, test" in str(unknown.exception)
