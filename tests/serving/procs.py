@@ -19,23 +19,22 @@ def alive(pid: int) -> bool:
     return fields is not None and fields[0] != "Z"
 
 
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` that are alive."""
+def _live_where(field: int, value: int) -> list[int]:
+    """Live processes whose ``/proc/<pid>/stat`` field ``field`` (1: ppid, 2: pgrp) equals ``value``."""
     out = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             fields = _stat(int(entry.name))
-            if fields is not None and int(fields[1]) == pid and fields[0] != "Z":
+            if fields is not None and int(fields[field]) == value and fields[0] != "Z":
                 out.append(int(entry.name))
     return out
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` that are alive."""
+    return _live_where(1, pid)
 
 
 def in_group(pgid: int) -> list[int]:
     """Live processes whose process group is ``pgid``."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _stat(int(entry.name))
-            if fields is not None and int(fields[2]) == pgid and fields[0] != "Z":
-                out.append(int(entry.name))
-    return out
+    return _live_where(2, pgid)
