@@ -24,13 +24,18 @@ import numpy as np
 from embsdk.config import get_settings
 from embsdk.errors import InferenceError, MissingExtraError, ModelNotLoaded, ServerUnavailable
 
-__all__ = ["GENERATION_PARAM_PREFIX", "IMAGE_SIZE_PARAM_PREFIX", "Protocol", "TritonClient"]
+__all__ = ["GENERATION_PARAM_PREFIX", "IMAGE_SIZE_PARAM_PREFIX", "Protocol", "TritonClient", "param_value"]
 
 Protocol = Literal["http", "grpc"]
 # config.pbtxt parameter keys, written by triton_models.config and read here: the one home of the protocol
 GENERATION_PARAM_PREFIX = "generation:"  # generation name -> version number
 IMAGE_SIZE_PARAM_PREFIX = "image_size:"  # version number -> input side S (health checks need it)
 T = TypeVar("T")
+
+
+def param_value(param: dict[str, Any]) -> str:
+    """A config parameter's string value, as HTTP (``string_value``) or gRPC JSON (``stringValue``) spells it."""
+    return param.get("string_value") or param.get("stringValue") or ""
 
 
 def _short(message: str) -> str:
@@ -147,7 +152,7 @@ class TritonClient:
     def generations(self, family: str, *, refresh: bool = False) -> dict[str, int]:
         """``{generation name: version number}`` that the server's config for ``family`` declares."""
         params = self.model_config(family, refresh=refresh).get("parameters", {}) or {}
-        return {k[len(GENERATION_PARAM_PREFIX):]: int(v.get("string_value") or v.get("stringValue"))
+        return {k[len(GENERATION_PARAM_PREFIX):]: int(param_value(v))
                 for k, v in params.items() if k.startswith(GENERATION_PARAM_PREFIX)}
 
     def models(self) -> list[dict[str, Any]]:

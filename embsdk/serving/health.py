@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 from embsdk.errors import InferenceError, ServerUnavailable
-from embsdk.serving.client import IMAGE_SIZE_PARAM_PREFIX, TritonClient
+from embsdk.serving.client import IMAGE_SIZE_PARAM_PREFIX, TritonClient, param_value
 
 __all__ = ["check_server"]
 
@@ -41,8 +41,7 @@ def check_server(url: str, *, protocol: Literal["http", "grpc"] = "http", timeou
             for generation, version in sorted(client.generations(family).items(), key=lambda kv: kv[1]):
                 if loaded[family] and version not in loaded[family]:
                     continue
-                raw = params.get(f"{IMAGE_SIZE_PARAM_PREFIX}{version}", {})
-                size = int(raw.get("string_value") or raw.get("stringValue") or 0)
+                size = int(param_value(params.get(f"{IMAGE_SIZE_PARAM_PREFIX}{version}", {})) or 0)
                 row: dict[str, Any] = {"family": family, "version": version, "generation": generation, "ok": False,
                                        "latency_ms": None, "code_bytes": None, "error": None}
                 try:
