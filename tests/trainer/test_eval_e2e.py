@@ -38,6 +38,10 @@ def test_train_then_eval_run_folder(tmp_path: Path) -> None:
     (run / "checkpoints" / "last.pt").touch()
     again = runner.invoke(app, ["eval", str(run), "--manifest", str(manifest), "--report", str(report), "--json", "--workers", "0"])
     assert json.loads(again.stdout)["cached"] is False
+    # a report kept inside the run folder (where emb publish looks for it) does not invalidate its own cache
+    inside = ["eval", str(run), "--manifest", str(manifest), "--report", str(run / "eval"), "--json", "--workers", "0"]
+    assert json.loads(runner.invoke(app, inside).stdout)["cached"] is False
+    assert json.loads(runner.invoke(app, inside).stdout)["cached"] is True
 
 
 @pytest.mark.slow

@@ -97,9 +97,14 @@ def _imagenet_embedder(backbone: str) -> Embedder:
 
 
 def _run_key(run_dir: Path, spec: InputSpec) -> str:
-    """Hash of the run's checkpoint files (name, size, mtime) and the input contract."""
+    """Hash of the files the model loads from (name, size, mtime) and the input contract.
+
+    Those are the run folder's own top-level files (``run.json``, ``config.yaml``) and ``checkpoints/``;
+    not its subfolders, so that an eval report kept inside the run (``--report RUN/eval``, where
+    ``emb publish`` looks) does not change the key every time it is rewritten.
+    """
     h = hashlib.sha256(str(sorted(spec.to_dict().items())).encode())
-    for f in sorted(run_dir.rglob("*")):
+    for f in sorted([*run_dir.glob("*"), *run_dir.glob("checkpoints/**/*")]):
         if f.is_file() and f.suffix in {".pt", ".pth", ".safetensors", ".json", ".yaml"}:
             st = f.stat()
             h.update(f"{f.relative_to(run_dir)}|{st.st_size}|{st.st_mtime_ns}".encode())
