@@ -8,10 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from trainer.evaluate.report import METRIC_COLUMNS as METRICS
+from trainer.evaluate.scoring import KINDS as _KIND_METRICS
+
 __all__ = ["aggregate", "write_writeup"]
 
-KINDS = ("float", "binary")
-METRICS = ("R@1", "R@5", "R@10", "P@20", "mAP@R")
+KINDS = tuple(_KIND_METRICS)  # ("float", "binary"), the order emb eval reports them in
 RATIO_TARGET = 0.97
 
 
