@@ -21,6 +21,8 @@ def _session(path: Path, threads: int) -> Any:
     key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size, threads)
     with _LOCK:
         if key not in _SESSIONS:
+            for stale in [k for k in _SESSIONS if k[0] == key[0] and k[1:3] != key[1:3]]:
+                del _SESSIONS[stale]  # the file was re-exported: its old session is never asked for again
             try:
                 import onnxruntime as ort
             except ModuleNotFoundError:

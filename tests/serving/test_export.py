@@ -151,6 +151,10 @@ def test_in_process_runner_sees_a_re_export(tmp_path: Path, images: list[Path]) 
     export_model(make_tiny_model(1), tmp_path, input_spec=SPEC, parity_images=images[:4])
     second = LocalRunner(tmp_path / "model.onnx").run(batch)[1]
     assert not np.array_equal(first, second)
+    from embsdk.serving import local
+
+    path = str((tmp_path / "model.onnx").resolve())
+    assert len([k for k in local._SESSIONS if k[0] == path]) == 1  # the re-exported file's old session was dropped
     np.testing.assert_array_equal(second, _run(tmp_path / "model.onnx", batch)[1])
     runner = LocalRunner(tmp_path / "model.onnx")
     with pytest.raises(InferenceError, match="float32"):
