@@ -28,7 +28,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.get",
     "cli.search",
     "cli.backfill",
-
 )
 
 app = typer.Typer(
@@ -52,9 +51,9 @@ def _root() -> None:
 @app.command("version")
 def version(json_: JsonOpt = False) -> None:
     """Print the embsdk version."""
-    from importlib.metadata import version as _v
+    import embsdk
 
-    emit({"embsdk": _v("embsdk")}, as_json=json_, human=lambda d: d["embsdk"])
+    emit({"embsdk": embsdk.__version__}, as_json=json_, human=lambda d: d["embsdk"])
 
 
 for _name in COMMAND_MODULES:
