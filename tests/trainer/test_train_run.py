@@ -320,3 +320,15 @@ def test_resume_a_moved_run_folder_writes_into_its_new_place(manifest: Path, tmp
     assert done["status"] == "finished" and done["run_dir"] == str((tmp_path / "new").resolve())
     assert not (tmp_path / "old").exists()
     assert json.loads((tmp_path / "new" / "run.json").read_text())["status"] == "finished"
+
+
+def test_resume_refuses_options_that_would_be_ignored(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    emb = str(Path(sys.executable).with_name("emb"))
+    res = subprocess.run([emb, "train", "--resume", str(tmp_path / "run"), "--epochs", "9", "--lr", "0.1"],
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 1
+    assert res.stderr.startswith("error: --resume continues") and "--epochs, --lr cannot be given" in res.stderr
+    assert "Traceback" not in res.stderr
