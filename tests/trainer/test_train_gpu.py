@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _train_data import write_images_manifest
+from _train_data import tiny_config, write_images_manifest
 
 from trainer.config import TrainConfig
 from trainer.loop import resume, train
@@ -16,20 +16,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 def _cfg(manifest: Path, out: Path, **kw: object) -> TrainConfig:
-    base = {
-        "manifest": str(manifest),
-        "out": str(out),
-        "backbone": "tiny-cnn",
-        "image_size": 32,
-        "batch_size": 8,
-        "num_workers": 0,
-        "embedding_dim": 32,
-        "epochs": 2,
-        "seed": 0,
-        "device": "cuda",
-    }
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_config(manifest, out, **{"seed": 0, "device": "cuda", **kw})
 
 
 def test_amp_training_on_cuda_and_resume(tmp_path: Path) -> None:

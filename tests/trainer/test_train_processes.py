@@ -12,27 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from _train_data import write_images_manifest
+from _train_data import TINY_ARGS, tiny_config, write_images_manifest
 
-from trainer.config import TrainConfig
 from trainer.loop import train
 from trainer.run import load_model
 
 BIN = Path(sys.executable).parent
-TINY = [
-    "--backbone",
-    "tiny-cnn",
-    "--image-size",
-    "32",
-    "--batch-size",
-    "8",
-    "--workers",
-    "0",
-    "--embedding-dim",
-    "32",
-    "--seed",
-    "3",
-]
+TINY = [*TINY_ARGS, "--seed", "3"]
 
 
 def _steps(run: Path) -> list[dict]:
@@ -113,19 +99,7 @@ def test_sigkill_mid_epoch_then_resume_loses_at_most_the_uncheckpointed_steps(tm
 
     # the killed-and-resumed run is exactly where an uninterrupted run is after the same number of steps
     ref = tmp_path / "ref"
-    cfg = TrainConfig(
-        manifest=str(manifest),
-        out=str(ref),
-        backbone="tiny-cnn",
-        image_size=32,
-        batch_size=8,
-        num_workers=0,
-        embedding_dim=32,
-        seed=3,
-        epochs=200,
-        checkpoint_every=2,
-        max_steps=target,
-    )
+    cfg = tiny_config(manifest, ref, epochs=200, checkpoint_every=2, max_steps=target)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

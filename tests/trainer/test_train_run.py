@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from _train_data import rewrite_rows, write_images_manifest
+from _train_data import TINY_ARGS, rewrite_rows, tiny_config, write_images_manifest
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -20,18 +20,7 @@ from trainer.loop import resume, train
 from trainer.run import load_model
 
 runner = CliRunner()
-TINY = [
-    "--backbone",
-    "tiny-cnn",
-    "--image-size",
-    "32",
-    "--batch-size",
-    "8",
-    "--workers",
-    "0",
-    "--embedding-dim",
-    "32",
-]
+TINY = TINY_ARGS
 
 
 @pytest.fixture
@@ -40,19 +29,7 @@ def manifest(tmp_path: Path) -> Path:
 
 
 def _cfg(manifest: Path, out: Path, **kw: object) -> TrainConfig:
-    base = {
-        "manifest": str(manifest),
-        "out": str(out),
-        "backbone": "tiny-cnn",
-        "image_size": 32,
-        "batch_size": 8,
-        "num_workers": 0,
-        "embedding_dim": 32,
-        "epochs": 2,
-        "seed": 3,
-    }
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_config(manifest, out, **kw)
 
 
 def test_cli_train_writes_the_run_folder_contract(manifest: Path, tmp_path: Path) -> None:
