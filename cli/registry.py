@@ -144,7 +144,6 @@ def register_cmd(
     Example: emb registry register unified-v2 --artifact model.onnx --parent unified-v1 --spec-bits 256
     """
     from embsdk.errors import InvalidRegistryInput
-    from registry import default_embedding_spec
 
     parents = [_parse_parent(p) for p in parent or []]
     metrics = _parse_metrics(metric or [])
@@ -161,7 +160,7 @@ def register_cmd(
             raise InvalidRegistryInput(
                 f"--training-config {str(training_config)!r} is not valid JSON or YAML ({problem}); fix the file."
             ) from None
-    spec = default_embedding_spec(spec_bits, dim=spec_dim) if spec_bits else None
+    spec = _spec_from_options(spec_bits, spec_dim)
     gen = _open().register(
         name,
         family=family,
@@ -179,6 +178,25 @@ def register_cmd(
         as_json=json_,
         human=lambda g: f"registered {g.name} ({g.status}, {len(g.artifacts)} artifact(s))",
     )
+
+
+def _spec_from_options(bits: int | None, dim: int | None) -> dict[str, Any] | None:
+    """``--spec-bits``/``--spec-dim`` → the LayerNorm-sign embedding spec (None when neither is given).
+
+    Raises:
+        InvalidRegistryInput: bits is not a positive multiple of 8, dim is not positive, or dim lacks bits.
+    """
+    from embsdk.errors import InvalidRegistryInput
+    from registry.validation import check_code_bits, check_positive_int, default_embedding_spec
+
+    if bits is None:
+        if dim is not None:
+            raise InvalidRegistryInput("--spec-dim needs --spec-bits (the code length), e.g. --spec-bits 256.")
+        return None
+    check_code_bits(bits, "--spec-bits")
+    if dim is not None:
+        check_positive_int(dim, "--spec-dim")
+    return default_embedding_spec(bits, dim=dim)
 
 
 # ---------------------------------------------------------------------------------------------- read

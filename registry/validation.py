@@ -15,10 +15,12 @@ from registry.entities import DatasetRef
 __all__ = [
     "ARTIFACT_ROLES",
     "LINEAGE_KINDS",
+    "check_code_bits",
     "check_embedding_spec",
     "check_kind",
     "check_metrics",
     "check_name",
+    "check_positive_int",
     "dataset_from_path",
     "default_embedding_spec",
     "derive_family",
@@ -78,9 +80,16 @@ def check_metrics(metrics: Mapping[str, float] | None) -> dict[str, float]:
 
 
 def default_embedding_spec(bits: int, *, dim: int | None = None) -> dict[str, Any]:
-    """The spec of a unified binarized embedding: LayerNorm, sign at 0, numpy packbits big-endian."""
+    """The spec of a unified binarized embedding: LayerNorm, sign at 0, numpy packbits big-endian.
+
+    Raises:
+        InvalidRegistryInput: *bits* is not a positive multiple of 8, or *dim* is not a positive integer.
+    """
     from embsdk.codes import BIT_ORDER, THRESHOLD
 
+    check_code_bits(bits, "bits")
+    if dim is not None:
+        check_positive_int(dim, "dim")
     return {
         "dim": dim if dim is not None else bits,
         "bits": bits,
@@ -91,20 +100,29 @@ def default_embedding_spec(bits: int, *, dim: int | None = None) -> dict[str, An
     }
 
 
+def check_positive_int(value: object, what: str) -> int:
+    """*value* as a positive ``int`` (``bool`` is refused), else :class:`InvalidRegistryInput` naming *what*."""
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise InvalidRegistryInput(f"{what} must be a positive integer, got {value!r}.")
+    return value
+
+
+def check_code_bits(value: object, what: str) -> int:
+    """A code length: a positive multiple of 8 (codes are packed into whole bytes)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or value % 8:
+        raise InvalidRegistryInput(f"{what} must be a positive multiple of 8 (packed bytes), got {value!r}.")
+    return value
+
+
 def check_embedding_spec(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """Check the known keys of an embedding spec (others are kept as given)."""
     if spec is None:
         return None
     spec = dict(spec)
-    for key in ("dim", "bits"):
-        if key in spec and (not isinstance(spec[key], int) or isinstance(spec[key], bool) or spec[key] <= 0):
-            raise InvalidRegistryInput(
-                f"embedding_spec[{key!r}] must be a positive integer, got {spec[key]!r}."
-            )
-    if "bits" in spec and spec["bits"] % 8:
-        raise InvalidRegistryInput(
-            f"embedding_spec['bits'] must be a multiple of 8 (packed bytes), got {spec['bits']}."
-        )
+    if "dim" in spec:
+        check_positive_int(spec["dim"], "embedding_spec['dim']")
+    if "bits" in spec:
+        check_code_bits(spec["bits"], "embedding_spec['bits']")
     if "threshold" in spec and not isinstance(spec["threshold"], (int, float)):
         raise InvalidRegistryInput(
             f"embedding_spec['threshold'] must be a number, got {spec['threshold']!r}."

@@ -202,3 +202,26 @@ def test_migrate_json_redacts_url(monkeypatch: pytest.MonkeyPatch, postgres_url:
 
     assert "Sup3rS3cretPW" not in repr(Registry(url)) and "***" in repr(Registry(url))
     assert out["to"].startswith("0002") and "Sup3rS3cretPW" not in res.stdout and "***" in out["url"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--spec-bits", "0"], "--spec-bits must be a positive multiple of 8"),
+        (["--spec-bits", "-8"], "--spec-bits must be a positive multiple of 8"),
+        (["--spec-bits", "12"], "--spec-bits must be a positive multiple of 8"),
+        (["--spec-bits", "64", "--spec-dim", "0"], "--spec-dim must be a positive integer"),
+        (["--spec-dim", "64"], "--spec-dim needs --spec-bits"),
+    ],
+)
+def test_register_refuses_bad_spec_options(
+    registry_url: str, make_file, options: list[str], message: str
+) -> None:
+    """``--spec-bits 0`` used to register the generation WITHOUT an embedding spec (0 is falsy)."""
+    env = {"EMB_REGISTRY_URL": registry_url}
+    res = emb("registry", "register", "u-v1", "--artifact", str(make_file("m.onnx")), *options, env=env)
+    assert res.returncode == 1, res.stdout
+    assert res.stderr.startswith("error: ") and len(res.stderr.splitlines()) == 1, res.stderr
+    assert message in res.stderr
+    listed = emb("registry", "list", "--json", env=env)
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []

@@ -210,3 +210,13 @@ def _info_with_metrics():  # type: ignore[no-untyped-def]
         "u-v1", "u", "candidate", datetime.now(UTC), "t", "", "x", None, None, None,
         metrics={"coarse/sop/map@r/float": 0.1},
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("bits", [0, -8, 12, True])
+def test_spec_bits_must_be_a_positive_multiple_of_8(reg: Registry, make_file, bits: int) -> None:
+    """bits 0 used to register a generation with a zero-length code (or, via the CLI, with no spec at all)."""
+    with pytest.raises(InvalidRegistryInput, match="positive multiple of 8"):
+        reg.register("u-v1", artifacts=[make_file("model.onnx")], embedding_spec={"bits": bits, "dim": 8})
+    with pytest.raises(InvalidRegistryInput, match="positive multiple of 8"):
+        default_embedding_spec(bits)
+    assert reg.list() == [] and reg.fsck().blobs_checked == 0  # nothing registered, no bytes stored
