@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from embsdk.errors import ManifestError
-
 __all__ = ["BackfillItems", "read_items"]
 
 
@@ -28,37 +26,18 @@ class BackfillItems:
 
 
 def read_items(manifest: str | Path) -> BackfillItems:
-    """Load ``id`` and ``image`` columns of a CSV or Parquet manifest (paths made absolute).
+    """Load the ``id`` and ``image`` columns of a CSV or Parquet manifest (paths made absolute).
+
+    The table goes through the one manifest check (:func:`embsdk.manifest.read_table`), as in
+    ``emb data validate``, ``emb train`` and ``emb eval``.
 
     Raises:
-        ManifestError: missing file or columns, non-integer or duplicate ids, empty manifest.
+        ManifestError: missing file or columns, empty manifest, an id that is not an int64, a duplicate id.
     """
-    import pandas as pd
+    from embsdk.manifest import read_table
 
     path = Path(manifest)
-    if not path.is_file():
-        raise ManifestError("manifest file not found", path=str(path))
-    try:
-        df = pd.read_parquet(path) if path.suffix in {".parquet", ".pq"} else pd.read_csv(path, dtype={"image": str})
-    except Exception as exc:  # noqa: BLE001 - pandas raises many types for unreadable files
-        raise ManifestError(f"unreadable manifest ({exc})", path=str(path)) from None
-    missing = [c for c in ("id", "image") if c not in df.columns]
-    if missing:
-        hint = " (emb data grocery writes an id column)" if "id" in missing else ""
-        raise ManifestError(f"missing column(s) {', '.join(missing)}{hint}", path=str(path))
-    if df.empty:
-        raise ManifestError("the manifest has no rows", path=str(path))
-    if df["id"].isna().any():
-        row = int(np.flatnonzero(df["id"].isna().to_numpy())[0])
-        raise ManifestError("empty id", row=row, path=str(path))
-    try:
-        ids = df["id"].to_numpy().astype(np.int64, casting="safe")
-    except TypeError:
-        raise ManifestError(f"ids must be 64-bit integers, got dtype {df['id'].dtype}", path=str(path)) from None
-    dup = pd.Series(ids).duplicated().to_numpy()
-    if dup.any():
-        row = int(np.flatnonzero(dup)[0])
-        raise ManifestError(f"duplicate id {ids[row]} (ids must be unique)", row=row, path=str(path))
+    df = read_table(path, required=("id", "image"))
     base = path.resolve().parent
     paths = [p if Path(p).is_absolute() else str(base / p) for p in df["image"].astype(str)]
-    return BackfillItems(ids, paths)
+    return BackfillItems(df["id"].to_numpy(np.int64), paths)

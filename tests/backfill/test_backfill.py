@@ -110,7 +110,7 @@ def test_backfill_bad_inputs(tmp_path: Path, published: Published) -> None:
         backfill(published.generation, dup, progress=False)
     noid = tmp_path / "noid.csv"
     noid.write_text(f"image\n{published.paths[0]}\n")
-    with pytest.raises(ManifestError, match="missing column"):
+    with pytest.raises(ManifestError, match="missing the 'id' column"):
         backfill(published.generation, noid, progress=False)
     out = subprocess.run([EMB, "backfill", "--version", "nope-v9", "--manifest", str(published.manifest)],
                          capture_output=True, text=True, cwd=ROOT, env=os.environ.copy(), check=False)

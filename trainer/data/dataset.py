@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from embsdk.errors import ImageDecodeError
-from embsdk.preprocess import _RESAMPLE, InputSpec, _open_rgb, preprocess_image
+from embsdk.preprocess import _RESAMPLE, InputSpec, decode_side, open_image, preprocess_image
 
 from .manifest import Manifest
 
@@ -92,20 +92,24 @@ class ImageDataset(Dataset):
 
     ``image`` is a float32 tensor (3, S, S), ``index`` the manifest row, ``position`` = k.
 
+    Images decode through :func:`embsdk.preprocess.open_image` (bounded: too-large images are refused).
+
     Raises:
-        ImageDecodeError: an image is missing or corrupt (validate the manifest first to skip such rows).
+        ImageDecodeError: an image is missing, corrupt or too large (validate the manifest first to skip such rows).
     """
 
     def __init__(self, manifest: Manifest, indices: Sequence[int], transform: Transform) -> None:
         self.manifest, self.indices, self.transform = manifest, list(indices), transform
         self.paths = [manifest.image_path(i) for i in self.indices]
+        spec: InputSpec | None = getattr(transform, "spec", None)
+        self.min_side = decode_side(spec) if spec is not None else None  # large JPEGs decode reduced
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         pos, seed = _split_key(key)
-        img = _open_rgb(self.paths[pos])
+        img = open_image(self.paths[pos], min_side=self.min_side)
         try:
             x = self.transform(img, seed)
         except (OSError, ValueError) as exc:

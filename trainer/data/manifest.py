@@ -31,28 +31,6 @@ TASK_PREFIX = "task."
 SPLITS = ("train", "val", "test")
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    import pandas as pd
-
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".parquet":
-            df = pd.read_parquet(path)
-        elif suffix in (".csv", ".txt"):
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-        else:
-            raise ManifestError(
-                f"unsupported manifest format {suffix!r}; use .csv or .parquet", path=str(path)
-            )
-    except ManifestError:
-        raise
-    except pd.errors.EmptyDataError:
-        raise ManifestError("the manifest is empty (no header, no rows)", path=str(path)) from None
-    except (OSError, ValueError) as exc:
-        raise ManifestError(f"cannot read the manifest ({exc})", path=str(path)) from None
-    return df
-
-
 def _clean_label(value: Any) -> str | None:
     import pandas as pd
 
@@ -80,32 +58,20 @@ class Manifest:
 
         Raises:
             ManifestError: the file is missing, unreadable, empty, lacks ``image`` / ``task.*`` columns,
-                or has a non-integer ``id`` or an unknown ``split``.
+                has an ``id`` that is not an int64 or is repeated (:func:`embsdk.manifest.read_table`),
+                or an unknown ``split``.
         """
         import pandas as pd
 
+        from embsdk.manifest import read_table
+
         path = Path(path).expanduser().resolve()
-        if not path.is_file():
-            raise ManifestError("manifest file not found", path=str(path))
-        df = _read_table(path)
-        if "image" not in df.columns:
-            raise ManifestError(f"missing the 'image' column (columns: {list(df.columns)})", path=str(path))
+        df = read_table(path, required=("image",))  # the one table check: format, rows, ids (int64, unique)
         if not [c for c in df.columns if str(c).startswith(TASK_PREFIX)]:
             raise ManifestError("no 'task.<name>' label column", path=str(path))
-        if len(df) == 0:
-            raise ManifestError("the manifest has no rows", path=str(path))
-        df = df.reset_index(drop=True)
         for col in df.columns:
             if str(col).startswith(TASK_PREFIX):
                 df[col] = pd.Series([_clean_label(v) for v in df[col].tolist()], dtype=object, index=df.index)
-        if "id" in df.columns:
-            ids = pd.to_numeric(df["id"], errors="coerce")
-            if ids.isna().any():
-                bad = int(ids.isna().to_numpy().nonzero()[0][0])
-                raise ManifestError(
-                    f"'id' is not an integer ({df['id'].iloc[bad]!r})", row=bad, path=str(path)
-                )
-            df["id"] = ids.astype("int64")
         if "split" in df.columns:
             df["split"] = df["split"].fillna("").astype(str)
             bad_split = ~df["split"].isin(SPLITS + ("",))
@@ -209,15 +175,16 @@ class ValidationReport:
 
 
 def _check_image(path: Path) -> str | None:
-    from PIL import Image, UnidentifiedImageError
+    """Decode *path* as a default-size model would (the one decoder: bounded, too-large images refused)."""
+    from embsdk.preprocess import TOO_LARGE, InputSpec, decode_side, open_image
 
     if not path.is_file():
         return f"missing image: {path}"
     try:
-        with Image.open(path) as img:
-            img.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, ImageDecodeError) as exc:
-        return f"corrupt image: {path} ({exc})"
+        open_image(path, min_side=decode_side(InputSpec()))
+    except ImageDecodeError as exc:
+        kind = "too large image" if exc.reason.startswith(TOO_LARGE) else "corrupt image"
+        return f"{kind}: {path} ({exc.reason})"
     return None
 
 
