@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +12,7 @@ import typer
 
 from cli._output import JsonOpt, emit, info
 
-__all__ = ["register"]
+__all__ = ["Backoff", "exit_reason", "register", "supervise"]
 
 
 def _check_human(data: dict[str, Any]) -> str:
@@ -44,24 +45,122 @@ def _prepare(repository: Path, *, sync: bool) -> None:
             info(f"repository: committed {gen}, left staged by an interrupted publish")
 
 
+@dataclass
+class Backoff:
+    """Exponential restart delays: ``first``, doubled up to ``cap``; back to ``first`` after ``reset_after`` s up."""
+
+    first: float = 1.0
+    cap: float = 30.0
+    reset_after: float = 60.0
+    delay: float = 0.0
+
+    def next(self, uptime: float) -> float:
+        self.delay = self.first if uptime >= self.reset_after or not self.delay else min(self.cap, self.delay * 2)
+        return self.delay
+
+
+def exit_reason(returncode: int | None) -> str:
+    """``signal SIGKILL`` or ``exit code 1``."""
+    if returncode is not None and returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def _report(server: Any, message: str) -> None:
+    """A supervisor event: stderr and the server log."""
+    info(message)
+    server.note(message)
+
+
+def _wait(seconds: float, stop: dict[str, Any]) -> None:
+    deadline = time.monotonic() + seconds
+    while stop["signal"] is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _reload_changed(server: Any, seen: dict[str, float]) -> dict[str, float]:
+    """Load every model whose config changed since ``seen`` (emb publish added a version); the new state."""
+    from embsdk.errors import ServerStartError
+
+    now = server.repository_state()
+    for model in sorted(m for m, mtime in now.items() if seen.get(m) != mtime):
+        try:
+            server.load(model)
+            info(f"reloaded {model!r}: the repository changed")
+        except ServerStartError as exc:
+            info(f"could not reload {model!r}: {exc}")
+    return now
+
+
+def _restart(server: Any, stop: dict[str, Any], backoff: Backoff, count: int, uptime: float) -> bool:
+    """Restart a dead tritonserver after a backoff delay; True when it is ready again."""
+    from embsdk.errors import ServerStartError
+
+    delay = backoff.next(uptime)
+    _report(server, f"tritonserver (pid {server.proc.pid}) died: {exit_reason(server.proc.returncode)} after {uptime:.0f} s up; "
+                    f"restart #{count} in {delay:g} s (unhealthy meanwhile: HTTP answers 503, gRPC is closed)")
+    _wait(delay, stop)
+    if stop["signal"] is not None:
+        return False
+    stop["started"] = False  # a signal now abandons the restart
+    try:
+        server.restart()
+    except ServerStartError as exc:
+        _report(server, f"restart #{count} failed: {str(exc).splitlines()[0]}")
+        return False
+    finally:
+        stop["started"] = True
+    _report(server, f"tritonserver restarted (restart #{count}, pid {server.proc.pid}): ready")
+    return True
+
+
+def supervise(server: Any, stop: dict[str, Any], *, watch: bool) -> None:
+    """Keep tritonserver up until a signal: restart it with backoff when it dies, reload changed models."""
+    seen, next_poll = server.repository_state(), time.monotonic() + 2
+    backoff, restarts, up_since = Backoff(), 0, time.monotonic()
+    while stop["signal"] is None:
+        time.sleep(0.2)
+        if not server.running:
+            restarts += 1
+            if _restart(server, stop, backoff, restarts, time.monotonic() - up_since):
+                seen = server.repository_state()
+            up_since = time.monotonic()  # a failed restart never came up: the next delay doubles
+            continue
+        if watch and time.monotonic() > next_poll:
+            seen, next_poll = _reload_changed(server, seen), time.monotonic() + 2
+
+
+def _ready_human(d: dict[str, Any]) -> str:
+    lines = [f"Triton ready: HTTP {d['http']}  gRPC {d['grpc']}  models: {', '.join(d['models']) or 'none'}",
+             f"Embed with: emb embed IMAGE --version NAME --url {d['grpc']} --protocol grpc   (Ctrl-C stops)"]
+    if d["admin_key_file"]:
+        lines.append(f"Admin key (for {', '.join(d['restricted_apis'])}): generated for this run in {d['admin_key_file']}")
+    return "\n".join(lines)
+
+
 def serve_command(
     repository: Annotated[Path | None, typer.Option("--repository", help="Model repository (default: EMB_TRITON_REPOSITORY, or $EMB_HOME/triton_models, which emb publish fills).")] = None,
     http_port: Annotated[int, typer.Option("--http-port", help="HTTP port (0: a free one).")] = 8000,
     grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port (0: a free one).")] = 8001,
-    host: Annotated[str, typer.Option("--host", help="Address to bind. Off loopback, EMB_TRITON_ADMIN_KEY must be set: it guards the model-repository API on HTTP and gRPC.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option("--host", help="Address to bind. Off loopback the model-repository API also needs the admin key (EMB_TRITON_ADMIN_KEY, or one generated per start: see README, Security).")] = "127.0.0.1",
     check: Annotated[bool, typer.Option("--check", help="Don't start a server: report what the server at --url serves, with one real inference per generation.")] = False,
     url: Annotated[str | None, typer.Option("--url", help="With --check: server address host:port (default: 127.0.0.1 and --http-port/--grpc-port).")] = None,
     protocol: Annotated[str, typer.Option("--protocol", "-p", help="With --check: http or grpc.")] = "http",
     ready_timeout: Annotated[float, typer.Option("--ready-timeout", help="Seconds to wait for the server to be ready.")] = 120.0,
     sync: Annotated[bool, typer.Option("--sync", help="First (re)build the repository from the registry: add every registered, non-retired generation that is missing, remove retired ones.")] = False,
     watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Reload a model when emb publish adds a version to the repository (polls every 2 s).")] = True,
+    max_request_mb: Annotated[float, typer.Option("--max-request-mb", help="Largest HTTP request body and largest declared input, in MiB; bigger infer requests get 400/413 before tritonserver allocates.")] = 64.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Serve the model repository with the real tritonserver (or --check a running one).
 
     tritonserver comes from the nvidia-pytriton wheel (CPU Python backend running ONNX Runtime). It waits
     until every model is ready, prints the endpoints, runs until Ctrl-C or SIGTERM, then stops cleanly
-    (no orphan server/stub processes, no leftover shared memory).
+    (no orphan server/stub processes, no leftover shared memory). A tritonserver that dies is restarted
+    with backoff (1 s doubling to 30 s), each restart logged on stderr and in the server log.
 
     Examples: emb serve  ·  emb serve --http-port 0 --grpc-port 0 --json  ·  emb serve --check --url 127.0.0.1:8001 -p grpc
     """
@@ -76,13 +175,14 @@ def serve_command(
         return
     from embsdk.config import get_settings
     from embsdk.errors import ServerStartError
-    from embsdk.serving.server import TritonServer
+    from embsdk.serving.server import TritonServer, restricted_apis
 
     repo = (repository or get_settings().triton_repository).expanduser().resolve()
     _prepare(repo, sync=sync)
     if not repo.is_dir():
         raise ServerStartError(f"Model repository {repo} does not exist; publish a generation first (emb publish RUN --name NAME).")
-    server = TritonServer(repo, host=host, http_port=http_port, grpc_port=grpc_port, ready_timeout=ready_timeout)
+    server = TritonServer(repo, host=host, http_port=http_port, grpc_port=grpc_port, ready_timeout=ready_timeout,
+                          max_request_bytes=int(max_request_mb * 2**20))
     stop: dict[str, Any] = {"signal": None, "started": False}
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -96,24 +196,12 @@ def serve_command(
         ep = server.start()
         stop["started"] = True
         data = {"repository": str(repo), "host": host, "http": ep.http_url, "grpc": ep.grpc_url, "models": server.model_names(),
-                "pid": server.proc.pid if server.proc else None, "log": str(server.log_path), "restricted": server.restricted}
-        emit(data, as_json=as_json, human=lambda d: (
-            f"Triton ready: HTTP {d['http']}  gRPC {d['grpc']}  models: {', '.join(d['models']) or 'none'}\n"
-            f"Embed with: emb embed IMAGE --version NAME --url {d['grpc']} --protocol grpc   (Ctrl-C stops)"))
-        seen, next_poll = server.repository_state(), time.monotonic() + 2
-        while stop["signal"] is None and server.running:
-            time.sleep(0.2)
-            if watch and time.monotonic() > next_poll:  # emb publish added a version: load it
-                now, next_poll = server.repository_state(), time.monotonic() + 2
-                for model in sorted(m for m, mtime in now.items() if seen.get(m) != mtime):
-                    try:
-                        server.load(model)
-                        info(f"reloaded {model!r}: the repository changed")
-                    except ServerStartError as exc:
-                        info(f"could not reload {model!r}: {exc}")
-                seen = now
-        if stop["signal"] is None:
-            raise ServerStartError(f"tritonserver exited unexpectedly (code {server.proc.returncode if server.proc else '?'}).\n{server.log_tail()}")
+                "pid": server.proc.pid if server.proc else None, "log": str(server.log_path), "restricted": server.restricted,
+                "restricted_apis": list(restricted_apis(host)),
+                "admin_key_file": str(server.key_file) if server.key_generated else None,
+                "max_request_bytes": server.guard.max_bytes}
+        emit(data, as_json=as_json, human=_ready_human)
+        supervise(server, stop, watch=watch)
     finally:
         code = server.stop()
         for s, handler in old.items():

@@ -5,10 +5,16 @@ so no orphan server or stub outlives us. (The signal follows the *thread* that s
 from a thread that lives as long as they should.) Its Python-backend shared-memory regions get a unique prefix,
 so a server that had to be killed can have exactly its own ``/dev/shm`` files removed.
 
-Bound to loopback, nothing is restricted. Bound to any other address, Triton's model-repository API
-(load/unload/index) needs the header ``admin-key: <secret>`` on HTTP and gRPC, with the secret taken from
-``EMB_TRITON_ADMIN_KEY``; without it the server is not started. tritonserver takes the secret on its command
-line only, so local users who can list processes can read it; it is never logged or printed by embsdk.
+Access: inference, health, metadata and model config are open. Triton's shared-memory, logging, trace and
+statistics APIs always need the admin key (HTTP header ``admin-key``, gRPC metadata
+``triton-grpc-protocol-admin-key``); off loopback the model-repository API (load/unload/index) needs it too.
+The key is ``EMB_TRITON_ADMIN_KEY``, or a random one generated per server object and written to a 0600 file
+(:attr:`TritonServer.key_file`). tritonserver 2.51 takes the key on its command line only, so local users
+who can read ``/proc/<pid>/cmdline`` can read it; embsdk never logs or prints it.
+
+Size bound: tritonserver's HTTP port sits behind :class:`~embsdk.serving.guard.HttpGuard`, which refuses
+oversized infer requests before tritonserver allocates for them (2.51 aborts on a JSON input whose shape
+declares more memory than it can allocate).
 
 Example:
     >>> with TritonServer(repository, http_port=0, grpc_port=0) as server:   # doctest: +SKIP
@@ -19,6 +25,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -35,13 +43,25 @@ from embsdk.config import get_settings
 from embsdk.errors import ConfigError, ServerStartError
 from embsdk.serving._tritonbin import TritonInstall, find_tritonserver
 from embsdk.serving.engines import check_repository_engines
+from embsdk.serving.guard import DEFAULT_MAX_BYTES, HttpGuard
 
-__all__ = ["LOOPBACK", "SHM_DIR", "SHM_PREFIX", "Endpoints", "TritonServer", "free_port"]
+__all__ = ["ADMIN_HEADER", "GRPC_ADMIN_METADATA", "LOOPBACK", "SHM_DIR", "SHM_PREFIX", "Endpoints", "TritonServer",
+           "free_port", "restricted_apis"]
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 SHM_DIR = Path("/dev/shm")
 SHM_PREFIX = "triton_python_backend_shm_region_"
 ADMIN_HEADER = "admin-key"
+GRPC_ADMIN_METADATA = f"triton-grpc-protocol-{ADMIN_HEADER}"  # tritonserver prefixes gRPC restriction keys
+# Triton API categories that need the admin key everywhere, and in addition off loopback
+ALWAYS_RESTRICTED = ("shared-memory", "statistics", "trace", "logging")
+OFF_LOOPBACK_RESTRICTED = ("model-repository",)
+_KEY_CHARS = re.compile(r"^[!-~]+$")  # printable ASCII without spaces: a valid header value
+
+
+def restricted_apis(host: str) -> tuple[str, ...]:
+    """Triton API categories that need the admin key on a server bound to ``host``."""
+    return ALWAYS_RESTRICTED + (() if host in LOOPBACK else OFF_LOOPBACK_RESTRICTED)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -94,28 +114,34 @@ class TritonServer:
         http_port, grpc_port: ports; 0 picks free ones.
         models: Triton models (families) to load; default every model folder with a ``config.pbtxt``.
         ready_timeout: seconds to wait for readiness before killing it and raising.
-        log_path: server log file; default ``$EMB_HOME/logs/tritonserver-<http port>.log``.
-        admin_key: secret for the restricted model-repository API.
+        log_path: server log file (appended to); default ``$EMB_HOME/logs/tritonserver-<http port>.log``.
+        admin_key: secret for the restricted APIs; default ``EMB_TRITON_ADMIN_KEY``, else a random one
+            generated now and written to :attr:`key_file` (mode 0600) while the server runs.
+        max_request_bytes: the HTTP guard's bound on a request body and on any input's declared size.
     """
 
     def __init__(self, repository: str | Path | None = None, *, host: str = "127.0.0.1", http_port: int = 8000,
                  grpc_port: int = 8001, models: list[str] | None = None, ready_timeout: float = 120.0,
-                 log_path: str | Path | None = None, admin_key: str | None = None) -> None:
+                 log_path: str | Path | None = None, admin_key: str | None = None,
+                 max_request_bytes: int = DEFAULT_MAX_BYTES) -> None:
         settings = get_settings()
         self.repository = Path(repository or settings.triton_repository).expanduser().resolve()
         self.host = host
-        self.admin_key = admin_key or settings.triton_admin_key
-        self.restricted = host not in LOOPBACK
-        if self.restricted and not self.admin_key:
-            raise ConfigError(
-                f"Refusing to bind {host}: off loopback the model-repository API must be protected. "
-                "Set EMB_TRITON_ADMIN_KEY to a secret (clients send it as the 'admin-key' header), or bind 127.0.0.1."
-            )
+        self.restricted = host not in LOOPBACK  # the model-repository API needs the key too
+        given = admin_key or settings.triton_admin_key
+        if given is not None and not _KEY_CHARS.match(given):
+            raise ConfigError("EMB_TRITON_ADMIN_KEY must be printable ASCII without spaces (it is sent as a header).")
+        self.key_generated = given is None
+        self.admin_key: str = given or secrets.token_urlsafe(32)
         probe = "127.0.0.1" if host in {"0.0.0.0", "localhost"} else host
         self.endpoints = Endpoints(host, http_port or free_port(probe), grpc_port or free_port(probe))
+        self.upstream_http_port = free_port("127.0.0.1")  # tritonserver's own HTTP port, behind the guard
+        self.guard = HttpGuard(host, self.endpoints.http_port, upstream_port=self.upstream_http_port,
+                               max_bytes=max_request_bytes)
         self.models = models
         self.ready_timeout = ready_timeout
         self.log_path = Path(log_path) if log_path else settings.home / "logs" / f"tritonserver-{self.endpoints.http_port}.log"
+        self.key_file = settings.home / "serve" / f"admin-key-{self.endpoints.http_port}"
         self.shm_prefix = f"{SHM_PREFIX}emb{os.getpid()}x{uuid.uuid4().hex[:8]}_"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -128,21 +154,33 @@ class TritonServer:
         return sorted(p.name for p in self.repository.iterdir() if (p / "config.pbtxt").is_file())
 
     def command(self, install: TritonInstall | None = None) -> list[str]:
-        """The tritonserver command line (contains the admin key when restricted: don't log it)."""
+        """The tritonserver command line (it contains the admin key: don't log it)."""
         install = install or find_tritonserver()
         ep = self.endpoints
+        apis = ",".join(restricted_apis(self.host))
         cmd = [
             str(install.binary), f"--model-repository={self.repository}", f"--backend-directory={install.backend_dir}",
-            f"--http-address={self.host}", f"--http-port={ep.http_port}",
+            "--http-address=127.0.0.1", f"--http-port={self.upstream_http_port}",
             f"--grpc-address={self.host}", f"--grpc-port={ep.grpc_port}",
             "--allow-metrics=false", "--model-control-mode=explicit", "--exit-timeout-secs=10",
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
         ]
         cmd += [f"--load-model={m}" for m in self.model_names()]
-        if self.restricted:
-            cmd += [f"--http-restricted-api=model-repository:{ADMIN_HEADER}={self.admin_key}",
-                    f"--grpc-restricted-protocol=model-repository:{ADMIN_HEADER}={self.admin_key}"]
+        cmd += [f"--http-restricted-api={apis}:{ADMIN_HEADER}={self.admin_key}",
+                f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={self.admin_key}"]
         return cmd
+
+    def _write_key_file(self) -> None:
+        """Write a generated key to :attr:`key_file` (0600 in a 0700 folder), atomically."""
+        if not self.key_generated:
+            return
+        self.key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = self.key_file.with_name(f".{self.key_file.name}.{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.admin_key + "\n")
+        os.replace(tmp, self.key_file)
 
     def start(self) -> Endpoints:
         """Start the server and wait until it and every model are ready.
@@ -155,21 +193,49 @@ class TritonServer:
         if not self.repository.is_dir():
             raise ServerStartError(f"Model repository {self.repository} does not exist; publish a generation first (emb publish).")
         check_repository_engines(self.repository, self.model_names())  # refuse mismatched TensorRT plans up front
-        install = find_tritonserver()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(self.command(install), env=install.environment(), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=_pdeathsig())  # noqa: PLW1509
+        self._write_key_file()
         try:
-            self._wait_ready()
+            self.guard.start()
+        except OSError as exc:
+            raise ServerStartError(f"cannot listen on {self.host}:{self.endpoints.http_port}: {exc}") from None
+        try:
+            self._spawn()
         except BaseException:
             self.stop(timeout=5)
             raise
         return self.endpoints
 
+    def _spawn(self) -> None:
+        """Start the tritonserver process (the guard already listens) and wait until it is ready."""
+        install = find_tritonserver()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.command(install), env=install.environment(), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=_pdeathsig())  # noqa: PLW1509
+        self._wait_ready()
+
+    def restart(self) -> None:
+        """Start tritonserver again after it died: reap it and its stubs, drop its shm files, spawn, wait ready.
+
+        Raises:
+            ServerStartError: it did not become ready (the process is stopped again; call ``restart`` later).
+        """
+        self._terminate(timeout=5)
+        try:
+            self._spawn()
+        except BaseException:
+            self._terminate(timeout=5)
+            raise
+
+    def note(self, message: str) -> None:
+        """Append a line from embsdk to the server log (restarts, exits)."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a") as log:
+            log.write(f"[emb serve {time.strftime('%Y-%m-%d %H:%M:%S')}] {message}\n")
+
     def _get(self, path: str) -> int:
-        url = f"http://{self.endpoints.http_url}{path}"
+        url = f"http://127.0.0.1:{self.upstream_http_port}{path}"
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 return int(resp.status)
@@ -199,9 +265,8 @@ class TritonServer:
         Raises:
             ServerStartError: the server refused or the model did not become ready in time.
         """
-        url = f"http://{self.endpoints.http_url}/v2/repository/models/{model}/load"
-        headers = {ADMIN_HEADER: self.admin_key} if self.restricted and self.admin_key else {}
-        request = urllib.request.Request(url, data=b"{}", method="POST", headers=headers)
+        url = f"http://127.0.0.1:{self.upstream_http_port}/v2/repository/models/{model}/load"
+        request = urllib.request.Request(url, data=b"{}", method="POST", headers={ADMIN_HEADER: self.admin_key})
         try:
             with urllib.request.urlopen(request, timeout=timeout):
                 pass
@@ -239,11 +304,18 @@ class TritonServer:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM, wait up to ``timeout``, then SIGKILL the whole group; remove this server's shm files.
+        """Stop the guard and the server (:meth:`_terminate`); remove a generated key file.
 
         Returns:
             The server's exit code (None when it was never started).
         """
+        self.guard.stop()
+        if self.key_generated:
+            self.key_file.unlink(missing_ok=True)
+        return self._terminate(timeout)
+
+    def _terminate(self, timeout: float) -> int | None:
+        """SIGTERM, wait up to ``timeout``, then SIGKILL the whole group; remove this server's shm files."""
         proc = self.proc
         if proc is None:
             return None
