@@ -78,9 +78,13 @@ def get_settings() -> Settings:
     )
 
 
-_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@)")
+# The password runs from ``://user:`` to the LAST ``@`` of the URL (``\S*`` is greedy): a raw ``@``, ``:`` or
+# ``/`` inside it is hidden too. When a token holds more ``@`` than the URL needs, more is hidden, never less.
+_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)\S*@")
+_PASSWORD_PARAM = re.compile(r"(?P<head>\b(?:password|passwd|pwd)=)[^&\s'\"]+", re.IGNORECASE)
 
 
 def redact_url(text: str) -> str:
-    """Replace the password of every ``scheme://user:password@host`` URL in *text* with ``***``."""
-    return _PASSWORD_IN_URL.sub(lambda m: f"{m.group('head')}***{m.group('tail')}", text)
+    """Hide passwords in *text*: of every ``scheme://user:password@host`` URL and every ``password=`` value."""
+    text = _PASSWORD_IN_URL.sub(lambda m: f"{m.group('head')}***@", text)
+    return _PASSWORD_PARAM.sub(lambda m: f"{m.group('head')}***", text)

@@ -7,6 +7,8 @@ whose message has the URL password redacted; SQLAlchemy and driver exceptions ne
 from __future__ import annotations
 
 import contextlib
+import re
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from embsdk.errors import ConfigError, RegistryError
 __all__ = [
     "SQLITE_BUSY_TIMEOUT_MS",
     "create_registry_engine",
+    "parse_registry_url",
     "read_session",
     "translate_db_errors",
     "write_session",
@@ -37,6 +40,23 @@ def _sqlite_path(url: sa.URL) -> Path | None:
     return Path(db)
 
 
+# ``scheme://user:PASSWORD@host...``: the password runs to the LAST ``@`` before the query string.
+_RAW_CREDENTIALS = re.compile(r"^(?P<head>[\w+]+://[^:/@?]*:)(?P<password>[^?]*@[^?]*)@(?P<rest>[^@?]*(?:\?.*)?)$")
+
+
+def parse_registry_url(url: str) -> sa.URL:
+    """Parse *url*; a raw ``@`` in the password belongs to the password (up to the LAST ``@``).
+
+    SQLAlchemy ends the password at the FIRST ``@``: of ``user:se@cret@host`` it would take ``cret@host`` as the
+    host, connect nowhere and print part of the password in the driver's error. A host never holds an ``@``.
+    """
+    m = _RAW_CREDENTIALS.match(url)
+    if m:
+        password = urllib.parse.quote(urllib.parse.unquote(m["password"]), safe="")
+        url = f"{m['head']}{password}@{m['rest']}"
+    return make_url(url)
+
+
 def create_registry_engine(url: str) -> Engine:
     """Create the engine for *url*; SQLite gets WAL mode, a busy timeout and foreign keys.
 
@@ -44,7 +64,7 @@ def create_registry_engine(url: str) -> Engine:
         ConfigError: the URL cannot be parsed or names an unknown driver.
     """
     try:
-        parsed = make_url(url)
+        parsed = parse_registry_url(url)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy.exc.ArgumentError and friends
         raise ConfigError(f"Invalid registry URL {redact_url(url)!r}: {redact_url(str(exc))}") from None
     try:

@@ -225,3 +225,72 @@ def test_register_refuses_bad_spec_options(
     assert message in res.stderr
     listed = emb("registry", "list", "--json", env=env)
     assert listed.returncode == 0 and json.loads(listed.stdout) == []
+
+
+# Passwords with the characters URL parsers trip on; no fragment of them may ever be printed.
+TRICKY_PASSWORDS = ["Fr4gA@Fr4gB", "Fr4gA:Fr4gB", "Fr4gA/Fr4gB", "Fr4gA%40Fr4gB", "Fr4gA@Fr4gB:/@Fr4gC"]
+
+
+def _assert_no_fragment(text: str) -> None:
+    assert not any(frag in text for frag in ("Fr4gA", "Fr4gB", "Fr4gC")), text
+    assert "***" in text, text
+
+
+@pytest.mark.parametrize("password", TRICKY_PASSWORDS)
+def test_tricky_password_never_printed_when_the_database_is_unreachable(password: str) -> None:
+    """``user:se@cret@host`` used to print as ``***@cret@host`` and the driver error named host ``cret@...``."""
+    from embsdk.errors import EmbsdkError
+    from registry import Registry
+
+    url = f"postgresql+psycopg://svc:{password}@127.0.0.1:1/registry"  # nothing listens on port 1
+    with pytest.raises(EmbsdkError) as err:
+        Registry(url)
+    _assert_no_fragment(str(err.value))
+    assert "127.0.0.1" in str(err.value) and "port 1" in str(err.value)  # connected to the right host
+    for args, debug in ((("registry", "list"), "0"), (("registry", "migrate", "--json"), "1")):
+        res = emb(*args, env={"EMB_REGISTRY_URL": url, "EMB_DEBUG": debug})  # 1: the traceback is printed too
+        assert res.returncode == 1
+        _assert_no_fragment(res.stdout + res.stderr)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("password", TRICKY_PASSWORDS)
+def test_tricky_password_never_printed_by_a_working_registry(
+    postgres_url: str, password: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The URL reaches the right host (trust auth ignores the password) and every printed form hides it."""
+    from cli._output import info
+    from embsdk.config import get_settings
+    from registry import Registry
+
+    url = postgres_url.replace("postgres@", f"postgres:{password}@")
+    res = emb("registry", "migrate", "--json", env={"EMB_REGISTRY_URL": url})
+    assert res.returncode == 0, res.stderr
+    _assert_no_fragment(json.loads(res.stdout)["url"])
+    res = emb("registry", "migrate", env={"EMB_REGISTRY_URL": url})
+    assert res.returncode == 0, res.stderr
+    _assert_no_fragment(res.stdout + res.stderr)
+    with Registry(url) as reg:
+        _assert_no_fragment(repr(reg))
+        _assert_no_fragment(reg.url_redacted)
+    monkeypatch.setenv("EMB_REGISTRY_URL", url)
+    _assert_no_fragment(get_settings().registry_url_redacted)
+    info(f"registry at {url}")  # the log line every command writes through
+    _assert_no_fragment(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgresql+psycopg://u:se@cret@h/db", "postgresql+psycopg://u:***@h/db"),
+        ("at pg://u:a:b/c%40d@h:5/db?x=1 failed: bob@example", "at pg://u:***@h:5/db?x=1 failed: bob@example"),
+        ("'pg://u:p@h/db': bad", "'pg://u:***@h/db': bad"),
+        ("pg://h/db?password=s3@cret&sslmode=require", "pg://h/db?password=***&sslmode=require"),
+        ("sqlite:////data/a:b@c.db", "sqlite:////data/a:b@c.db"),
+        ("http://127.0.0.1:8000/v2/health", "http://127.0.0.1:8000/v2/health"),
+    ],
+)
+def test_redact_url(text: str, expected: str) -> None:
+    from embsdk.config import redact_url
+
+    assert redact_url(text) == expected
