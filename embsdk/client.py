@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,10 @@ import numpy as np
 
 from embsdk.config import get_settings
 from embsdk.embed import embed  # re-exported: embsdk.embed is light (numpy; PIL on first use)
-from embsdk.errors import (
-    DeprecatedGenerationWarning,
-    GenerationNotFound,
-    RetiredGeneration,
-    StoreError,
-    StoreNotFound,
-)
+from embsdk.errors import GenerationNotFound, StoreError, StoreNotFound
 from embsdk.hamming._client_search import DEFAULT_VERSION, SearchMixin
 from embsdk.hamming.query import QueryLike
+from embsdk.resolver import check_lifecycle
 from embsdk.store._manifest import generation_root, read_manifest
 from embsdk.store.batch import EmbeddingBatch
 from embsdk.store.reader import EmbeddingStore
@@ -100,7 +94,7 @@ class Client(SearchMixin):
         return self._registry
 
     def resolve(self, version: str) -> Resolved:
-        """Resolve a generation name or alias; warn if deprecated.
+        """Resolve a generation name or alias and apply the lifecycle rule (:mod:`embsdk.resolver`).
 
         Raises:
             GenerationNotFound: no such generation or alias (or, standalone, no store for it).
@@ -115,11 +109,7 @@ class Client(SearchMixin):
             res = self._resolve_now(version)
             with self._lock:
                 self._resolved[version] = (res, now)
-        if res.status == "retired":
-            raise RetiredGeneration(res.name)
-        if res.status == "deprecated":
-            warnings.warn(f"Generation {res.name!r} is deprecated; plan to move to its replacement "
-                          f"(emb registry lineage {res.name}).", DeprecatedGenerationWarning, stacklevel=3)
+        check_lifecycle(res.name, res.status, stacklevel=3)  # the one rule (embsdk.resolver), on cached hits too
         return res
 
     def _resolve_now(self, version: str) -> Resolved:

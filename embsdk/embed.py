@@ -64,6 +64,7 @@ def embed(
     Raises:
         ImageDecodeError: an image is missing, truncated or not an image.
         GenerationNotFound: no such generation or alias.
+        RetiredGeneration: the generation is retired (a deprecated one warns: DeprecatedGenerationWarning).
         ServerUnavailable: the server cannot be reached (after the retries).
         ModelNotLoaded: the server does not serve this generation.
         InferenceError: the request was rejected, or no local ONNX model exists for in-process use.
@@ -73,7 +74,7 @@ def embed(
     if batch_size <= 0:
         raise InferenceError(f"batch_size must be positive, got {batch_size}.")
     items = _as_list(images)
-    target = resolve_target(version, registry_url=registry_url)
+    target = resolve_target(version, registry_url=registry_url, stacklevel=2)  # retired refused, deprecated warns
     if not items:
         return []
     if url is None:

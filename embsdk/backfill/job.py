@@ -67,13 +67,15 @@ class BackfillReport:
 
 def _config_for(version: str, *, url: str | None, protocol: str, registry_url: str | None,
                 keep_vectors: bool) -> tuple[EmbedderConfig, dict[str, Any]]:
-    """Resolve the generation once: what to run, and the embedding spec its store is written with."""
-    from embsdk.serving.resolve import resolve_target
-    from registry import Registry
+    """Resolve the generation once, through the lifecycle rule: what to run, and the spec of its store.
 
-    target = resolve_target(version, registry_url=registry_url)
-    with Registry(registry_url) as reg:
-        spec = dict(reg.resolve(target.generation).embedding_spec or {})
+    Raises:
+        GenerationNotFound / RetiredGeneration: before anything is read or written.
+    """
+    from embsdk.serving.resolve import registry_target
+
+    target = registry_target(version, registry_url=registry_url, stacklevel=3)  # points at backfill()'s caller
+    spec = target.embedding_spec
     if url is None and target.onnx_path is None:
         raise InferenceError(f"Generation {target.generation!r} has no ONNX artifact; pass --url to backfill through Triton.")
     config = EmbedderConfig(

@@ -1,22 +1,25 @@
 """Resolve what to run: a generation name or alias (through the registry), or an export folder.
 
 A :class:`ServingTarget` says everything a caller needs to embed with a generation: its resolved name,
-the family (Triton model name), the input spec for preprocessing, the code length, and the local ONNX
-file for in-process inference. The Triton version number is not here: the server says which number
+the family (Triton model name), the input spec for preprocessing, the code length and embedding spec,
+and the local ONNX file for in-process inference. A name or alias is resolved once, through the one
+lifecycle rule (:func:`embsdk.resolver.resolve_generation`: retired is refused, deprecated warns); an
+export folder has no lifecycle. The Triton version number is not here: the server says which number
 serves which generation (see :mod:`embsdk.serving.client`), the registry never guesses it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from embsdk.errors import ExportError, InferenceError
 from embsdk.preprocess import InputSpec
+from embsdk.resolver import resolve_generation
 
-__all__ = ["ONNX_ARTIFACT", "ServingTarget", "resolve_target"]
+__all__ = ["ONNX_ARTIFACT", "ServingTarget", "registry_target", "resolve_target"]
 
 ONNX_ARTIFACT = "model.onnx"
 
@@ -32,6 +35,7 @@ class ServingTarget:
         bits: code length in bits.
         onnx_path: the ONNX file for in-process inference (None when not available locally).
         resolved_from: the alias or folder that was given, when not the name itself.
+        embedding_spec: the generation's embedding spec (its store is written with it).
     """
 
     generation: str
@@ -40,6 +44,7 @@ class ServingTarget:
     bits: int
     onnx_path: Path | None = None
     resolved_from: str | None = None
+    embedding_spec: dict[str, Any] = field(default_factory=dict)
 
 
 def _from_export_dir(path: Path) -> ServingTarget:
@@ -52,14 +57,25 @@ def _from_export_dir(path: Path) -> ServingTarget:
         generation=str(info.get("generation") or path.name), family=str(info.get("family") or "unified"),
         input_spec=InputSpec.from_dict(info["input_spec"]), bits=int(info["embedding_spec"]["bits"]),
         onnx_path=path / info["model"]["file"], resolved_from=str(path),
+        embedding_spec=dict(info["embedding_spec"]),
     )
 
 
-def _from_registry(version: str, registry_url: str | None) -> ServingTarget:
+def registry_target(version: str, *, registry_url: str | None = None, stacklevel: int = 1) -> ServingTarget:
+    """Resolve a generation name or alias in the registry, applying the lifecycle rule.
+
+    Args:
+        stacklevel: where a deprecation warning points, counted from the caller (1: the caller).
+
+    Raises:
+        GenerationNotFound / AliasNotFound: the registry has no such name.
+        RetiredGeneration: it is retired.
+        InferenceError: it records no embedding/input spec.
+    """
     from registry import Registry  # lazy: SQLAlchemy only when a name must be resolved
 
     with Registry(registry_url) as reg:
-        gen = reg.resolve(version)
+        gen = resolve_generation(reg, version, stacklevel=stacklevel + 1)
         try:
             gen.artifact(ONNX_ARTIFACT)
             onnx_path: Path | None = Path(reg.artifact_path(gen.name, ONNX_ARTIFACT))
@@ -70,11 +86,14 @@ def _from_registry(version: str, registry_url: str | None) -> ServingTarget:
         raise InferenceError(f"Generation {gen.name!r} records no embedding/input spec; it cannot be served.")
     return ServingTarget(generation=gen.name, family=gen.family, input_spec=InputSpec.from_dict(gen.input_spec),
                          bits=int(spec["bits"]), onnx_path=onnx_path,
-                         resolved_from=version if version != gen.name else None)
+                         resolved_from=version if version != gen.name else None, embedding_spec=dict(spec))
 
 
-def resolve_target(version: str | Path, *, registry_url: str | None = None) -> ServingTarget:
+def resolve_target(version: str | Path, *, registry_url: str | None = None, stacklevel: int = 1) -> ServingTarget:
     """Resolve ``version``: an ``emb export`` folder, or a generation name/alias in the registry.
+
+    Args:
+        stacklevel: where a deprecation warning points, counted from the caller (1: the caller).
 
     Raises:
         GenerationNotFound / AliasNotFound: the registry has no such name.
@@ -84,4 +103,4 @@ def resolve_target(version: str | Path, *, registry_url: str | None = None) -> S
     path = Path(version)
     if path.is_dir() and (path / "export.json").is_file():
         return _from_export_dir(path)
-    return _from_registry(str(version), registry_url)
+    return registry_target(str(version), registry_url=registry_url, stacklevel=stacklevel + 1)
