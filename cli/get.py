@@ -20,7 +20,7 @@ def _human(data: dict[str, Any]) -> str:
 
 
 def get_command(
-    ids: Annotated[list[int], typer.Argument(help="Item ids (64-bit integers).", metavar="ID...")],
+    ids: Annotated[list[int], typer.Argument(help="Item ids (64-bit signed integers).", metavar="ID...")],
     version: VersionOpt,
     vectors: Annotated[bool, typer.Option("--vectors", help="Also print the float16 vectors, when stored.")] = False,
     skip_missing: Annotated[bool, typer.Option("--skip-missing", help="Leave out unknown ids instead of failing.")] = False,

@@ -24,7 +24,7 @@ def search_command(
     version: VersionOpt,
     item_id: Annotated[int | None, typer.Option("--id", help="Query with the code of this stored item.")] = None,
     image: Annotated[Path | None, typer.Option("--image", help="Query with this image, embedded by the generation's model.")] = None,
-    k: Annotated[int, typer.Option("-k", "--k", min=1, help="Number of results.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--k", help="Number of results: an integer from 1 to 10,000.")] = 10,
     approx: Annotated[bool, typer.Option("--approx", help="Use the saved approximate index (see emb store index).")] = False,
     kind: Annotated[str, typer.Option("--kind", help="Approximate index kind: hnsw or ivf.")] = "hnsw",
     rerank: Annotated[bool, typer.Option("--rerank", help="Re-rank Hamming candidates by float16 cosine similarity.")] = False,

@@ -34,7 +34,9 @@ __all__ = [
     "IndexStale",
     "InferenceError",
     "IntegrityError",
+    "InvalidItemId",
     "InvalidRegistryInput",
+    "InvalidTopK",
     "ItemNotFound",
     "LineageCycle",
     "ManifestError",
@@ -50,6 +52,7 @@ __all__ = [
     "ServerUnavailable",
     "ShardCorrupt",
     "StoreError",
+    "StoreLocked",
     "StoreNotFound",
     "UnsafePath",
 ]
@@ -367,3 +370,23 @@ class StoreNotFound(StoreError, FileNotFoundError):
             f"{generation} --manifest M (or point EMB_STORE at the right folder)."
         )
         self.generation, self.path = generation, path
+
+
+class InvalidItemId(StoreError, ValueError):
+    """An item id is not a 64-bit signed integer (a float, a bool, or outside [-2**63, 2**63 - 1])."""
+
+
+class InvalidTopK(StoreError, ValueError):
+    """A search was asked for a number of results *k* that is not an integer in the supported range."""
+
+
+class StoreLocked(StoreError, BlockingIOError):
+    """Another writer (or a compaction) holds the store of this generation."""
+
+    def __init__(self, generation: str, pid: int | None) -> None:
+        holder = f"process {pid}" if pid else "another process"
+        super().__init__(
+            f"The store of {generation!r} is being written by {holder}; wait for it to finish (one writer or "
+            f"compaction per generation at a time)."
+        )
+        self.generation, self.pid = generation, pid

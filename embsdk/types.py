@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from embsdk.errors import CodeLengthError, IncompatibleGenerationError, MissingExtraError
+from embsdk.errors import CodeLengthError, IncompatibleGenerationError, MissingExtraError, StoreError
 
 __all__ = ["Embedding", "SearchResult"]
 
@@ -54,15 +54,38 @@ class Embedding:
         out.frombytes(self.code.tobytes())
         return out[: self.bits]
 
-    def hamming(self, other: Embedding) -> int:
+    def hamming(self, other: Embedding | np.ndarray | bytes) -> int:
         """Hamming distance to another code of the *same* generation.
+
+        Args:
+            other: an :class:`Embedding`, or this generation's packed code (uint8 array or bytes of
+                ``ceil(bits / 8)`` bytes, ``numpy.packbits`` order).
 
         Raises:
             IncompatibleGenerationError: the two codes come from different generations.
+            CodeLengthError: a raw code of the wrong number of bytes.
+            StoreError: a raw code that is not packed uint8 bytes.
         """
-        if other.generation != self.generation:
-            raise IncompatibleGenerationError(self.generation, other.generation)
-        return int(np.unpackbits(self.code ^ other.code).sum())
+        if isinstance(other, Embedding):
+            if other.generation != self.generation:
+                raise IncompatibleGenerationError(self.generation, other.generation)
+            code = other.code
+        else:
+            code = self._raw_code(other)
+        return int(np.unpackbits(self.code ^ code).sum())
+
+    def _raw_code(self, other: Any) -> np.ndarray:
+        if isinstance(other, (bytes, bytearray)):
+            other = np.frombuffer(bytes(other), dtype=np.uint8)
+        if not isinstance(other, np.ndarray) or other.dtype != np.uint8:
+            kind = other.dtype if isinstance(other, np.ndarray) else type(other).__name__
+            raise StoreError(f"hamming() takes an Embedding or a packed uint8 code (numpy.packbits), not {kind}.")
+        if other.ndim > 1 and other.size != other.shape[-1]:
+            raise StoreError(f"hamming() compares with one code; got an array of shape {other.shape}.")
+        code = other.reshape(-1)
+        if code.size != self.nbytes:
+            raise CodeLengthError(code.size, self.nbytes, self.generation)
+        return code
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"item_id": self.item_id, "generation": self.generation, "bits": self.bits,

@@ -211,6 +211,7 @@ def backfill(
             report.commits += 1
     finally:
         bar.close()
+        writer.close()  # releases the generation's store lock
         if registry is not None:
             registry.close()
     report.seconds = time.perf_counter() - started

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from embsdk.errors import IndexMissing, IndexStale, StoreError
-from embsdk.hamming.query import QueryLike, to_query
+from embsdk.hamming.query import MAX_K, QueryLike, check_k, to_query
 from embsdk.store.reader import EmbeddingStore
 from embsdk.types import Embedding, SearchResult
 
@@ -62,7 +62,7 @@ class SearchMixin:
         if cached is not None and cached.state_token == store.manifest.state_token:
             return cached
         if kind == "flat":
-            live = store.live()
+            live = store.live(with_vectors=False)  # every code verified against its checksum first
             ix = BinaryIndex.build(live.codes, live.ids, generation=res.name, bits=store.bits, kind="flat",
                                    state_token=store.manifest.state_token)
         else:
@@ -100,7 +100,7 @@ class SearchMixin:
 
         res = self.resolve(version)
         store = self._store(res).refresh()
-        live = store.live()
+        live = store.live(with_vectors=False)
         ix = BinaryIndex.build(live.codes, live.ids, generation=res.name, bits=store.bits, kind=kind,
                                state_token=store.manifest.state_token, **params)
         files = ix.save(store.root / "indexes" / kind)
@@ -117,16 +117,19 @@ class SearchMixin:
         """Nearest items by Hamming distance to *query* (an id, an Embedding, a packed code, or an image path).
 
         Args:
-            k: how many results.
+            k: how many results: an integer from 1 to ``MAX_K`` (10,000); fewer when the store holds fewer.
             exact: faiss ``IndexBinaryFlat`` (exact); False uses the saved approximate index of *kind*.
             rerank: re-order the top ``candidates`` (default ``max(10 k, 100)``) by cosine similarity of the
                 stored float16 vectors; needs vectors in the store and for the query.
 
         Raises:
-            IncompatibleGenerationError, CodeLengthError, ItemNotFound, GenerationNotFound, IndexMissing.
+            InvalidTopK: *k* (or *candidates*) is not an integer in range (checked before anything is read).
+            IncompatibleGenerationError, CodeLengthError, ItemNotFound, InvalidItemId, GenerationNotFound,
+            IndexMissing, ShardCorrupt.
         """
-        if k <= 0:
-            raise StoreError(f"k must be a positive number of results, got {k}.")
+        k = check_k(k)
+        if candidates is not None:
+            candidates = check_k(candidates, name="candidates", limit=10 * MAX_K)
         res = self.resolve(version)
         store = self._store(res)
         q = to_query(query, generation=res.name, bits=store.bits,
@@ -134,9 +137,8 @@ class SearchMixin:
                      embed_image=lambda p: self._embed_one(p, res.name, with_vector=rerank))
         ix = self.index(res.name, kind="flat" if exact else kind)
         if not rerank:
-            ids, dist = ix.search(q.code, k)
-            keep = ids[0] >= 0
-            return SearchResult(res.name, ids[0][keep], dist[0][keep])
+            ((ids, dist),) = ix.hits(q.code, k)
+            return SearchResult(res.name, ids, dist)
         if q.vector is None:
             raise StoreError("Re-ranking needs the query's float vector: search by item id, or pass an Embedding "
                              "with .vector (get_embedding(..., with_vector=True)).")
@@ -144,9 +146,8 @@ class SearchMixin:
             raise StoreError(f"The store of {res.name!r} holds no float vectors to re-rank with; backfill with vectors.")
         from embsdk.hamming.rerank import cosine_rerank
 
-        ids, dist = ix.search(q.code, max(10 * k, 100) if candidates is None else max(candidates, k))
-        keep = ids[0] >= 0
-        cand, cdist = ids[0][keep], dist[0][keep]
+        ((cand, cdist),) = ix.hits(q.code, max(10 * k, 100) if candidates is None else max(candidates, k),
+                                   limit=10 * MAX_K)
         _, _, vecs = store.get(cand, with_vectors=True)
         top, scores = cosine_rerank(q.vector, cand, vecs, k)  # type: ignore[arg-type]
         hd = dict(zip(cand.tolist(), cdist.tolist()))
@@ -154,11 +155,12 @@ class SearchMixin:
 
     def search_batch(self, codes: np.ndarray, version: str = DEFAULT_VERSION, *, k: int = 10,
                      exact: bool = True, kind: str = "hnsw") -> list[SearchResult]:
-        """Search many packed codes (Q, B) at once (one faiss call)."""
+        """Search many packed codes (Q, B) at once (one faiss call); *k* as in :meth:`search`."""
+        k = check_k(k)
         res = self.resolve(version)
         q = np.ascontiguousarray(codes, dtype=np.uint8)
-        ids, dist = self.index(res.name, kind="flat" if exact else kind).search(np.atleast_2d(q), k)
-        return [SearchResult(res.name, i[i >= 0], d[i >= 0]) for i, d in zip(ids, dist)]
+        hits = self.index(res.name, kind="flat" if exact else kind).hits(np.atleast_2d(q), k)
+        return [SearchResult(res.name, ids, dist) for ids, dist in hits]
 
     def _embed_one(self, path: str, generation: str, *, with_vector: bool) -> Embedding:
         kwargs: dict[str, Any] = {"registry_url": self.registry_url} if self.use_registry else {}

@@ -26,6 +26,7 @@ from embsdk.errors import (
     ShardCorrupt,
     StoreError,
 )
+from embsdk.hamming.query import MAX_K, check_k
 
 __all__ = ["INDEX_KINDS", "BinaryIndex", "import_faiss", "register_index_kind"]
 
@@ -136,28 +137,56 @@ class BinaryIndex:
         return cls(index, np.ascontiguousarray(ids, dtype=np.int64), generation, bits, kind, state_token, dict(params))
 
     def search(self, queries: np.ndarray, k: int, **params: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Top-*k* per query → (item ids int64 (Q, k), Hamming distances int32 (Q, k)); missing slots are -1.
+        """Top-*k* per query → (item ids int64 (Q, k), Hamming distances int32 (Q, k)).
+
+        Slots beyond the index size hold id -1 and distance -1; since -1 is also a valid item id, use
+        :meth:`hits` to get only the slots that were filled.
 
         Raises:
-            StoreError: *k* is not positive.
+            InvalidTopK: *k* is not an integer from 1 to :data:`~embsdk.hamming.query.MAX_K`.
             CodeLengthError: the queries have the wrong number of bytes.
         """
-        if k <= 0:
-            raise StoreError(f"k must be a positive number of results, got {k}.")
+        k = check_k(k)
+        pos, dist = self._search_rows(queries, k, params)
+        ids = np.full((pos.shape[0], k), -1, np.int64)
+        out_d = np.full((pos.shape[0], k), -1, np.int32)
+        filled = pos >= 0
+        ids[:, :pos.shape[1]][filled] = self.ids[pos[filled]]
+        out_d[:, :pos.shape[1]][filled] = dist[filled]
+        return ids, out_d
+
+    def hits(self, queries: np.ndarray, k: int, *, limit: int = MAX_K,
+             **params: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query, the filled top-*k* slots → ``(item ids int64, Hamming distances int32)`` by distance.
+
+        Empty slots (fewer than *k* items) are told by faiss's row position (-1), never by the id, so negative
+        item ids are returned like any other.
+
+        Raises:
+            InvalidTopK: *k* is not an integer from 1 to *limit*.
+            CodeLengthError: the queries have the wrong number of bytes.
+        """
+        pos, dist = self._search_rows(queries, check_k(k, limit=limit), params)
+        out = []
+        for p, d in zip(pos, dist):
+            filled = p >= 0
+            out.append((self.ids[p[filled]], d[filled].astype(np.int32, copy=False)))
+        return out
+
+    def _search_rows(self, queries: np.ndarray, k: int, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """faiss positions (-1 = empty slot) and distances, asking faiss for at most ``len(self)`` results."""
         q = np.ascontiguousarray(queries, dtype=np.uint8)
         if q.ndim == 1:
             q = q[None]
         if q.shape[1] != self.code_bytes:
             raise CodeLengthError(q.shape[1], self.code_bytes, self.generation)
+        kk = min(k, int(self.index.ntotal))
+        if kk == 0:
+            return np.empty((q.shape[0], 0), np.int64), np.empty((q.shape[0], 0), np.int32)
         if params:
             _apply_search_params(self.index, self.kind, params)
-        dist, pos = self.index.search(q, int(k))
-        if self.ids.size == 0:
-            return np.full(pos.shape, -1, np.int64), dist
-        ids = self.ids[pos]
-        if (pos < 0).any():
-            ids[pos < 0] = -1
-        return ids, dist
+        dist, pos = self.index.search(q, kk)
+        return pos, dist
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | Path) -> list[Path]:

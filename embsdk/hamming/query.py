@@ -10,10 +10,25 @@ from typing import Any
 
 import numpy as np
 
-from embsdk.errors import CodeLengthError, IncompatibleGenerationError, StoreError
+from embsdk.errors import CodeLengthError, IncompatibleGenerationError, InvalidTopK, StoreError
+from embsdk.store.reader import as_item_id
 from embsdk.types import Embedding
 
-__all__ = ["Query", "QueryLike", "to_query"]
+__all__ = ["MAX_K", "Query", "QueryLike", "check_k", "to_query"]
+
+MAX_K = 10_000
+"""The most results one search returns (``k`` is an integer from 1 to MAX_K); scan the store for more."""
+
+
+def check_k(k: Any, *, name: str = "k", limit: int = MAX_K) -> int:
+    """*k* as an int when it is an integer from 1 to *limit*.
+
+    Raises:
+        InvalidTopK: a bool, a non-integer (1.5, "3") or a value outside [1, limit].
+    """
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 1 <= k <= limit:
+        raise InvalidTopK(f"{name} must be an integer from 1 to {limit:,}, got {k!r}.")
+    return int(k)
 
 QueryLike = int | np.integer | Embedding | np.ndarray | bytes | str | PathLike
 
@@ -41,14 +56,16 @@ def to_query(
         IncompatibleGenerationError: an Embedding of another generation.
         CodeLengthError: a raw code of the wrong number of bytes.
         ItemNotFound: an id not in the store (from *fetch*).
+        InvalidItemId: an integer outside int64.
         StoreError: a value of an unsupported type.
     """
     nbytes = (bits + 7) // 8
     if isinstance(query, (bool, np.bool_)):
         raise StoreError("A boolean is not a query; pass an item id, an Embedding, a packed code or an image path.")
     if isinstance(query, (int, np.integer)):
-        e = fetch(int(query))
-        return Query(e.code[None], e.vector, int(query))
+        item_id = as_item_id(query)  # refuse ids outside int64 before any lookup
+        e = fetch(item_id)
+        return Query(e.code[None], e.vector, item_id)
     if isinstance(query, Embedding):
         if query.generation != generation:
             raise IncompatibleGenerationError(query.generation, generation)

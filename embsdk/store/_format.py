@@ -3,13 +3,19 @@
 A shard folder ``shards/<seq:08d>-<kind>-<token>/`` holds:
 
 - ``header.json``: format, generation name, embedding spec, kind (``data`` or ``tombstone``), row count,
-  id range, and the size and sha256 of every array file.
+  id range, and for every array file its size, sha256, exact ``.npy`` header bytes and the crc32 of each block
+  of ``block_rows`` rows (about 64 KiB).
 - ``ids.npy``: int64 (N,), strictly increasing.
 - ``codes.npy``: uint8 (N, ceil(bits/8)), packed bits (``numpy.packbits`` big-endian), data shards only.
 - ``vectors.npy``: float16 (N, dim), optional, data shards only.
 
-Plain ``.npy`` keeps the SDK at numpy-only, is memory-mapped with ``np.load(mmap_mode="r")`` and is read
-directly by Ray (``ray.data.read_numpy``) or Spark (``binaryFile`` + ``np.load``).
+Plain ``.npy`` keeps the SDK at numpy-only, is memory-mapped and is read directly by Ray
+(``ray.data.read_numpy``) or Spark (``binaryFile`` + ``np.load``).
+
+Readers never serve unchecked bytes: at open each file's ``.npy`` header must equal the recorded bytes (a
+flipped ``fortran_order``, dtype or shape is refused), and each block is checked against its crc32 the first
+time a row in it is read (``embsdk.store._blocks``). Shards of the first format (``embsdk-shard/1``, no block
+checksums) still open: the sha256 of every file is checked at open instead; ``emb store compact`` rewrites them.
 """
 
 from __future__ import annotations
@@ -25,9 +31,14 @@ import numpy as np
 
 from embsdk._fileio import fsync_dir, sha256_file
 from embsdk.errors import CodeLengthError, IncompatibleGenerationError, ShardCorrupt, StoreError
+from embsdk.store._blocks import BlockCheck, block_crcs, block_rows_for, link
 
 __all__ = [
+    "CODES",
+    "IDS",
+    "LEGACY_FORMAT",
     "SHARD_FORMAT",
+    "VECTORS",
     "ShardArrays",
     "ShardHeader",
     "code_bytes",
@@ -36,7 +47,8 @@ __all__ = [
     "write_shard",
 ]
 
-SHARD_FORMAT = "embsdk-shard/1"
+SHARD_FORMAT = "embsdk-shard/2"
+LEGACY_FORMAT = "embsdk-shard/1"  # no block checksums: whole files are checked at open
 HEADER = "header.json"
 IDS, CODES, VECTORS = "ids.npy", "codes.npy", "vectors.npy"
 
@@ -90,14 +102,36 @@ class ShardArrays:
     ids: np.ndarray
     codes: np.ndarray | None
     vectors: np.ndarray | None
+    checks: dict[str, BlockCheck] = field(default_factory=dict, repr=False)
+
+    def check(self, name: str) -> BlockCheck:
+        """The block verification state of one array file (``ids.npy``, ``codes.npy``, ``vectors.npy``)."""
+        return self.checks[name]
+
+    def verify_all(self, *, vectors: bool = True) -> None:
+        """Verify every block of every array (of all but ``vectors.npy`` unless *vectors*).
+
+        Raises:
+            ShardCorrupt: a block fails its checksum.
+        """
+        for name, check in self.checks.items():
+            if vectors or name != VECTORS:
+                check.all()
 
 
 def _write_npy(path: Path, array: np.ndarray) -> dict[str, Any]:
+    """Write one array file; return its size, sha256, exact ``.npy`` header bytes and per-block crc32s."""
+    array = np.ascontiguousarray(array)
     with open(path, "wb") as f:
-        np.lib.format.write_array(f, np.ascontiguousarray(array), allow_pickle=False)
+        np.lib.format.write_array(f, array, allow_pickle=False)
         f.flush()
         os.fsync(f.fileno())
-    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        npy_header = f.read(size - array.nbytes)
+    rows = block_rows_for(array.nbytes // max(1, array.shape[0]))
+    return {"bytes": size, "sha256": sha256_file(path), "npy_header": npy_header.hex(), "block_rows": rows,
+            "crc32": block_crcs(array, rows)}
 
 
 def write_shard(
@@ -169,18 +203,83 @@ def read_header(shard_dir: Path) -> tuple[ShardHeader, str]:
     return ShardHeader.from_dict(d, where=shard_dir.name), hashlib.sha256(raw).hexdigest()
 
 
-def _load(shard_dir: Path, name: str, header: ShardHeader) -> np.ndarray:
-    path = shard_dir / name
+_DTYPES = {IDS: np.dtype("<i8"), CODES: np.dtype("u1"), VECTORS: np.dtype("<f2")}
+
+
+def _shape(name: str, header: ShardHeader) -> tuple[int, ...]:
+    if name == IDS:
+        return (header.rows,)
+    if name == CODES:
+        return (header.rows, code_bytes(header.spec))
+    dim = header.spec.get("dim")
+    return (header.rows, int(dim)) if dim is not None else (header.rows, -1)
+
+
+def _corrupt(shard_dir: Path, what: str) -> ShardCorrupt:
+    return ShardCorrupt(f"Shard {shard_dir.name}: {what}. Run: emb store verify")
+
+
+def _size(shard_dir: Path, name: str, header: ShardHeader) -> int:
     expected = header.files.get(name, {}).get("bytes")
     try:
-        size = path.stat().st_size
-        if expected is not None and size != int(expected):
-            raise ShardCorrupt(f"Shard {shard_dir.name}: {name} is {size} bytes, header says {expected}. Run: emb store verify")
-        return np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))  # plain read-only view of the map
+        size = (shard_dir / name).stat().st_size
     except FileNotFoundError:
-        raise ShardCorrupt(f"Shard {shard_dir.name}: {name} is missing. Run: emb store verify") from None
+        raise _corrupt(shard_dir, f"{name} is missing") from None
+    if expected is not None and size != int(expected):
+        raise _corrupt(shard_dir, f"{name} is {size} bytes, header says {expected}")
+    return size
+
+
+def _map_checked(shard_dir: Path, name: str, header: ShardHeader) -> BlockCheck:
+    """Memory-map one array file of a checksummed shard, refusing any ``.npy`` header the writer did not write.
+
+    The dtype and shape come from ``header.json`` (pinned by the manifest), never from the file, so a flipped
+    ``fortran_order`` flag or a rewritten shape cannot change how the bytes are read.
+    """
+    meta = header.files[name]
+    size = _size(shard_dir, name, header)
+    try:
+        prefix = bytes.fromhex(meta["npy_header"])
+        block_rows, crcs = int(meta["block_rows"]), np.frombuffer(bytes.fromhex(meta["crc32"]), ">u4")
+    except (KeyError, TypeError, ValueError):
+        raise _corrupt(shard_dir, f"header.json has no valid checksums for {name}") from None
+    with open(shard_dir / name, "rb") as f:
+        if f.read(len(prefix)) != prefix:
+            raise _corrupt(shard_dir, f"{name}'s .npy header (dtype, shape or fortran_order) differs from what was "
+                                      "written; refusing to read it")
+    dtype, shape = _DTYPES[name], _shape(name, header)
+    if shape[-1] == -1:
+        shape = (header.rows, (size - len(prefix)) // max(1, header.rows * dtype.itemsize))
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    if size != len(prefix) + nbytes:
+        raise _corrupt(shard_dir, f"{name} holds {size - len(prefix)} data bytes, expected {nbytes} for {shape}")
+    if nbytes == 0:
+        array = np.empty(shape, dtype)
+        array.flags.writeable = False
+    else:
+        array = np.asarray(np.memmap(shard_dir / name, dtype=dtype, mode="r", offset=len(prefix), shape=shape))
+    check = BlockCheck(f"{shard_dir.name}/{name}", array, block_rows, crcs)
+    if crcs.size != check.blocks:
+        raise _corrupt(shard_dir, f"header.json lists {crcs.size} checksum blocks for {name}, expected {check.blocks}")
+    return check
+
+
+def _load_legacy(shard_dir: Path, name: str, header: ShardHeader) -> BlockCheck:
+    """A file of an ``embsdk-shard/1`` shard (no block checksums): its whole sha256 is checked at open."""
+    _size(shard_dir, name, header)
+    actual = sha256_file(shard_dir / name)
+    expected = str(header.files[name].get("sha256"))
+    if actual != expected:
+        raise _corrupt(shard_dir, f"{name} checksum mismatch (sha256 {actual[:12]}…, header says {expected[:12]}…)")
+    try:
+        array = np.asarray(np.load(shard_dir / name, mmap_mode="r", allow_pickle=False))
     except ValueError as exc:
-        raise ShardCorrupt(f"Shard {shard_dir.name}: {name} is not a readable .npy ({exc}). Run: emb store verify") from None
+        raise _corrupt(shard_dir, f"{name} is not a readable .npy ({exc})") from None
+    want = _shape(name, header)
+    if array.dtype != _DTYPES[name] or not array.flags.c_contiguous or array.shape[0] != header.rows or (
+            want[-1] != -1 and array.shape != want):
+        raise _corrupt(shard_dir, f"{name} is {array.dtype}{array.shape}, expected {_DTYPES[name]}{want} in C order")
+    return BlockCheck.trusted(f"{shard_dir.name}/{name}", array)
 
 
 def open_shard(
@@ -188,16 +287,21 @@ def open_shard(
 ) -> ShardArrays:
     """Open a shard by memory map after checking its header against the expected generation and spec.
 
+    The ``.npy`` headers are compared with the bytes the writer recorded; the array bytes are verified block
+    by block as they are read (see :class:`~embsdk.store._blocks.BlockCheck`). Shards of the older
+    ``embsdk-shard/1`` format have no block checksums: the sha256 of each whole file is checked here instead.
+
     Raises:
         IncompatibleGenerationError: the shard was written for another generation.
-        ShardCorrupt: header tampered with (hash differs from the store manifest), spec differs, files missing
-            or of the wrong size or shape.
+        ShardCorrupt: header tampered with (hash differs from the store manifest), spec differs, files missing,
+            of the wrong size, or with a ``.npy`` header other than the one written.
     """
     header, digest = read_header(shard_dir)
     if header_sha256 is not None and digest != header_sha256:
-        raise ShardCorrupt(f"Shard {shard_dir.name}: header.json changed since it was committed. Run: emb store verify")
-    if header.format != SHARD_FORMAT:
-        raise ShardCorrupt(f"Shard {shard_dir.name}: unknown format {header.format!r} (this embsdk reads {SHARD_FORMAT}).")
+        raise _corrupt(shard_dir, "header.json changed since it was committed")
+    if header.format not in (SHARD_FORMAT, LEGACY_FORMAT):
+        raise ShardCorrupt(f"Shard {shard_dir.name}: unknown format {header.format!r} (this embsdk reads "
+                           f"{SHARD_FORMAT} and {LEGACY_FORMAT}).")
     if header.generation != generation:
         raise IncompatibleGenerationError(header.generation, generation)
     if header.spec != spec:
@@ -205,20 +309,15 @@ def open_shard(
             f"Shard {shard_dir.name}: embedding spec {header.spec} differs from the store's {spec} for {generation!r}; "
             "the shard cannot be read as this generation."
         )
-    ids = _load(shard_dir, IDS, header)
-    if ids.dtype != np.int64 or ids.shape != (header.rows,):
-        raise ShardCorrupt(f"Shard {shard_dir.name}: ids.npy is {ids.dtype}{ids.shape}, header says int64 ({header.rows},).")
-    codes = vectors = None
-    if header.kind == "data":
-        codes = _load(shard_dir, CODES, header)
-        if codes.dtype != np.uint8 or codes.shape != (header.rows, code_bytes(spec)):
-            raise ShardCorrupt(f"Shard {shard_dir.name}: codes.npy is {codes.dtype}{codes.shape}, expected uint8 "
-                               f"({header.rows}, {code_bytes(spec)}).")
-        if VECTORS in header.files:
-            vectors = _load(shard_dir, VECTORS, header)
-            if vectors.dtype != np.float16 or vectors.shape[0] != header.rows:
-                raise ShardCorrupt(f"Shard {shard_dir.name}: vectors.npy is {vectors.dtype}{vectors.shape}.")
-    return ShardArrays(path=shard_dir, header=header, ids=ids, codes=codes, vectors=vectors)
+    names = [IDS] + ([CODES] + ([VECTORS] if VECTORS in header.files else []) if header.kind == "data" else [])
+    load = _map_checked if header.format == SHARD_FORMAT else _load_legacy
+    checks = {name: load(shard_dir, name, header) for name in names}
+    link(list(checks.values()))
+    get = checks.get
+    return ShardArrays(path=shard_dir, header=header, ids=checks[IDS].array,
+                       codes=get(CODES).array if CODES in checks else None,  # type: ignore[union-attr]
+                       vectors=get(VECTORS).array if VECTORS in checks else None,  # type: ignore[union-attr]
+                       checks=checks)
 
 
 def verify_shard(shard_dir: Path, *, generation: str, spec: dict[str, Any], header_sha256: str | None) -> list[str]:
@@ -234,6 +333,6 @@ def verify_shard(shard_dir: Path, *, generation: str, spec: dict[str, Any], head
             problems.append(f"Shard {shard_dir.name}: {name} checksum mismatch (sha256 {actual[:12]}…, header says "
                             f"{str(meta.get('sha256'))[:12]}…)")
     ids = shard.ids
-    if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
+    if not problems and ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
         problems.append(f"Shard {shard_dir.name}: ids are not strictly increasing")
     return problems

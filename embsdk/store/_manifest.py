@@ -2,8 +2,8 @@
 
 ``<store>/<generation>/MANIFEST.json`` lists live shards in commit order (``seq``) with the sha256 of each
 shard's header. Readers read only this file to find shards, so a shard that is not listed (a ``.tmp``
-folder from a crashed writer, or a shard replaced by compaction) is invisible. Writers serialize on an
-``fcntl`` lock file; readers take no lock.
+folder from a crashed writer, or a shard replaced by compaction) is invisible. One writer (or compaction)
+per generation at a time holds an ``fcntl`` lock file (:class:`GenerationLock`); readers take no lock.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -21,10 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from embsdk._fileio import write_text_atomic
-from embsdk.errors import IncompatibleGenerationError, ShardCorrupt, StoreError, StoreNotFound, UnsafePath
+from embsdk.errors import (
+    IncompatibleGenerationError,
+    ShardCorrupt,
+    StoreError,
+    StoreLocked,
+    StoreNotFound,
+    UnsafePath,
+)
 
-__all__ = ["STORE_FORMAT", "ShardEntry", "StoreManifest", "generation_root", "read_manifest", "write_manifest",
-           "writer_lock"]
+__all__ = ["STORE_FORMAT", "GenerationLock", "ShardEntry", "StoreManifest", "generation_root", "read_manifest",
+           "write_manifest"]
 
 STORE_FORMAT = "embsdk-store/1"
 MANIFEST = "MANIFEST.json"
@@ -116,17 +121,55 @@ def write_manifest(root: Path, manifest: StoreManifest) -> None:
     write_text_atomic(root / MANIFEST, json.dumps(manifest.to_dict(), indent=1, sort_keys=True))
 
 
-@contextmanager
-def writer_lock(root: Path) -> Iterator[None]:
-    """Exclusive lock for writers and compaction of one generation's store (released even on crash)."""
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+class GenerationLock:
+    """The exclusive lock of one generation's store, held by a :class:`StoreWriter` or a compaction.
+
+    An ``fcntl.flock`` on ``<store>/<generation>/.writer.lock``, taken without waiting: a second writer
+    (another process, or another writer object in this one) is refused with :class:`StoreLocked`, naming the
+    holder's pid (written into the lock file). The kernel releases it when the holder exits or is killed.
+    """
+
+    def __init__(self, root: Path, generation: str) -> None:
+        self.generation = generation
+        self._fd: int | None = None
+        root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _holder_pid(fd)
+            os.close(fd)
+            raise StoreLocked(generation, pid) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Release the lock (idempotent)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            os.close(fd)  # closing the last descriptor releases the flock
+
+    def __enter__(self) -> GenerationLock:  # noqa: PYI034
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+    def __del__(self) -> None:  # a fallback: holders release explicitly
+        self.release()
+
+
+def _holder_pid(fd: int) -> int | None:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # waits for another writer
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        return int(os.pread(fd, 32, 0).decode().strip() or 0) or None
+    except (OSError, ValueError):
+        return None
 
 
 def ensure_store(root: Path, generation: str, spec: dict[str, Any]) -> StoreManifest:

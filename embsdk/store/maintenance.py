@@ -8,9 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embsdk.errors import EmbsdkError
-from embsdk.store._format import verify_shard, write_shard
-from embsdk.store._manifest import ShardEntry, generation_root, read_manifest, write_manifest, writer_lock
+import numpy as np
+
+from embsdk.errors import ShardCorrupt
+from embsdk.store._format import IDS, verify_shard, write_shard
+from embsdk.store._manifest import (
+    GenerationLock,
+    ShardEntry,
+    StoreManifest,
+    generation_root,
+    read_manifest,
+    write_manifest,
+)
 from embsdk.store.reader import EmbeddingStore
 
 __all__ = ["CompactResult", "VerifyReport", "compact_store", "verify_store"]
@@ -60,12 +69,23 @@ def _orphans(root: Path, listed: set[str]) -> list[Path]:
 def compact_store(store_dir: str | Path, generation: str, *, registry: Any | None = None) -> CompactResult:
     """Rewrite a generation's store as one data shard of its live rows, then delete the old shards.
 
+    Every input shard is verified first (sha256 of every file): a damaged store is refused and left exactly as
+    it was, never rewritten with fresh checksums. Takes the generation's lock (refused while a writer holds it).
     Readers holding the old shards open keep reading them (the files stay mapped until closed); new readers
-    see the compacted shard once the manifest is replaced. Also removes leftovers of crashed writes.
-    With *registry*, the new shard's files are registered as artifacts of the generation.
+    see the compacted shard once the manifest is replaced. Also removes leftovers of crashed writes and
+    upgrades shards of the older format. With *registry*, the new shard's files are registered as artifacts.
+
+    Raises:
+        StoreLocked: a writer or another compaction holds the generation.
+        ShardCorrupt: some input shard is damaged (``emb store verify`` lists the problems).
     """
     root = generation_root(Path(store_dir).expanduser(), generation)
-    with writer_lock(root):
+    with GenerationLock(root, generation):
+        m = read_manifest(root, generation)
+        problems = _shard_problems(root, m)
+        if problems:
+            raise ShardCorrupt(f"Refusing to compact the damaged store of {generation!r} ({len(problems)} problem(s), "
+                               f"first: {problems[0]}); run: emb store verify --version {generation}")
         store = EmbeddingStore.open(store_dir, generation)
         m = store.manifest
         live = store.live()
@@ -92,22 +112,48 @@ def compact_store(store_dir: str | Path, generation: str, *, registry: Any | Non
     return CompactResult(generation, m2.version, len(m.shards), len(new), int(live.ids.size), tuple(removed))
 
 
+def _shard_problems(root: Path, m: StoreManifest) -> list[str]:
+    problems: list[str] = []
+    for e in m.shards:
+        problems += verify_shard(root / "shards" / e.name, generation=m.generation, spec=m.spec,
+                                 header_sha256=e.header_sha256)
+    return problems
+
+
 def verify_store(store_dir: str | Path, generation: str) -> VerifyReport:
     """Check every live shard of a generation: header hash, generation, spec, sizes, sha256 of every file.
 
-    Never raises for damage it finds (it reports it); raises only when there is no store at all.
+    Never raises for damage it finds (it reports it); raises only when there is no store at all. ``items`` is
+    the number of live items the manifest's shards hold, counted from their ids even when some are damaged.
     """
     root = generation_root(Path(store_dir).expanduser(), generation)
     m = read_manifest(root, generation)
-    problems: list[str] = []
-    for e in m.shards:
-        problems += verify_shard(root / "shards" / e.name, generation=generation, spec=m.spec,
-                                 header_sha256=e.header_sha256)
-    items = 0
-    if not problems:
-        try:
-            items = len(EmbeddingStore.open(store_dir, generation))
-        except EmbsdkError as exc:  # pragma: no cover - verify_shard would have caught it
-            problems.append(str(exc))
+    problems = _shard_problems(root, m)
     orphans = tuple(p.name for p in _orphans(root, {e.name for e in m.shards}))
-    return VerifyReport(generation, m.version, len(m.shards), items, tuple(problems), orphans)
+    return VerifyReport(generation, m.version, len(m.shards), count_live_items(root, m), tuple(problems), orphans)
+
+
+def count_live_items(root: Path, m: StoreManifest) -> int:
+    """Live items of a store (newest shard wins, tombstones delete), read from each shard's ``ids.npy`` directly.
+
+    Works on a damaged store: a data shard whose ids cannot be read counts its manifest row count as live.
+    """
+    unreadable, ids, seq, is_data = 0, [], [], []
+    for e in m.shards:
+        try:
+            a = np.asarray(np.load(root / "shards" / e.name / IDS, mmap_mode="r", allow_pickle=False), np.int64)
+        except (OSError, ValueError):
+            unreadable += e.rows if e.kind == "data" else 0
+            continue
+        a = a.reshape(-1)
+        ids.append(a)
+        seq.append(np.full(a.size, e.seq))
+        is_data.append(np.full(a.size, e.kind == "data"))
+    if not ids:
+        return unreadable
+    all_ids = np.concatenate(ids)
+    newest_first = np.lexsort((-np.concatenate(seq), all_ids))  # by id, then newest shard first
+    sorted_ids = all_ids[newest_first]
+    first = np.ones(sorted_ids.size, dtype=bool)
+    first[1:] = sorted_ids[1:] != sorted_ids[:-1]
+    return unreadable + int(np.concatenate(is_data)[newest_first][first].sum())

@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from embsdk.errors import ItemNotFound, ShardCorrupt, StoreError
-from embsdk.store._format import ShardArrays, code_bytes, open_shard
+from embsdk.errors import InvalidItemId, ItemNotFound, ShardCorrupt
+from embsdk.store._format import CODES, IDS, VECTORS, ShardArrays, code_bytes, open_shard
 from embsdk.store._manifest import StoreManifest, generation_root, read_manifest
 
-__all__ = ["EmbeddingStore", "LiveRows", "Lookup", "as_item_ids"]
+__all__ = ["EmbeddingStore", "LiveRows", "Lookup", "as_item_id", "as_item_ids"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class EmbeddingStore:
         self._newest_first = shards[::-1]
         self._data = [s for s in shards if s.header.kind == "data"]
         self._data_index = {id(s): i for i, s in enumerate(self._data)}
-        self._live: LiveRows | None = None
+        self._live: dict[bool, LiveRows] = {}
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -122,7 +122,7 @@ class EmbeddingStore:
     def __len__(self) -> int:
         if len(self._all) == 1:
             return int(self._all[0].header.rows) if self._all[0].header.kind == "data" else 0
-        return int(self.live().ids.size)
+        return int(self.live_ids().size)
 
     # ------------------------------------------------------------------ lookup
     def lookup(self, ids: np.ndarray | list[int]) -> Lookup:
@@ -139,7 +139,7 @@ class EmbeddingStore:
             n = s.header.rows
             if n == 0 or sq[-1] < s.header.min_id or sq[0] > s.header.max_id:  # type: ignore[operator]
                 continue
-            pos = np.searchsorted(s.ids, sq)
+            pos = _checked_positions(s, sq)
             hit = pending & (pos < n)
             hit[hit] = s.ids[pos[hit]] == sq[hit]
             if not hit.any():
@@ -178,16 +178,12 @@ class EmbeddingStore:
             vectors = np.empty((n, dim), dtype=np.float16)
         if len(self._data) == 1:  # the common case after compaction: one gather
             if n:
-                codes[:] = self._data[0].codes[loc.row]  # type: ignore[index]
-                if vectors is not None:
-                    vectors[:] = self._data[0].vectors[loc.row]  # type: ignore[index]
+                _gather(self._data[0], loc.row, codes, vectors, slice(None))
         else:
             for i, s in enumerate(self._data):
                 sel = np.flatnonzero(loc.shard == i)
                 if sel.size:
-                    codes[sel] = s.codes[loc.row[sel]]  # type: ignore[index]
-                    if vectors is not None:
-                        vectors[sel] = s.vectors[loc.row[sel]]  # type: ignore[index]
+                    _gather(s, loc.row[sel], codes, vectors, sel)
         return loc.ids, codes, vectors
 
     def get_one(self, item_id: int, *, with_vector: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -195,17 +191,22 @@ class EmbeddingStore:
 
         Raises:
             ItemNotFound: the id is absent or deleted.
+            InvalidItemId: *item_id* is not a 64-bit signed integer.
+            ShardCorrupt: a block read fails its checksum.
         """
-        if not -(2**63) <= item_id < 2**63:
-            raise ItemNotFound([item_id], self.generation)
+        item_id = as_item_id(item_id)
         for s in self._newest_first:
             h = s.header
             if h.rows and h.min_id <= item_id <= h.max_id:  # type: ignore[operator]
-                pos = int(s.ids.searchsorted(item_id))
-                if pos < h.rows and s.ids[pos] == item_id:
+                pos = _checked_position(s, item_id)
+                if s.ids[pos] == item_id:
                     if s.codes is None:  # tombstone
                         break
-                    vec = s.vectors[pos] if with_vector and s.vectors is not None else None
+                    s.checks[CODES].row(pos)
+                    vec = None
+                    if with_vector and s.vectors is not None:
+                        s.checks[VECTORS].row(pos)
+                        vec = s.vectors[pos]
                     return s.codes[pos], vec
         raise ItemNotFound([item_id], self.generation)
 
@@ -214,25 +215,44 @@ class EmbeddingStore:
         return self.lookup(ids).found
 
     # ------------------------------------------------------------------ whole-store views
-    def live(self) -> LiveRows:
-        """All live rows sorted by id (zero-copy memory maps when the store is one compacted data shard)."""
-        if self._live is not None:
-            return self._live
+    def live(self, *, with_vectors: bool = True) -> LiveRows:
+        """All live rows sorted by id, every byte verified against its checksum first.
+
+        Zero-copy memory maps when the store is one compacted data shard. ``with_vectors=False`` leaves the
+        float16 vectors out (and unverified): what a search index needs.
+
+        Raises:
+            ShardCorrupt: some block fails its checksum.
+        """
+        if with_vectors in self._live:
+            return self._live[with_vectors]
+        if True in self._live:  # vectors were verified already; leave them out
+            full = self._live[True]
+            return LiveRows(full.ids, full.codes, None)
+        self.verify_all(vectors=with_vectors)
         if len(self._all) == 1 and self._all[0].header.kind == "data":
             s = self._all[0]
-            self._live = LiveRows(s.ids, s.codes, s.vectors)  # type: ignore[arg-type]
-            return self._live
-        if not self._data:
-            self._live = LiveRows(np.empty(0, np.int64), np.empty((0, self.code_bytes), np.uint8), None)
-            return self._live
-        all_ids = np.unique(np.concatenate([s.ids for s in self._all]))
-        live_ids, codes, vectors = self.get(all_ids, with_vectors=True, skip_missing=True)
-        self._live = LiveRows(live_ids, codes, vectors)
-        return self._live
+            rows = LiveRows(s.ids, s.codes, s.vectors if with_vectors else None)  # type: ignore[arg-type]
+        elif not self._data:
+            rows = LiveRows(np.empty(0, np.int64), np.empty((0, self.code_bytes), np.uint8), None)
+        else:
+            all_ids = np.unique(np.concatenate([s.ids for s in self._all]))
+            rows = LiveRows(*self.get(all_ids, with_vectors=with_vectors, skip_missing=True))
+        self._live[with_vectors] = rows
+        return rows
 
     def live_ids(self) -> np.ndarray:
         """Sorted int64 ids of every live item."""
-        return self.live().ids
+        return self.live(with_vectors=False).ids
+
+    def verify_all(self, *, vectors: bool = True) -> None:
+        """Verify every block of every shard (of all but the vectors unless *vectors*); cheap once done.
+
+        Raises:
+            ShardCorrupt: a block fails its checksum.
+        """
+        for s in self._all:
+            s.verify_all(vectors=vectors)
 
     def shard_files(self) -> list[dict[str, Any]]:
         """Live shards in commit order with their file paths, for engines that read the layout directly.
@@ -256,16 +276,93 @@ class EmbeddingStore:
                            for e, s in zip(m.shards, self._all)]}
 
 
-def as_item_ids(ids: Any) -> np.ndarray:
-    """*ids* as a flat int64 array; anything that is not an integer (floats, strings, > 64 bits) is refused.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def as_item_id(item_id: Any) -> int:
+    """One item id as a Python int, refusing bools, non-integers and anything outside int64.
 
     Raises:
-        StoreError: the ids are not 64-bit integers.
+        InvalidItemId: *item_id* is not a 64-bit signed integer.
     """
-    try:
-        a = np.asarray(ids)
-        if a.size and (a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer)):
-            raise TypeError(a.dtype)
+    if isinstance(item_id, (bool, np.bool_)) or not isinstance(item_id, (int, np.integer)):
+        raise InvalidItemId(f"Item ids must be 64-bit integers, not {type(item_id).__name__} ({item_id!r}).")
+    value = int(item_id)
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise InvalidItemId(f"Item ids must be 64-bit integers: {value} is outside [-2**63, 2**63 - 1].")
+    return value
+
+
+def as_item_ids(ids: Any) -> np.ndarray:
+    """*ids* as a flat int64 array; floats, bools, strings and values outside int64 are refused (never wrapped).
+
+    Raises:
+        InvalidItemId: the ids are not 64-bit signed integers.
+    """
+    if isinstance(ids, np.ndarray):
+        a = ids
+    elif isinstance(ids, (int, np.integer, bool, np.bool_, float, str)):
+        return np.array([as_item_id(ids)], dtype=np.int64)
+    else:
+        try:
+            a = np.asarray(ids)
+        except (TypeError, ValueError, OverflowError):
+            a = np.asarray(ids, dtype=object)
+        if a.dtype.kind != "i" and a.size:  # numpy widened to uint64/float/object: check each value exactly
+            a = np.asarray(ids, dtype=object)
+    if a.dtype.kind == "i" or a.size == 0:
         return a.astype(np.int64, copy=False).reshape(-1)
-    except (TypeError, ValueError, OverflowError):
-        raise StoreError(f"Item ids must be 64-bit integers; got {np.asarray(ids, dtype=object).reshape(-1)[:3]!r}…") from None
+    if a.dtype == object:
+        return np.array([as_item_id(i) for i in a.reshape(-1).tolist()], dtype=np.int64)
+    if a.dtype.kind != "u":
+        raise InvalidItemId(f"Item ids must be 64-bit integers; got {a.dtype} values such as {a.reshape(-1)[:3]!r}.")
+    if bool((a > _INT64_MAX).any()):
+        raise InvalidItemId(f"Item ids must be 64-bit integers: {int(a[a > _INT64_MAX].reshape(-1)[0])} is outside "
+                            "[-2**63, 2**63 - 1].")
+    return a.astype(np.int64).reshape(-1)
+
+
+def _checked_position(s: ShardArrays, item_id: int) -> int:
+    """``searchsorted`` of one id in a shard, with the ids around the answer verified against their checksums.
+
+    A damaged id elsewhere can at worst misdirect the binary search; the verified neighbours then disagree
+    with the answer and the shard is refused, so a wrong row is never taken for *item_id*.
+    """
+    ids, n, check = s.ids, s.header.rows, s.checks[IDS]
+    pos = int(ids.searchsorted(item_id))
+    if pos < n:
+        check.row(pos)
+        if ids[pos] == item_id:
+            return pos
+    if pos:
+        check.row(pos - 1)
+    if (pos and not ids[pos - 1] < item_id) or (pos < n and not item_id < ids[pos]):
+        raise _misplaced(s)
+    return min(pos, n - 1)
+
+
+def _checked_positions(s: ShardArrays, sorted_ids: np.ndarray) -> np.ndarray:
+    """Vectorized :func:`_checked_position` for sorted query ids: ``searchsorted`` positions, neighbours verified."""
+    ids, n, check = s.ids, s.header.rows, s.checks[IDS]
+    pos = np.searchsorted(ids, sorted_ids)
+    inside = pos < n
+    check.rows(pos[inside])
+    after = pos > 0
+    check.rows(pos[after] - 1)
+    if not (ids[pos[after] - 1] < sorted_ids[after]).all() or not (sorted_ids[inside] <= ids[pos[inside]]).all():
+        raise _misplaced(s)
+    return pos
+
+
+def _misplaced(s: ShardArrays) -> ShardCorrupt:
+    return ShardCorrupt(f"Shard {s.path.name}: ids.npy is not sorted around a looked-up id (damaged); nothing is "
+                        "served from this shard. Run: emb store verify")
+
+
+def _gather(s: ShardArrays, rows: np.ndarray, codes: np.ndarray, vectors: np.ndarray | None, out: Any) -> None:
+    """Copy verified rows of shard *s* into ``codes[out]`` (and ``vectors[out]``)."""
+    s.checks[CODES].rows(rows)
+    codes[out] = s.codes[rows]  # type: ignore[index]
+    if vectors is not None:
+        s.checks[VECTORS].rows(rows)
+        vectors[out] = s.vectors[rows]  # type: ignore[index]

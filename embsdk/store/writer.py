@@ -12,12 +12,12 @@ import numpy as np
 from embsdk.errors import CodeLengthError, StoreError
 from embsdk.store._format import code_bytes, write_shard
 from embsdk.store._manifest import (
+    GenerationLock,
     ShardEntry,
     ensure_store,
     generation_root,
     read_manifest,
     write_manifest,
-    writer_lock,
 )
 from embsdk.store.reader import EmbeddingStore, as_item_ids
 
@@ -41,6 +41,10 @@ class CommitResult:
 class StoreWriter:
     """Buffers upserts and deletes for one generation and commits them as new shards.
 
+    A writer holds its generation's lock from construction to :meth:`close` (or the end of a ``with`` block):
+    a second writer or a compaction of the same generation is refused with :class:`~embsdk.errors.StoreLocked`
+    meanwhile, so two backfills of one version can never both write.
+
     Every :meth:`commit` writes at most one data shard and one tombstone shard (tmp folder, fsync, atomic
     rename), then atomically replaces the manifest; until then readers see the previous state, and a crash
     loses only the uncommitted buffer. Upserting an id again is harmless (the newest row wins), so a
@@ -60,17 +64,43 @@ class StoreWriter:
         self.spec = dict(spec)
         self._nbytes = code_bytes(self.spec)
         self.root = generation_root(self.store_dir, generation)
-        with writer_lock(self.root):
+        self._lock: GenerationLock | None = None
+        self._lock = GenerationLock(self.root, generation)  # held until close(): one writer per generation
+        try:
             ensure_store(self.root, generation, self.spec)
+        except BaseException:
+            self.close()
+            raise
         self._ops: list[tuple[str, np.ndarray, np.ndarray | None, np.ndarray | None]] = []
         self._pending = 0
+
+    def close(self) -> None:
+        """Release the generation's lock (idempotent); uncommitted rows are dropped."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    @property
+    def closed(self) -> bool:
+        return self._lock is None
 
     def __enter__(self) -> StoreWriter:  # noqa: PYI034
         return self
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        if exc_type is None and self._ops:
-            self.commit()
+        try:
+            if exc_type is None and self._ops:
+                self.commit()
+        finally:
+            self.close()
+
+    def __del__(self) -> None:  # a fallback for writers never closed: the lock dies with the object
+        if getattr(self, "_lock", None) is not None:
+            self.close()
+
+    def _check_open(self) -> None:
+        if self._lock is None:
+            raise StoreError(f"This StoreWriter of {self.generation!r} is closed; open a new one to write.")
 
     # ------------------------------------------------------------------ buffering
     def upsert(self, ids: Any, codes: Any, vectors: Any | None = None) -> None:
@@ -80,6 +110,7 @@ class StoreWriter:
             CodeLengthError: codes have the wrong number of bytes for the generation.
             StoreError: shapes disagree, or ids are not integers.
         """
+        self._check_open()
         ids_a = as_item_ids(ids)
         codes_a = np.asarray(codes)
         if codes_a.dtype != np.uint8:
@@ -102,6 +133,7 @@ class StoreWriter:
 
     def delete(self, ids: Any) -> None:
         """Delete items (written as a tombstone shard on commit; compaction drops them for good)."""
+        self._check_open()
         ids_a = as_item_ids(ids)
         self._ops.append(("delete", ids_a, None, None))
         self._pending += ids_a.size
@@ -149,26 +181,26 @@ class StoreWriter:
             registry: a ``registry.Registry``; when given, every new shard file is also registered as an
                 artifact of the generation (content-addressed by sha256).
         """
+        self._check_open()
         if not self._ops:
             m = read_manifest(self.root, self.generation)
             return CommitResult(m.version, 0, 0, ())
         up_ids, up_codes, up_vecs, del_ids = self._resolve()
-        with writer_lock(self.root):
-            m = read_manifest(self.root, self.generation)
-            seq = m.next_seq
-            new: list[ShardEntry] = []
-            for kind, ids in (("tombstone", del_ids), ("data", up_ids)):
-                if ids.size == 0:
-                    continue
-                name = f"{seq:08d}-{kind}-{secrets.token_hex(4)}"
-                path = self.root / "shards" / name
-                _, digest = write_shard(path, generation=self.generation, spec=m.spec, kind=kind, seq=seq, ids=ids,
-                                        codes=up_codes if kind == "data" else None,
-                                        vectors=up_vecs if kind == "data" else None)
-                new.append(ShardEntry(name=name, kind=kind, seq=seq, rows=int(ids.size), header_sha256=digest))
-                seq += 1
-            m2 = m.bumped(m.shards + tuple(new), seq)
-            write_manifest(self.root, m2)
+        m = read_manifest(self.root, self.generation)  # nobody else writes while we hold the lock
+        seq = m.next_seq
+        new: list[ShardEntry] = []
+        for kind, ids in (("tombstone", del_ids), ("data", up_ids)):
+            if ids.size == 0:
+                continue
+            name = f"{seq:08d}-{kind}-{secrets.token_hex(4)}"
+            path = self.root / "shards" / name
+            _, digest = write_shard(path, generation=self.generation, spec=m.spec, kind=kind, seq=seq, ids=ids,
+                                    codes=up_codes if kind == "data" else None,
+                                    vectors=up_vecs if kind == "data" else None)
+            new.append(ShardEntry(name=name, kind=kind, seq=seq, rows=int(ids.size), header_sha256=digest))
+            seq += 1
+        m2 = m.bumped(m.shards + tuple(new), seq)
+        write_manifest(self.root, m2)
         self._ops.clear()
         self._pending = 0
         published: tuple[PublishedShard, ...] = ()

@@ -46,12 +46,11 @@ def populated(registry_url: str, emb_home: Path, monkeypatch: pytest.MonkeyPatch
     ids = np.random.default_rng(1).choice(10**15, size=N, replace=False).astype(np.int64)
     codes = pack_codes(vectors)
     store_dir = emb_home / "store"
-    w = StoreWriter(store_dir, "unified-v1", reg.get("unified-v1").embedding_spec)
-    w.upsert(ids, codes, vectors)
-    w.commit(registry=reg)
-    w2 = StoreWriter(store_dir, "other-v1", spec)
-    w2.upsert(ids[:10], codes[:10][:, ::-1].copy(), vectors[:10])
-    w2.commit()
+    with StoreWriter(store_dir, "unified-v1", reg.get("unified-v1").embedding_spec) as w:
+        w.upsert(ids, codes, vectors)
+        w.commit(registry=reg)
+    with StoreWriter(store_dir, "other-v1", spec) as w2:
+        w2.upsert(ids[:10], codes[:10][:, ::-1].copy(), vectors[:10])
     _reset_default_clients()
     yield Populated(registry_url, store_dir, ids, codes, vectors, reg)
     _reset_default_clients()

@@ -11,6 +11,7 @@ import embsdk
 from embsdk.errors import (
     DeprecatedGenerationWarning,
     GenerationNotFound,
+    InvalidItemId,
     ItemNotFound,
     RetiredGeneration,
     ShardCorrupt,
@@ -138,5 +139,8 @@ def test_ids_that_are_not_int64_are_refused(populated):
             embsdk.get_embedding(bad, version="unified-v1")
     with pytest.raises(StoreError, match="64-bit integer"):  # checked before the registry is asked
         embsdk.get_embedding(1.0, version="no-such-v9")
-    with pytest.raises(ItemNotFound):
-        embsdk.get_embedding(2**70, version="unified-v1")
+    for too_big in (2**63, 2**64 - 5, 2**70):  # never wrapped into another (negative) id
+        with pytest.raises(InvalidItemId, match="outside"):
+            embsdk.get_embedding(too_big, version="unified-v1")
+        with pytest.raises(InvalidItemId, match="outside"):
+            embsdk.get_embeddings([too_big], version="unified-v1")

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from embsdk.errors import CodeLengthError, ItemNotFound, StoreError, UnsafePath
+from embsdk.errors import CodeLengthError, InvalidItemId, ItemNotFound, StoreError, UnsafePath
 from embsdk.store import EmbeddingStore, StoreWriter
 from tests.store.conftest import SPEC, codes_for, vectors_for
 
@@ -86,6 +86,7 @@ def test_bad_input_is_refused_and_loses_nothing(store_dir):
         w.upsert([2], codes_for([2]), np.zeros((1, 3)))
     assert w.pending == 0
     np.testing.assert_array_equal(EmbeddingStore.open(store_dir, "g1").get([1])[1], codes_for([1]))
+    w.close()
     with pytest.raises(StoreError, match="spec"):
         StoreWriter(store_dir, "g1", {"dim": 16, "bits": 128})  # a generation's spec never changes
     with pytest.raises(UnsafePath):
@@ -119,6 +120,9 @@ def test_single_get_fast_path_agrees_with_batch_get(store_dir):
         _, codes, vecs = store.get([i], with_vectors=True)
         np.testing.assert_array_equal(code, codes[0])
         np.testing.assert_array_equal(vec, vecs[0])
-    for bad in (10, -1, 2**63, -(2**63) - 1):
+    for absent in (10, -1):
         with pytest.raises(ItemNotFound):
+            store.get_one(absent)
+    for bad in (2**63, -(2**63) - 1, 2**64 - 5):
+        with pytest.raises(InvalidItemId, match="outside"):
             store.get_one(bad)

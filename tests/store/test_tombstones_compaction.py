@@ -40,6 +40,7 @@ def test_random_upserts_and_deletes_then_compaction(store_dir):
             w.commit()
             _check_against_model(store_dir, model)
     w.commit()
+    w.close()  # compaction takes the generation's lock
     before = _check_against_model(store_dir, model)
     assert len(before.shards) > 4 and any(s.header.kind == "tombstone" for s in before.shards)
     result = compact_store(store_dir, "g1")
@@ -74,6 +75,7 @@ def test_compaction_of_all_deleted_store_and_orphans(store_dir):
     w.commit()
     w.delete([1, 2])
     w.commit()
+    w.close()
     orphan = store_dir / "g1" / "shards" / "00000099-data-dead.tmp"
     orphan.mkdir()
     assert verify_store(store_dir, "g1").orphans == (orphan.name,)
@@ -81,6 +83,6 @@ def test_compaction_of_all_deleted_store_and_orphans(store_dir):
     assert res.items == 0 and res.shards_after == 0 and orphan.name in res.removed and not orphan.exists()
     store = EmbeddingStore.open(store_dir, "g1")
     assert len(store) == 0 and store.live_ids().size == 0
-    w.upsert([4], codes_for([4]))  # still writable after compacting to nothing
-    w.commit()
+    with StoreWriter(store_dir, "g1", SPEC) as w:  # still writable after compacting to nothing
+        w.upsert([4], codes_for([4]))
     assert EmbeddingStore.open(store_dir, "g1").live_ids().tolist() == [4]
