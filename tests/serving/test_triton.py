@@ -132,11 +132,14 @@ def test_server_down_is_a_clear_error(tiny_exports: list[Path], images: list[Pat
             embed(images[:1], str(tiny_exports[0]), url=f"127.0.0.1:{free_port()}", protocol=protocol, retries=1)
 
 
-def test_off_loopback_needs_a_key_and_guards_the_repository_api(served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_off_loopback_a_key_guards_the_repository_api(served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     from embsdk.serving.client import TritonClient
     from embsdk.serving.server import TritonServer
 
     monkeypatch.delenv("EMB_TRITON_ADMIN_KEY", raising=False)
+    unset = [TritonServer(served["repo"].root, host="0.0.0.0", http_port=0, grpc_port=0) for _ in range(2)]
+    assert all(s.key_generated for s in unset) and unset[0].admin_key != unset[1].admin_key  # one per start
+    monkeypatch.setenv("EMB_TRITON_ADMIN_KEY", "not a header value")
     with pytest.raises(ConfigError, match="EMB_TRITON_ADMIN_KEY"):
         TritonServer(served["repo"].root, host="0.0.0.0", http_port=0, grpc_port=0)
     monkeypatch.setenv("EMB_TRITON_ADMIN_KEY", "s3cret-key")
