@@ -115,3 +115,46 @@ def test_backfill_bad_inputs(tmp_path: Path, published: Published) -> None:
     out = subprocess.run([EMB, "backfill", "--version", "nope-v9", "--manifest", str(published.manifest)],
                          capture_output=True, text=True, cwd=ROOT, env=os.environ.copy(), check=False)
     assert out.returncode == 1 and out.stderr.startswith("error: No generation") and "Traceback" not in out.stderr
+
+
+def test_backfill_skips_and_counts_a_decompression_bomb(tmp_path: Path, published: Published) -> None:
+    import pandas as pd
+
+    from tests.backfill._images import write_bomb_png
+
+    bomb = write_bomb_png(tmp_path / "bomb.png")  # 30000 x 30000 pixels in ~110 KB
+    manifest = tmp_path / "with_bomb.csv"
+    ids = [*published.ids.tolist(), 99]
+    pd.DataFrame({"id": ids, "image": [*map(str, published.paths), str(bomb)]}).to_csv(manifest, index=False)
+    out = subprocess.run([EMB, "backfill", "--version", published.generation, "--manifest", str(manifest), "--json"],
+                         capture_output=True, text=True, check=False, cwd=ROOT, env=os.environ.copy())
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    failed = {f["id"]: f["reason"] for f in report["failed"]}
+    assert set(failed) == {published.corrupt_id, 99} and report["failed_count"] == 2
+    assert failed[99].startswith("image too large to decode")
+    assert report["embedded"] == len(published.good_ids)
+    np.testing.assert_array_equal(_store(published).live_ids(), np.sort(published.good_ids))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize(("ids", "row", "match"), [
+    (["1", "2", "1"], 2, "duplicate id 1 \\(first in row 0"),
+    (["1", str(2**63)], 1, "not an integer in the int64 range"),
+    (["1", "1.5"], 1, "not an integer in the int64 range"),
+])
+def test_backfill_manifest_ids_are_exact_int64(tmp_path: Path, fmt: str, ids: list[str], row: int, match: str) -> None:
+    import pandas as pd
+
+    from embsdk.backfill.source import read_items
+
+    path = tmp_path / f"m.{fmt}"
+    frame = pd.DataFrame({"id": ids, "image": [f"{i}.png" for i in range(len(ids))]})
+    if fmt == "parquet":  # the natural column type: uint64 for 2**63, float for 1.5, int otherwise
+        frame["id"] = pd.Series([int(v) if "." not in v else float(v) for v in ids])
+        frame.to_parquet(path)
+    else:
+        frame.to_csv(path, index=False)
+    with pytest.raises(ManifestError, match=match) as err:
+        read_items(path)
+    assert err.value.row == row

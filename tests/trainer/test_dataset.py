@@ -53,3 +53,18 @@ def test_feature_dataset_picks_the_view_from_the_seed() -> None:
     assert ds[1]["index"] == 11
     torch.testing.assert_close(ds[1]["image"], torch.from_numpy(feats[0, 1]))
     torch.testing.assert_close(ds[(1, 5)]["image"], torch.from_numpy(feats[1, 1]))
+
+
+def test_image_dataset_decodes_through_the_one_bounded_decoder(tmp_path: Path) -> None:
+    from embsdk.preprocess import decode_side
+
+    path = tmp_path / "img" / "big.jpg"
+    path.parent.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).resize((1200, 900)).save(path)
+    (tmp_path / "m.csv").write_text("image,task.t\nimg/big.jpg,a\n")
+    m = Manifest.load(tmp_path / "m.csv")
+    spec = InputSpec(image_size=32)
+    ds = ImageDataset(m, [0], eval_transform(spec))
+    assert ds.min_side == decode_side(spec)  # large JPEGs decode reduced, as in the SDK
+    np.testing.assert_array_equal(ds[0]["image"].numpy(), load_image(path, spec))
