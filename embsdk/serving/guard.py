@@ -119,6 +119,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: _GuardServer
     _upstream: http.client.HTTPConnection | None = None
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # headers and body go out separately
+
     def log_message(self, format: str, *args: Any) -> None:
         return  # requests are not logged (tritonserver has its own log)
 
@@ -159,21 +163,31 @@ class _Handler(BaseHTTPRequestHandler):
             body = body[: int(raw)]
         check_infer_header(body, self.server.max_bytes)
 
+    def _exchange(self, body: bytes, headers: dict[str, str]) -> tuple[http.client.HTTPResponse, bytes]:
+        """One request on the kept upstream connection (opened on first use)."""
+        if self._upstream is None:
+            self._upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream_port, timeout=600)
+            self._upstream.connect()
+            self._upstream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._upstream.request(self.command, self.path, body=body, headers=headers)
+        resp = self._upstream.getresponse()
+        return resp, resp.read()
+
+    def _close_upstream(self) -> None:
+        if self._upstream is not None:
+            self._upstream.close()
+            self._upstream = None
+
     def _forward(self, body: bytes) -> None:
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         if body or self.command in {"POST", "PUT"}:
             headers["Content-Length"] = str(len(body))
         for attempt in (0, 1):  # a kept upstream connection may have been closed by the server: retry once
-            if self._upstream is None:
-                self._upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream_port, timeout=600)
             try:
-                self._upstream.request(self.command, self.path, body=body, headers=headers)
-                resp = self._upstream.getresponse()
-                data = resp.read()
+                resp, data = self._exchange(body, headers)
                 break
             except (http.client.HTTPException, OSError):
-                self._upstream.close()
-                self._upstream = None
+                self._close_upstream()
                 if attempt:
                     self._reply(503, "tritonserver is not running (emb serve restarts it); try again shortly")
                     return
@@ -201,8 +215,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
     def finish(self) -> None:
-        if self._upstream is not None:
-            self._upstream.close()
+        self._close_upstream()
         super().finish()
 
 
