@@ -17,11 +17,10 @@ def test_ray_reads_compacted_shards_directly(store_dir):
     pytest.importorskip("ray.data")
 
     ids = np.arange(0, 3000, 3)
-    w = StoreWriter(store_dir, "g1", SPEC)
-    w.upsert(ids, codes_for(ids))
-    w.commit()
-    w.delete(ids[:10])
-    w.commit()
+    with StoreWriter(store_dir, "g1", SPEC) as w:
+        w.upsert(ids, codes_for(ids))
+        w.commit()
+        w.delete(ids[:10])
     compact_store(store_dir, "g1")  # one data shard: what external readers should consume
     root = store_dir / "g1"
     live = [s for s in json.loads((root / "MANIFEST.json").read_text())["shards"] if s["kind"] == "data"]
