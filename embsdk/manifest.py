@@ -94,6 +94,11 @@ def _as_int64(column: pd.Series, path: str | None) -> np.ndarray:
         if over.size:
             _refuse(int(over[0]), values[over[0]], path)
         return values.astype(np.int64)
+    if _all_text(column):
+        try:
+            return values.astype(np.int64)  # int() of each string, in C: exact, or raises
+        except (ValueError, OverflowError):
+            pass  # find and name the first bad row below
     out = np.empty(len(values), np.int64)
     for row, value in enumerate(values):  # text (CSV), floats, objects: one value at a time, exactly
         parsed = _parse_id(value)
@@ -101,6 +106,12 @@ def _as_int64(column: pd.Series, path: str | None) -> np.ndarray:
             _refuse(row, value, path)
         out[row] = parsed
     return out
+
+
+def _all_text(column: pd.Series) -> bool:
+    import pandas as pd
+
+    return column.dtype == object and pd.api.types.infer_dtype(column, skipna=False) == "string"
 
 
 def _parse_id(value: Any) -> int | None:
@@ -122,7 +133,7 @@ def _parse_id(value: Any) -> int | None:
 
 def _parse_text(text: str) -> int | None:
     try:
-        return int(text) if "_" not in text else None
+        return int(text)
     except ValueError:
         pass
     try:
