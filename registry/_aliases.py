@@ -14,6 +14,7 @@ from embsdk.errors import (
     ProtectedAlias,
     RetiredGeneration,
 )
+from registry import _hooks
 from registry._core import RegistryCore
 from registry.entities import AliasEvent, ConsumerInfo
 from registry.lifecycle import Status
@@ -22,6 +23,10 @@ from registry.models import AliasEvent as AliasEventRow
 from registry.validation import check_name
 
 __all__ = ["AliasesMixin"]
+
+
+class _AliasCreatedConcurrently(Exception):
+    """Internal: inserting a new alias hit its primary key (another writer created it first); never escapes."""
 
 
 class AliasesMixin(RegistryCore):
@@ -43,6 +48,18 @@ class AliasesMixin(RegistryCore):
             InvalidRegistryInput: the alias name is malformed or is a generation's name.
         """
         check_name(alias, "alias")
+        try:
+            return self._set_alias_once(alias, name, protect=protect, force=force, reason=reason)
+        except _AliasCreatedConcurrently:
+            # Another process created the alias between our lookup and our insert (PostgreSQL: the primary key
+            # decided). It exists now, so the second try takes the ordinary move path: row lock, protection
+            # rules, one more event. Last writer wins; both moves are in the history.
+            return self._set_alias_once(alias, name, protect=protect, force=force, reason=reason)
+
+    def _set_alias_once(
+        self, alias: str, name: str, *, protect: bool, force: bool, reason: str | None
+    ) -> AliasEvent:
+        """One transaction of :meth:`set_alias`; raises :class:`_AliasCreatedConcurrently` when it lost a race."""
         with self._write(f"set alias {alias}") as session:
             if session.execute(sa.select(Generation.id).where(Generation.name == alias)).first():
                 raise InvalidRegistryInput(f"{alias!r} is a generation's name; an alias cannot shadow it.")
@@ -59,8 +76,12 @@ class AliasesMixin(RegistryCore):
                 return last  # already there: nothing moved, nothing to record
             previous = None if row is None else row.generation_id
             if row is None:
-                row = Alias(name=alias, generation_id=gen.id, protected=protect, updated_at=now)
-                session.add(row)
+                _hooks.before_alias_insert()
+                session.add(Alias(name=alias, generation_id=gen.id, protected=protect, updated_at=now))
+                try:
+                    session.flush()
+                except sa.exc.IntegrityError:
+                    raise _AliasCreatedConcurrently(alias) from None
             else:
                 row.generation_id, row.updated_at, row.protected = gen.id, now, row.protected or protect
             session.add(

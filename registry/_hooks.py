@@ -22,3 +22,7 @@ during_blob_write: Callable[[Path], None] = _noop
 
 before_commit: Callable[[], None] = _noop
 """Called by ``Registry.register`` inside the write transaction, after all rows are flushed, before commit."""
+
+before_alias_insert: Callable[[], None] = _noop
+"""Called by ``Registry.set_alias`` inside its write transaction when the alias does not exist yet, just
+before inserting it (a race test widens the window in which another process creates the same alias)."""

@@ -88,3 +88,42 @@ def wait_for_line(proc: subprocess.Popen[str], expected: str, timeout: float = 6
     raise AssertionError(
         f"child never printed {expected!r}; stderr: {proc.stderr.read() if proc.stderr else ''}"
     )
+
+
+# A child points each of ALIASES (comma-separated, all new) at generation NAME, after the start barrier GO.
+# It pauses PAUSE seconds between finding that an alias does not exist and inserting it (the race window).
+ALIAS_CHILD = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from registry import Registry, _hooks
+    url, name, aliases, go, pause = sys.argv[1:6]
+    _hooks.before_alias_insert = lambda: time.sleep(float(pause))
+    reg = Registry(url)
+    reg.resolve(name)  # connected and warm before the barrier
+    print("ready", flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    try:
+        for alias in aliases.split(","):
+            reg.set_alias(alias, name, reason=f"set by {os.getpid()}")
+        print(json.dumps({"ok": name}), flush=True)
+    except Exception as exc:
+        print(json.dumps({"error": type(exc).__name__, "message": str(exc)}), flush=True)
+        sys.exit(3)
+    """
+)
+
+
+def spawn_alias_setter(
+    url: str, name: str, aliases: list[str], go: Path, *, pause: float = 0
+) -> subprocess.Popen[str]:
+    """A real process that sets every alias in *aliases* to *name* once *go* exists."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-c", ALIAS_CHILD, url, name, ",".join(aliases), str(go), str(pause)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )

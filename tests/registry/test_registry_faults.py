@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from registry import Registry
-from tests.registry._proc import spawn, wait_for_line
+from tests.registry._proc import spawn, spawn_alias_setter, wait_for_line
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -115,3 +115,31 @@ def test_kill_9_mid_register_leaves_registry_consistent(
     # the registry is fully usable afterwards: the name is free and the write lock was released
     assert reg.register("victim-v1", artifacts=[big], code_version="test").status == "candidate"
     assert reg.fsck().clean
+
+
+def test_processes_creating_the_same_new_aliases_at_once_all_succeed(registry_url: str, tmp_path: Path) -> None:
+    """On PostgreSQL the loser of a race to CREATE an alias got ``duplicate key ... "pk_aliases"``.
+
+    Four processes point the same 5 new aliases at four different generations, released by one barrier; each
+    pauses between finding an alias missing and inserting it, so all four try to create every alias. Every
+    set must succeed (the losers move the alias the winner just created: last writer wins) and every move must
+    be in the history, each event's ``previous`` being the event before it.
+    """
+    gens, aliases = [f"g{i}-v1" for i in range(4)], [f"new-{j}" for j in range(5)]
+    with Registry(registry_url) as reg:
+        for g in gens:
+            reg.register(g, code_version="test")
+    go = tmp_path / "go"
+    procs = [spawn_alias_setter(registry_url, g, aliases, go, pause=0.2) for g in gens]
+    for p in procs:
+        wait_for_line(p, "ready")
+    go.touch()
+    results = [(p.communicate(timeout=90), p.returncode) for p in procs]
+    assert all(rc == 0 for _, rc in results), [(out, err[-2000:]) for (out, err), _ in results]
+    with Registry(registry_url) as reg:
+        current = reg.aliases()
+        for alias in aliases:
+            history = reg.alias_history(alias)
+            assert sorted(e.generation for e in history) == gens  # one recorded move per process
+            assert [e.previous for e in history] == [None, *(e.generation for e in history[:-1])]
+            assert current[alias] == history[-1].generation == reg.resolve(alias).name
