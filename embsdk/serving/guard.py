@@ -37,7 +37,7 @@ DTYPE_BYTES = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16"
                "INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8, "BYTES": 1}
 _INFER_PATH = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/(infer|generate|generate_stream)/?$")
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
-                         "upgrade", "host", "content-length"})
+                         "upgrade", "host", "content-length", "expect"})  # the guard answers 100-continue itself
 _HEADER_LENGTH = "inference-header-content-length"
 
 
@@ -251,6 +251,12 @@ class HttpGuard:
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name=f"http-guard-{self.port}", daemon=True)
         self._thread.start()
+
+    def retarget(self, upstream_port: int) -> None:
+        """Forward to tritonserver on another loopback port from now on (a restarted server)."""
+        self.upstream_port = upstream_port
+        if self._server is not None:
+            self._server.upstream_port = upstream_port
 
     def stop(self) -> None:
         """Stop listening (idempotent)."""

@@ -222,6 +222,8 @@ class TritonServer:
             ServerStartError: it did not become ready (the process is stopped again; call ``restart`` later).
         """
         self._terminate(timeout=5)
+        self.upstream_http_port = free_port("127.0.0.1")  # the old one may have been taken meanwhile
+        self.guard.retarget(self.upstream_http_port)
         try:
             self._spawn()
         except BaseException:
