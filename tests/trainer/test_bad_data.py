@@ -97,3 +97,14 @@ def test_train_data_skips_and_counts_a_bomb_and_the_dataset_raises_typed(manifes
     ds = ImageDataset(data.manifest, [1], train_transform(InputSpec(image_size=32)))
     with pytest.raises(ImageDecodeError, match="too large"):
         ds[0]
+
+
+def test_a_bomb_in_a_result_grid_is_a_grey_tile(tmp_path: Path) -> None:
+    from PIL import Image, ImageDraw
+
+    from trainer.evaluate.figures import _THUMB, _font, _paste
+
+    bomb = write_bomb_png(tmp_path / "bomb.png")
+    canvas = Image.new("RGB", (_THUMB + 20, _THUMB + 20), "white")
+    _paste(canvas, ImageDraw.Draw(canvas), bomb, (0, 0), (0, 200, 0), "bomb", _font(10))
+    assert canvas.getpixel((_THUMB // 2, _THUMB // 2)) == (200, 200, 200)

@@ -118,14 +118,16 @@ def draw_result_grid(
 def _paste(canvas, draw, file: Path, xy: tuple[int, int], color: tuple[int, int, int], caption: str, font) -> None:
     from PIL import Image
 
+    from embsdk.errors import ImageDecodeError
+    from embsdk.preprocess import DECODE_MARGIN, open_image
+
     x, y = xy
-    try:
-        with Image.open(file) as im:
-            thumb = im.convert("RGB")
+    try:  # the one bounded decoder: a huge photo decodes reduced, a decompression bomb becomes a grey tile
+        thumb = open_image(file, min_side=DECODE_MARGIN * _THUMB)
         side = _THUMB - 2 * _BORDER
         scale = side / max(thumb.size)  # fit the box, upscaling small images too
         thumb = thumb.resize((max(1, round(thumb.width * scale)), max(1, round(thumb.height * scale))))
-    except OSError:
+    except ImageDecodeError:
         thumb = Image.new("RGB", (_THUMB - 2 * _BORDER, _THUMB - 2 * _BORDER), (200, 200, 200))
     draw.rectangle([x, y, x + _THUMB - 1, y + _THUMB - 1], fill=color)
     ox = x + _BORDER + (_THUMB - 2 * _BORDER - thumb.width) // 2
