@@ -20,6 +20,10 @@ get exactly one data shard, then::
     codes = ray.data.read_numpy([f"{root}/shards/{s['name']}/codes.npy" for s in live])
 
 (:meth:`EmbeddingStore.shard_files` gives the same list from Python.)
+
+``header.json`` records each file's sha256, its exact ``.npy`` header bytes and a crc32 per block of rows;
+:class:`EmbeddingStore` checks them lazily and never returns bytes that fail (``ShardCorrupt``). External
+engines read the files unchecked: run ``emb store verify`` first when that matters.
 """
 
 from embsdk.store._format import ShardArrays, ShardHeader

@@ -56,6 +56,7 @@ class EmbeddingStore:
         self._data = [s for s in shards if s.header.kind == "data"]
         self._data_index = {id(s): i for i, s in enumerate(self._data)}
         self._live: dict[bool, LiveRows] = {}
+        self._live_ids: np.ndarray | None = None
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -194,20 +195,24 @@ class EmbeddingStore:
             InvalidItemId: *item_id* is not a 64-bit signed integer.
             ShardCorrupt: a block read fails its checksum.
         """
-        item_id = as_item_id(item_id)
+        if type(item_id) is not int or not _INT64_MIN <= item_id <= _INT64_MAX:
+            item_id = as_item_id(item_id)
         for s in self._newest_first:
             h = s.header
             if h.rows and h.min_id <= item_id <= h.max_id:  # type: ignore[operator]
-                pos = _checked_position(s, item_id)
-                if s.ids[pos] == item_id:
-                    if s.codes is None:  # tombstone
-                        break
-                    s.checks[CODES].row(pos)
-                    vec = None
-                    if with_vector and s.vectors is not None:
-                        s.checks[VECTORS].row(pos)
-                        vec = s.vectors[pos]
-                    return s.codes[pos], vec
+                pos = _find(s, item_id)
+                if pos < 0:
+                    continue
+                if s.codes is None:  # tombstone
+                    break
+                check = s.checks[CODES]
+                if not check.verified[pos // check.block_rows]:
+                    check.row(pos)
+                vec = None
+                if with_vector and s.vectors is not None:
+                    s.checks[VECTORS].row(pos)
+                    vec = s.vectors[pos]
+                return s.codes[pos], vec
         raise ItemNotFound([item_id], self.generation)
 
     def contains(self, ids: np.ndarray | list[int]) -> np.ndarray:
@@ -242,8 +247,20 @@ class EmbeddingStore:
         return rows
 
     def live_ids(self) -> np.ndarray:
-        """Sorted int64 ids of every live item."""
-        return self.live(with_vectors=False).ids
+        """Sorted int64 ids of every live item (only the ids are read and verified)."""
+        if self._live:
+            return next(iter(self._live.values())).ids
+        if self._live_ids is None:
+            for s in self._all:
+                s.check(IDS).all()
+            if len(self._all) == 1 and self._all[0].header.kind == "data":
+                self._live_ids = self._all[0].ids
+            elif not self._data:
+                self._live_ids = np.empty(0, np.int64)
+            else:
+                all_ids = np.unique(np.concatenate([s.ids for s in self._all]))
+                self._live_ids = all_ids[self.lookup(all_ids).found]
+        return self._live_ids
 
     def verify_all(self, *, vectors: bool = True) -> None:
         """Verify every block of every shard (of all but the vectors unless *vectors*); cheap once done.
@@ -322,8 +339,8 @@ def as_item_ids(ids: Any) -> np.ndarray:
     return a.astype(np.int64).reshape(-1)
 
 
-def _checked_position(s: ShardArrays, item_id: int) -> int:
-    """``searchsorted`` of one id in a shard, with the ids around the answer verified against their checksums.
+def _find(s: ShardArrays, item_id: int) -> int:
+    """Row of *item_id* in shard *s* (-1 when absent), found on ids verified against their checksums.
 
     A damaged id elsewhere can at worst misdirect the binary search; the verified neighbours then disagree
     with the answer and the shard is refused, so a wrong row is never taken for *item_id*.
@@ -331,18 +348,19 @@ def _checked_position(s: ShardArrays, item_id: int) -> int:
     ids, n, check = s.ids, s.header.rows, s.checks[IDS]
     pos = int(ids.searchsorted(item_id))
     if pos < n:
-        check.row(pos)
+        if not check.verified[pos // check.block_rows]:
+            check.row(pos)
         if ids[pos] == item_id:
             return pos
     if pos:
         check.row(pos - 1)
     if (pos and not ids[pos - 1] < item_id) or (pos < n and not item_id < ids[pos]):
         raise _misplaced(s)
-    return min(pos, n - 1)
+    return -1
 
 
 def _checked_positions(s: ShardArrays, sorted_ids: np.ndarray) -> np.ndarray:
-    """Vectorized :func:`_checked_position` for sorted query ids: ``searchsorted`` positions, neighbours verified."""
+    """Like :func:`_find` for many sorted query ids: ``searchsorted`` positions, neighbours verified."""
     ids, n, check = s.ids, s.header.rows, s.checks[IDS]
     pos = np.searchsorted(ids, sorted_ids)
     inside = pos < n
