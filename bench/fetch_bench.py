@@ -2,8 +2,10 @@
 
 All three hold the same 256-bit synthetic codes (fetch cost does not depend on the bits' values). Each
 measurement runs in this one process, side by side, on a warm page cache; ratios are store / baseline.
-Also compares the shard format (memory-mapped .npy, what the store uses) with Arrow IPC read by memory
-map, on open time and batch lookup.
+Also measures what integrity checking costs: opening a shard (header.json + exact .npy header bytes),
+a read whose blocks are not yet verified in this process ("cold": crc32 of a 64 KiB ids block and a 64 KiB
+codes block) and one whose blocks are ("warm": a bitmap test), and verifying every block (what search and
+compaction do first). Last, compares the shard format (memory-mapped .npy) with Arrow IPC.
 
     .venv/bin/python -m bench.fetch_bench [--items 10000000] [--out bench/results/fetch_bench.txt]
 """
@@ -41,6 +43,44 @@ def timeit(fn: Callable[[], object], *, reps: int, rounds: int = 5) -> float:
     return statistics.median(out)
 
 
+def integrity_report(log: Callable[[str], None], work: Path, ids: np.ndarray,
+                     nxt_batch: Callable[[], np.ndarray]) -> None:
+    """Open cost, a cold read (blocks not yet verified) vs a warm one, and a full verification."""
+    t_open = timeit(lambda: EmbeddingStore.open(work / "store", GEN), reps=50)
+    fresh = EmbeddingStore.open(work / "store", GEN)
+    shard = fresh.shards[0]
+    id_rows, code_rows = shard.check("ids.npy").block_rows, shard.check("codes.npy").block_rows
+    sorted_ids = shard.ids
+    # one id per ids block: every read verifies one ids block and one codes block it has not seen yet
+    cold_ids = [int(sorted_ids[b * id_rows + id_rows // 2]) for b in range(min(2000, len(sorted_ids) // id_rows))]
+    t = time.perf_counter()
+    for i in cold_ids:
+        fresh.get_one(i)
+    cold = (time.perf_counter() - t) / len(cold_ids)
+    warm_ids = iter(np.resize(np.asarray(cold_ids), 10**6).tolist())
+    warm = timeit(lambda: fresh.get_one(next(warm_ids)), reps=20000)
+    cold_store = EmbeddingStore.open(work / "store", GEN)
+    t = time.perf_counter()
+    cold_store.get(nxt_batch())
+    cold_batch = time.perf_counter() - t
+    warm_batch = timeit(lambda: cold_store.get(nxt_batch()), reps=50)  # mostly warm by now
+    full = EmbeddingStore.open(work / "store", GEN)
+    t = time.perf_counter()
+    full.verify_all()
+    t_full = time.perf_counter() - t
+    nbytes = sum(int(f["bytes"]) for f in shard.header.files.values())
+    log(f"\nintegrity checks (block = {id_rows} ids / {code_rows} codes, 64 KiB each; crc32)")
+    log(f"open (header.json sha256 + parse, .npy header bytes compared, mmap)   {t_open * 1e3:8.3f} ms")
+    log(f"get_one, cold: ids + codes blocks verified on this read                {cold * 1e6:8.1f} µs")
+    log(f"get_one, warm: blocks verified before (one bitmap test each)           {warm * 1e6:8.2f} µs")
+    log(f"get of {len(nxt_batch())} ids, first batch on a fresh store (cold blocks)            "
+        f"{cold_batch * 1e6:8.0f} µs")
+    log(f"get of {len(nxt_batch())} ids, later batches                                         "
+        f"{warm_batch * 1e6:8.0f} µs")
+    log(f"verify every block ({nbytes / 2**20:.0f} MiB: what search and compaction do first)        "
+        f"{t_full:8.2f} s ({nbytes / t_full / 1e9:.1f} GB/s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--items", type=int, default=10_000_000)
@@ -58,14 +98,14 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="fetch_bench_"))
     log(f"fetch_bench: {n:,} ids, {BITS}-bit codes, batch {args.batch}; {platform.processor() or platform.machine()}, "
         f"python {platform.python_version()}, numpy {np.__version__}, sqlite {sqlite3.sqlite_version}")
+    log("(shared 2-core machine, other jobs running: compare the ratios, not absolute times)")
     ids = np.unique(rng.integers(0, 2**62, size=int(n * 1.01), dtype=np.int64))[:n]
     rng.shuffle(ids)  # arrive in any order, like a backfill
     codes = rng.integers(0, 256, size=(n, nb), dtype=np.uint8)
 
     t = time.perf_counter()
-    w = StoreWriter(work / "store", GEN, {"dim": BITS, "bits": BITS})
-    w.upsert(ids, codes)
-    w.commit()
+    with StoreWriter(work / "store", GEN, {"dim": BITS, "bits": BITS}) as w:
+        w.upsert(ids, codes)
     log(f"build: store {time.perf_counter() - t:.1f}s")
     del w
     gc.collect()
@@ -110,6 +150,9 @@ def main() -> None:
 
     def dict_batch(b: np.ndarray) -> np.ndarray:
         return np.frombuffer(b"".join([as_dict[i] for i in b.tolist()]), np.uint8).reshape(-1, nb)
+
+    integrity_report(log, work, ids, nxt_batch)
+    store.verify_all()  # steady state: every block verified once in this process (what a long-lived reader reaches)
 
     reps = 20000
     harness = timeit(lambda: next(singles), reps=reps)
