@@ -111,6 +111,8 @@ def _restart(server: Any, stop: dict[str, Any], backoff: Backoff, count: int, up
     except ServerStartError as exc:
         _report(server, f"restart #{count} failed: {str(exc).splitlines()[0]}")
         return False
+    except KeyboardInterrupt:  # SIGTERM/SIGINT while restarting: stop, as asked (the caller stops the server)
+        return False
     finally:
         stop["started"] = True
     _report(server, f"tritonserver restarted (restart #{count}, pid {server.proc.pid}): ready")

@@ -175,6 +175,7 @@ class TritonServer:
         if not self.key_generated:
             return
         self.key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.key_file.parent, 0o700)
         tmp = self.key_file.with_name(f".{self.key_file.name}.{os.getpid()}")
         tmp.unlink(missing_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -209,8 +210,10 @@ class TritonServer:
         """Start the tritonserver process (the guard already listens) and wait until it is ready."""
         install = find_tritonserver()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = install.environment()
+        env.pop("EMB_TRITON_ADMIN_KEY", None)  # the server and its model stubs never need it from the environment
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.command(install), env=install.environment(), stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(self.command(install), env=env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
                                          preexec_fn=_pdeathsig())  # noqa: PLW1509
         self._wait_ready()

@@ -362,3 +362,23 @@ def test_a_killed_tritonserver_is_restarted_logged_and_unhealthy_meanwhile(expos
     log = Path(exposed.info["log"]).read_text()
     assert "died: signal SIGKILL" in log and "restarted (restart #1" in log
     assert exposed.proc.poll() is None
+
+
+def test_a_failing_restart_is_logged_and_retried_with_a_longer_delay(tmp_path: Path, tiny_exports: list[Path]) -> None:
+    from triton_models.repository import ModelRepository
+
+    repo = ModelRepository(tmp_path / "repo")
+    repo.add(tiny_exports[0], generation="unified-v1")
+    onnx = repo.root / "unified" / "1" / "model.onnx"
+    good = onnx.read_bytes()
+    serve = Serve(tmp_path, repo.root, "127.0.0.1")
+    try:
+        onnx.write_bytes(b"garbage")  # the next start cannot load the model
+        os.kill(serve.info["pid"], signal.SIGKILL)
+        serve.wait_stderr("restart #1 failed")
+        onnx.write_bytes(good)
+        err = serve.wait_stderr("restarted (restart #2")
+        assert "restart #1 in 1 s" in err and "restart #2 in 2 s" in err
+        wait_answering(serve.http)
+    finally:
+        serve.stop()
