@@ -551,14 +551,19 @@ def consumers_list(
 @app.command("fsck")
 def fsck(
     repair: Annotated[
-        bool, typer.Option("--repair", help="Quarantine corrupt blobs; delete old orphans/temp files.")
+        bool,
+        typer.Option(
+            "--repair",
+            help="Quarantine corrupt blobs; delete old orphans/temp files and work folders of killed publishes.",
+        ),
     ] = False,
     grace: Annotated[
         float, typer.Option("--grace-seconds", help="Keep orphans younger than this (in-flight writes).")
     ] = 900,
     json_: JsonOpt = False,
 ) -> None:
-    """Check the artifact store: missing, corrupt (hash mismatch) and orphaned blobs, half-written files.
+    """Check the artifact store: missing, corrupt (hash mismatch) and orphaned blobs, half-written files,
+    and $EMB_HOME/tmp/publish-* work folders left by killed publishes.
 
     Exits 1 when a referenced blob is missing or corrupt.
     """
@@ -571,6 +576,7 @@ def fsck(
             ("CORRUPT", r.corrupt),
             ("orphan", r.orphans),
             ("temp file", r.temp_files),
+            ("stale publish folder", r.stale_workdirs),
             ("removed", r.removed),
             ("quarantined", r.quarantined),
             ("kept (recent)", r.kept_recent_orphans),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import sqlalchemy as sa
 from tqdm import tqdm
@@ -11,6 +12,7 @@ from embsdk._fileio import sha256_file
 from registry._core import RegistryCore
 from registry.entities import FsckReport
 from registry.models import Artifact
+from registry.workdirs import PUBLISH_PREFIX, scratch_root, sweep_stale_workdirs
 
 __all__ = ["ORPHAN_GRACE_SECONDS", "MaintenanceMixin"]
 
@@ -22,14 +24,21 @@ class MaintenanceMixin(RegistryCore):
     """fsck."""
 
     def fsck(
-        self, repair: bool = False, *, grace_seconds: float = ORPHAN_GRACE_SECONDS, progress: bool = False
+        self,
+        repair: bool = False,
+        *,
+        grace_seconds: float = ORPHAN_GRACE_SECONDS,
+        progress: bool = False,
+        scratch_dir: Path | None = None,
     ) -> FsckReport:
         """Check every blob against its address and every referenced hash against the store.
 
         Finds: *missing* blobs (a row references a hash with no file: not repairable automatically),
-        *corrupt* blobs (bytes do not hash to the address), *orphans* (no row references them: harmless)
-        and half-written temp files. With ``repair``: corrupt blobs are moved to ``quarantine/``, orphans
-        and temp files older than ``grace_seconds`` are deleted. Nothing referenced is ever deleted.
+        *corrupt* blobs (bytes do not hash to the address), *orphans* (no row references them: harmless),
+        half-written temp files, and *stale work folders* of killed publishes under *scratch_dir* (default
+        ``$EMB_HOME/tmp``). With ``repair``: corrupt blobs are moved to ``quarantine/``, orphans and temp files
+        older than ``grace_seconds`` and stale work folders are deleted. Nothing referenced is ever deleted,
+        nor the folder of a publish still running.
         """
         with self._read("check the artifact store") as session:
             referenced = set(session.scalars(sa.select(Artifact.sha256).distinct()))
@@ -64,6 +73,11 @@ class MaintenanceMixin(RegistryCore):
                     continue
                 self.store.remove(tmp)
                 removed.append(str(tmp.relative_to(self.store.root)))
+        stale_dirs = sweep_stale_workdirs(
+            scratch_dir or scratch_root(), PUBLISH_PREFIX, remove=repair, grace_seconds=grace_seconds
+        )
+        if repair:
+            removed += [str(p) for p in stale_dirs]
         return FsckReport(
             blobs_checked=len(blobs),
             referenced=len(referenced),
@@ -75,4 +89,5 @@ class MaintenanceMixin(RegistryCore):
             removed=tuple(removed),
             quarantined=tuple(quarantined),
             kept_recent_orphans=tuple(kept),
+            stale_workdirs=tuple(str(p) for p in stale_dirs),
         )

@@ -222,6 +222,7 @@ class FsckReport(_Dict):
     removed: tuple[str, ...] = ()
     quarantined: tuple[str, ...] = ()
     kept_recent_orphans: tuple[str, ...] = ()
+    stale_workdirs: tuple[str, ...] = ()  # $EMB_HOME/tmp/publish-* folders of publishes that were killed
 
     @property
     def ok(self) -> bool:
@@ -231,7 +232,7 @@ class FsckReport(_Dict):
     @property
     def clean(self) -> bool:
         """True when there is nothing at all to report."""
-        return self.ok and not self.orphans and not self.temp_files
+        return self.ok and not self.orphans and not self.temp_files and not self.stale_workdirs
 
     def to_dict(self) -> dict[str, Any]:
         d = super().to_dict()

@@ -2,15 +2,16 @@
 
 Steps, in this order (each one leaves a state the next run can finish or undo):
 
-1. checks: the name is new, the parents exist; leftovers of killed publishes are reconciled;
+1. checks: the name is new, the parents exist; leftovers of killed publishes are reconciled, and their work
+   folders (``$EMB_HOME/tmp/publish-*`` whose owner lock no live process holds) removed;
 2. export to ONNX + parity check (a failing check stops here: nothing registered, nothing served);
 3. the model version is *staged* in the Triton repository (hidden folder, fully written and fsynced);
 4. the generation is registered (artifacts stored by hash first, then one DB transaction): the commit point;
 5. the staged version is committed (numbered folder + ``generations.json`` + ``config.pbtxt``);
 6. aliases are set.
 
-A kill before 4 leaves at most a hidden staging folder and orphan blobs (``reconcile`` and
-``emb registry fsck --repair`` drop them). A kill after 4 leaves a registered generation with all its
+A kill before 4 leaves at most a hidden staging folder, orphan blobs and a work folder (``reconcile``,
+the next publish and ``emb registry fsck --repair`` drop them). A kill after 4 leaves a registered generation with all its
 files, whose Triton version is committed by the next ``emb publish`` or ``emb serve`` (reconcile). No
 state has a registered generation without its files or a numbered Triton version half written.
 
@@ -23,14 +24,12 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from embsdk._fileio import write_json_atomic
-from embsdk.config import get_settings
 from embsdk.errors import DuplicateGeneration, GenerationNotFound, RunError
 from triton_models.faults import armed, crash_point
 
@@ -146,6 +145,7 @@ def publish(
     """
     from registry import Registry
     from registry.validation import check_name, derive_family
+    from registry.workdirs import PUBLISH_PREFIX, owned_workdir, scratch_root, sweep_stale_workdirs
     from trainer.export import export_run
     from trainer.run import read_run_info
     from triton_models.repository import ModelRepository
@@ -172,8 +172,9 @@ def publish(
         for parent, _ in edges:
             reg.get(parent)  # GenerationNotFound before any work
 
-    work = Path(tempfile.mkdtemp(prefix=f"publish-{name}-", dir=_tmp_dir()))
-    try:
+    scratch = scratch_root()
+    sweep_stale_workdirs(scratch, PUBLISH_PREFIX, remove=True)  # work folders of killed publishes
+    with owned_workdir(scratch, f"{PUBLISH_PREFIX}{name}-") as work:  # locked while this process lives
         export = work / "export"
         info = export_run(run, export, images=images)  # ParityError: nothing registered, nothing served
         _annotate(export, name=name, family=family)
@@ -201,19 +202,11 @@ def publish(
             with Registry(registry_url) as reg:
                 for alias in aliases:
                     reg.set_alias(alias, name, reason=f"emb publish {name}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return PublishResult(
         generation=name, family=family, triton_version=number, parity=info["parity"],
         artifacts={a.name: a.sha256 for a in gen.artifacts}, metrics=metrics,
         eval_report=str(report) if report else None, aliases=tuple(aliases), parents=tuple(edges), repository=str(repo.root),
     )
-
-
-def _tmp_dir() -> Path:
-    path = get_settings().home / "tmp"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _annotate(export: Path, *, name: str, family: str) -> None:

@@ -167,3 +167,52 @@ def test_repository_rebuilds_from_the_registry(tiny_run: Path, tmp_path: Path) -
         reg.retire("unified-v1", reason="superseded")  # candidate -> retired
     assert sync_from_registry(fresh)["removed"] == ["unified-v1"]
     assert _served(fresh) == {"unified-v2": 2}
+
+
+_PAUSED_PUBLISH = """
+import sys, time
+from registry import _hooks
+from trainer.publish import publish
+
+def pause():
+    print("paused", flush=True)
+    time.sleep(600)
+
+_hooks.after_blobs_written = pause  # inside the registration: exported, staged, work folder in use
+publish(sys.argv[1], sys.argv[2], repository=sys.argv[3])
+"""
+
+
+@pytest.mark.slow
+def test_killed_publish_work_folder_is_removed_and_a_live_ones_kept(
+    tiny_run: Path, tmp_path: Path, emb_home: Path
+) -> None:
+    """A SIGKILLed publish used to leave $EMB_HOME/tmp/publish-* (its export) forever; nothing removed it."""
+    from tests.registry._proc import wait_for_line
+    from trainer.publish import publish
+
+    repo, scratch = tmp_path / "repo", emb_home / "tmp"
+    env = {**os.environ, "EMBSDK_TEST_CRASH_AT": "publish.after_export"}
+    args = [str(tiny_run), "--name", "unified-v1", "--repository", str(repo)]
+    killed = subprocess.run([*_PUBLISH, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    [killed_dir] = scratch.glob("publish-unified-v1-*")
+    assert (killed_dir / "export" / "model.onnx").is_file()
+
+    live = subprocess.Popen([sys.executable, "-c", _PAUSED_PUBLISH, str(tiny_run), "unified-v2", str(repo)],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_line(live, "paused", timeout=240)
+        [live_dir] = scratch.glob("publish-unified-v2-*")
+        publish(tiny_run, "unified-v3", repository=repo)  # sweeps work folders of dead publishes first
+        assert not killed_dir.exists()
+        assert (live_dir / "export" / "model.onnx").is_file()  # still in use: kept
+    finally:
+        live.kill()
+        live.communicate(timeout=60)
+    with _registry() as reg:
+        report = reg.fsck(repair=True)
+    assert report.stale_workdirs == (str(live_dir),) and str(live_dir) in report.removed
+    assert list(scratch.iterdir()) == []
