@@ -236,7 +236,7 @@ def _map_checked(shard_dir: Path, name: str, header: ShardHeader) -> BlockCheck:
     The dtype and shape come from ``header.json`` (pinned by the manifest), never from the file, so a flipped
     ``fortran_order`` flag or a rewritten shape cannot change how the bytes are read.
     """
-    meta = header.files[name]
+    meta = header.files.get(name, {})
     size = _size(shard_dir, name, header)
     try:
         prefix = bytes.fromhex(meta["npy_header"])
@@ -268,7 +268,7 @@ def _load_legacy(shard_dir: Path, name: str, header: ShardHeader) -> BlockCheck:
     """A file of an ``embsdk-shard/1`` shard (no block checksums): its whole sha256 is checked at open."""
     _size(shard_dir, name, header)
     actual = sha256_file(shard_dir / name)
-    expected = str(header.files[name].get("sha256"))
+    expected = str(header.files.get(name, {}).get("sha256"))
     if actual != expected:
         raise _corrupt(shard_dir, f"{name} checksum mismatch (sha256 {actual[:12]}…, header says {expected[:12]}…)")
     try:
