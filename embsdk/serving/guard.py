@@ -14,6 +14,8 @@ except that it answers itself:
   Python's the last) or declares an input of more than ``max_bytes`` (``prod(shape) * dtype size``);
 * 503 while tritonserver is down (``emb serve`` is restarting it), so health probes report unhealthy.
 
+A connection idle for 120 s is closed, and at most 256 are served at once (one thread each).
+
 Example:
     >>> guard = HttpGuard("127.0.0.1", 8000, upstream_port=41234)   # doctest: +SKIP
     >>> guard.start(); ...; guard.stop()
@@ -220,10 +222,29 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class _GuardServer(ThreadingHTTPServer):
+    """One thread per connection, at most ``max_connections`` at once (more are closed at once)."""
+
     daemon_threads = True
     allow_reuse_address = True
+    max_connections = 256
     max_bytes: int
     upstream_port: int
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class HttpGuard:

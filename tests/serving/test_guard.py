@@ -7,6 +7,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -122,3 +123,23 @@ def test_backoff_doubles_to_its_cap_and_resets_after_a_long_uptime() -> None:
 
 def test_exit_reason_names_the_signal() -> None:
     assert exit_reason(-9) == "signal SIGKILL" and exit_reason(-6) == "signal SIGABRT" and exit_reason(1) == "exit code 1"
+
+
+def test_guard_serves_a_bounded_number_of_connections(guard: tuple[HttpGuard, ThreadingHTTPServer],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from embsdk.serving import guard as guard_module
+
+    monkeypatch.setattr(guard_module._GuardServer, "max_connections", 2)
+    g = HttpGuard("127.0.0.1", free_port(), upstream_port=guard[0].upstream_port, max_bytes=LIMIT)
+    g.start()
+    try:
+        idle = [socket.create_connection(("127.0.0.1", g.port), timeout=10) for _ in range(2)]
+        time.sleep(0.5)  # both are accepted and hold their slots
+        with socket.create_connection(("127.0.0.1", g.port), timeout=10) as third:
+            assert third.recv(1024) == b"", "over the bound: closed without an answer"
+        idle.pop().close()
+        time.sleep(0.5)
+        assert _post(g.port, header([1, 3, 32, 32]))[0] == 200
+        idle.pop().close()
+    finally:
+        g.stop()
