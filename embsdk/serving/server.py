@@ -131,6 +131,8 @@ class TritonServer:
         given = admin_key or settings.triton_admin_key
         if given is not None and not _KEY_CHARS.match(given):
             raise ConfigError("EMB_TRITON_ADMIN_KEY must be printable ASCII without spaces (it is sent as a header).")
+        if max_request_bytes <= 0:
+            raise ConfigError(f"max_request_bytes must be positive, not {max_request_bytes}.")
         self.key_generated = given is None
         self.admin_key: str = given or secrets.token_urlsafe(32)
         probe = "127.0.0.1" if host in {"0.0.0.0", "localhost"} else host

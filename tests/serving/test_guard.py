@@ -97,6 +97,7 @@ def test_guard_forwards_good_requests_and_answers_bad_ones_itself(guard: tuple[H
     status, text = _post(g.port, header([1, 3, 32, 32]), {"admin-key": "k"})
     assert status == 200 and json.loads(text) == {"path": INFER, "key": "k", "length": len(header([1, 3, 32, 32]))}
     assert _post(g.port, header([10**9, 3, 64, 64]))[0] == 400
+    assert _post(g.port, header([10**9, 3, 64, 64]), path=INFER + "?x=1")[0] == 400  # tritonserver ignores the query
     assert _post(g.port, gzip.compress(header([10**9, 3, 64, 64])), {"Content-Encoding": "gzip"})[0] == 400
     assert _post(g.port, gzip.compress(b" " * (2 * LIMIT)), {"Content-Encoding": "gzip"})[0] == 413
     big = header([1, 3, 32, 32])
