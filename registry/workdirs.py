@@ -48,7 +48,8 @@ def owned_workdir(parent: Path, prefix: str) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     fd = os.open(path / OWNER_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # may wait a moment for a sweeper probing the new, still empty file
+        with contextlib.suppress(OSError):  # no flock on this filesystem: sweepers can't judge it, so keep it
+            fcntl.flock(fd, fcntl.LOCK_EX)  # may wait a moment for a sweeper probing the new, still empty file
         os.write(fd, f"{os.getpid()}\n".encode())  # written under the lock: a pid means "locked by its owner"
         yield path
     finally:
@@ -92,8 +93,8 @@ def _probe(path: Path, grace_seconds: float, stack: contextlib.ExitStack) -> boo
     stack.callback(os.close, fd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False  # held: the owner is alive
+    except OSError:  # held: the owner is alive (or this filesystem has no flock: keep what we can't judge)
+        return False
     has_pid = bool(os.read(fd, 64).strip())  # empty: the owner is between creating and locking the file
     return has_pid or _older_than(path, grace_seconds)
 
