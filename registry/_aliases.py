@@ -142,13 +142,16 @@ class AliasesMixin(RegistryCore):
         check_name(team, "team")
         with self._write(f"add consumer {team}") as session:
             gen, _ = self._resolve_row(session, ref)
-            row = session.scalars(
-                sa.select(Consumer).where(Consumer.team == team, Consumer.ref == ref)
-            ).one_or_none()
+            find = sa.select(Consumer).where(Consumer.team == team, Consumer.ref == ref)
+            row = session.scalars(find).one_or_none()
             if row is None:
-                row = Consumer(team=team, ref=ref, created_at=utcnow(), created_by=self.user)
-                session.add(row)
-                session.flush()
+                _hooks.before_consumer_insert()
+                try:
+                    with session.begin_nested():  # a savepoint absorbs another process adding it first
+                        row = Consumer(team=team, ref=ref, created_at=utcnow(), created_by=self.user)
+                        session.add(row)
+                except sa.exc.IntegrityError:
+                    row = session.scalars(find).one()
             return ConsumerInfo(team, ref, gen.name, row.created_at, row.created_by)
 
     def remove_consumer(self, team: str, ref: str) -> None:

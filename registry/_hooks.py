@@ -26,3 +26,7 @@ before_commit: Callable[[], None] = _noop
 before_alias_insert: Callable[[], None] = _noop
 """Called by ``Registry.set_alias`` inside its write transaction when the alias does not exist yet, just
 before inserting it (a race test widens the window in which another process creates the same alias)."""
+
+before_consumer_insert: Callable[[], None] = _noop
+"""Called by ``Registry.add_consumer`` inside its write transaction when the (team, ref) pair is new, just before
+inserting it (a race test widens the window in which another process adds the same consumer)."""

@@ -90,14 +90,15 @@ def wait_for_line(proc: subprocess.Popen[str], expected: str, timeout: float = 6
     )
 
 
-# A child points each of ALIASES (comma-separated, all new) at generation NAME, after the start barrier GO.
-# It pauses PAUSE seconds between finding that an alias does not exist and inserting it (the race window).
+# A child points each of ALIASES (comma-separated, all new) at generation NAME, after the start barrier GO,
+# then records team "race-team" as a consumer of each. It pauses PAUSE seconds between finding that an alias
+# (or the consumer) does not exist and inserting it: the race window.
 ALIAS_CHILD = textwrap.dedent(
     """
     import json, os, sys, time
     from registry import Registry, _hooks
     url, name, aliases, go, pause = sys.argv[1:6]
-    _hooks.before_alias_insert = lambda: time.sleep(float(pause))
+    _hooks.before_alias_insert = _hooks.before_consumer_insert = lambda: time.sleep(float(pause))
     reg = Registry(url)
     reg.resolve(name)  # connected and warm before the barrier
     print("ready", flush=True)
@@ -106,6 +107,8 @@ ALIAS_CHILD = textwrap.dedent(
     try:
         for alias in aliases.split(","):
             reg.set_alias(alias, name, reason=f"set by {os.getpid()}")
+        for alias in aliases.split(","):
+            reg.add_consumer("race-team", alias)  # idempotent: every process adds the same consumer
         print(json.dumps({"ok": name}), flush=True)
     except Exception as exc:
         print(json.dumps({"error": type(exc).__name__, "message": str(exc)}), flush=True)

@@ -123,7 +123,8 @@ def test_processes_creating_the_same_new_aliases_at_once_all_succeed(registry_ur
     Four processes point the same 5 new aliases at four different generations, released by one barrier; each
     pauses between finding an alias missing and inserting it, so all four try to create every alias. Every
     set must succeed (the losers move the alias the winner just created: last writer wins) and every move must
-    be in the history, each event's ``previous`` being the event before it.
+    be in the history, each event's ``previous`` being the event before it. Then all four add the same
+    consumers at once: idempotent, so all succeed and each is recorded once.
     """
     gens, aliases = [f"g{i}-v1" for i in range(4)], [f"new-{j}" for j in range(5)]
     with Registry(registry_url) as reg:
@@ -143,3 +144,5 @@ def test_processes_creating_the_same_new_aliases_at_once_all_succeed(registry_ur
             assert sorted(e.generation for e in history) == gens  # one recorded move per process
             assert [e.previous for e in history] == [None, *(e.generation for e in history[:-1])]
             assert current[alias] == history[-1].generation == reg.resolve(alias).name
+        # every process added the same consumers: idempotent, one row each
+        assert sorted(c.ref for c in reg.consumers() if c.team == "race-team") == sorted(aliases)
