@@ -11,7 +11,8 @@ Environment:
     EMB_TRITON_REPOSITORY  Triton model repository; default ``$EMB_HOME/triton_models``
     EMB_USER            who is acting (events, creator); default the login name
     EMB_DEBUG           ``1`` shows tracebacks in the CLI
-    EMB_TRITON_ADMIN_KEY  secret for Triton's model-repository API when ``emb serve`` binds a non-loopback address
+    EMB_TRITON_ADMIN_KEY  secret ``emb serve`` gives Triton for its admin APIs (shared-memory, logging, trace,
+                        statistics; model-repository off loopback); unset: a random key per start
     EMB_GROCERY_ROOT    the Grocery Store dataset folder; default ``../shared/data/grocery-store`` beside the project
 """
 

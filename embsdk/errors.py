@@ -125,8 +125,9 @@ class IllegalTransition(RegistryError, ValueError):
 class ImmutableGeneration(RegistryError, PermissionError):
     """Attempt to change the spec or artifacts of a published generation."""
 
-    def __init__(self, name: str, what: str = "its spec or artifacts") -> None:
-        super().__init__(f"Generation {name!r} is published and immutable: {what} cannot change. Register a new generation.")
+    def __init__(self, name: str, what: str = "its spec or artifacts", *, detail: str | None = None) -> None:
+        super().__init__(detail or f"Generation {name!r} is published and immutable: {what} cannot change. "
+                         "Register a new generation.")
         self.name = name
 
 

@@ -8,12 +8,13 @@ artifacts and refuses one built before the store's latest commit.
 from __future__ import annotations
 
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embsdk.errors import IndexMissing, IndexStale, StoreError
+from embsdk.errors import DeprecatedGenerationWarning, IndexMissing, IndexStale, StoreError
 from embsdk.hamming.query import MAX_K, QueryLike, check_k, to_query
 from embsdk.store.reader import EmbeddingStore
 from embsdk.types import Embedding, SearchResult
@@ -53,10 +54,13 @@ class SearchMixin:
             IndexMissing: no saved index of that kind (build it with :meth:`build_index`).
             IndexStale: the saved index predates the store's latest commit.
         """
+        res = self.resolve(version)
+        return self._index(res, self._store(res), kind)
+
+    def _index(self, res: Any, store: EmbeddingStore, kind: str) -> Any:
+        """:meth:`index` for an already resolved generation (resolving twice would warn twice)."""
         from embsdk.hamming.index import BinaryIndex
 
-        res = self.resolve(version)
-        store = self._store(res)
         key = (res.name, kind)
         cached = self._indexes.get(key)
         if cached is not None and cached.state_token == store.manifest.state_token:
@@ -133,9 +137,9 @@ class SearchMixin:
         res = self.resolve(version)
         store = self._store(res)
         q = to_query(query, generation=res.name, bits=store.bits,
-                     fetch=lambda i: self.get_embedding(i, res.name, with_vector=rerank),
+                     fetch=lambda i: _stored_embedding(store, res.name, i, with_vector=rerank),
                      embed_image=lambda p: self._embed_one(p, res.name, with_vector=rerank))
-        ix = self.index(res.name, kind="flat" if exact else kind)
+        ix = self._index(res, store, "flat" if exact else kind)
         if not rerank:
             ((ids, dist),) = ix.hits(q.code, k)
             return SearchResult(res.name, ids, dist)
@@ -159,13 +163,21 @@ class SearchMixin:
         k = check_k(k)
         res = self.resolve(version)
         q = np.ascontiguousarray(codes, dtype=np.uint8)
-        hits = self.index(res.name, kind="flat" if exact else kind).hits(np.atleast_2d(q), k)
+        hits = self._index(res, self._store(res), "flat" if exact else kind).hits(np.atleast_2d(q), k)
         return [SearchResult(res.name, ids, dist) for ids, dist in hits]
 
     def _embed_one(self, path: str, generation: str, *, with_vector: bool) -> Embedding:
         kwargs: dict[str, Any] = {"registry_url": self.registry_url} if self.use_registry else {}
         from embsdk.embed import embed
 
-        out = embed([path], version=generation, url=self.embed_url, protocol=self.embed_protocol,
-                    return_float=with_vector, **kwargs)
+        with warnings.catch_warnings():  # search() already warned about this generation once
+            warnings.simplefilter("ignore", DeprecatedGenerationWarning)
+            out = embed([path], version=generation, url=self.embed_url, protocol=self.embed_protocol,
+                        return_float=with_vector, **kwargs)
         return out[0]
+
+
+def _stored_embedding(store: EmbeddingStore, generation: str, item_id: int, *, with_vector: bool) -> Embedding:
+    """An item's stamped code read from an already opened *store* (the query of a search by id)."""
+    code, vector = store.get_one(item_id, with_vector=with_vector)
+    return Embedding(code, store.bits, generation, int(item_id), vector)

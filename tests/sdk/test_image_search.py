@@ -66,3 +66,45 @@ def test_emb_search_image_cli(image_generation):
     r = subprocess.run([emb, "search", "--image", str(bad), "--version", "tiny-v1"],
                        env={**os.environ, "EMB_REGISTRY_URL": url}, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 1 and "Cannot read image" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_search_by_image_of_a_deprecated_generation_warns_once(image_generation):
+    """Search resolves the generation, then embeds the image with it: one warning, not one per step."""
+    images, ids, url = image_generation
+    from registry import Registry
+
+    with Registry(url) as reg:
+        reg.promote("tiny-v1", to="staging")
+        reg.promote("tiny-v1", to="production")
+        reg.deprecate("tiny-v1", reason="replaced", force=True)
+    emb = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "emb")
+    r = subprocess.run([emb, "search", "--image", str(images[2]), "--version", "tiny-v1", "-k", "3", "--json"],
+                       env={**os.environ, "EMB_REGISTRY_URL": url}, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["ids"][0] == ids[2]
+    shown = [line for line in r.stderr.splitlines() if "deprecated" in line]
+    assert len(shown) == 1, r.stderr
+
+
+def test_search_of_a_deprecated_generation_warns_once_per_call(image_generation):
+    import warnings
+
+    from embsdk.errors import DeprecatedGenerationWarning
+    from registry import Registry
+
+    images, ids, url = image_generation
+    with Registry(url) as reg:
+        reg.promote("tiny-v1", to="staging")
+        reg.promote("tiny-v1", to="production")
+        reg.deprecate("tiny-v1", reason="replaced", force=True)
+    client = embsdk.Client(url, resolve_ttl=0)
+    for query in (int(ids[4]), str(images[4])):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = client.search(query, version="tiny-v1", k=2)
+        assert res.ids[0] == ids[4]
+        assert [w.category for w in caught] == [DeprecatedGenerationWarning], query
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        client.search_batch(np.stack([client.get_embeddings([int(ids[1])], "tiny-v1").codes[0]]), "tiny-v1", k=1)
+    assert len([w for w in caught if w.category is DeprecatedGenerationWarning]) == 2  # get_embeddings + search_batch
