@@ -45,7 +45,7 @@ def _baseline(onnx_path: Path, paths: list[Path], spec, batch_size: int) -> floa
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     start = time.perf_counter()
     for i in range(0, len(paths), batch_size):
-        batch = np.stack([load_image(p, spec) for p in paths[i:i + batch_size]])
+        batch = np.stack([load_image(p, spec) for p in paths[i : i + batch_size]])
         sess.run(["embedding", "code"], {"image": batch})
     return len(paths) / (time.perf_counter() - start)
 
@@ -74,14 +74,21 @@ def main() -> None:
     export = work / "export"
     meta = export_model(model, export, input_spec=spec, parity_images=paths[:4])
     with Registry() as reg:
-        reg.register("bench-v1", family="bench", artifacts=[export / "model.onnx"],
-                     embedding_spec=meta["embedding_spec"], input_spec=spec.to_dict())
+        reg.register(
+            "bench-v1",
+            family="bench",
+            artifacts=[export / "model.onnx"],
+            embedding_spec=meta["embedding_spec"],
+            input_spec=spec.to_dict(),
+        )
 
     base_rates, fill_rates = [], []
     for r in range(args.repeats):  # alternate, so drift on a shared machine hits both
         base_rates.append(_baseline(export / "model.onnx", paths, spec, args.batch_size))
         manifest = work / f"items{r}.csv"
-        pd.DataFrame({"id": np.arange(len(paths)) + r * 10_000_000, "image": [str(p) for p in paths]}).to_csv(manifest, index=False)
+        pd.DataFrame({"id": np.arange(len(paths)) + r * 10_000_000, "image": [str(p) for p in paths]}).to_csv(
+            manifest, index=False
+        )
         rep = backfill("bench-v1", manifest, batch_size=args.batch_size, progress=False, register_shards=True)
         assert rep.embedded == len(paths) and not rep.failed
         fill_rates.append(rep.embedded / rep.seconds)
@@ -89,8 +96,10 @@ def main() -> None:
     base, fill = max(base_rates), max(fill_rates)
     lines = [
         "# backfill_bench: emb backfill (local engine) vs bare ONNX Runtime, same images, same process",
-        (f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; model: efficientnet-lite0 "
-         f"224px -> 256-bit code; {len(paths)} Grocery photos; batch {args.batch_size}; best of {args.repeats}"),
+        (
+            f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; model: efficientnet-lite0 "
+            f"224px -> 256-bit code; {len(paths)} Grocery photos; batch {args.batch_size}; best of {args.repeats}"
+        ),
         "",
         f"{'path':<44}{'images/s':>10}",
         f"{'bare ONNX Runtime (decode+preprocess+run)':<44}{base:>10.1f}",

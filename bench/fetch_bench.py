@@ -43,8 +43,9 @@ def timeit(fn: Callable[[], object], *, reps: int, rounds: int = 5) -> float:
     return statistics.median(out)
 
 
-def integrity_report(log: Callable[[str], None], work: Path, ids: np.ndarray,
-                     nxt_batch: Callable[[], np.ndarray]) -> None:
+def integrity_report(
+    log: Callable[[str], None], work: Path, ids: np.ndarray, nxt_batch: Callable[[], np.ndarray]
+) -> None:
     """Open cost, a cold read (blocks not yet verified) vs a warm one, and a full verification."""
     t_open = timeit(lambda: EmbeddingStore.open(work / "store", GEN), reps=50)
     fresh = EmbeddingStore.open(work / "store", GEN)
@@ -52,7 +53,9 @@ def integrity_report(log: Callable[[str], None], work: Path, ids: np.ndarray,
     id_rows, code_rows = shard.check("ids.npy").block_rows, shard.check("codes.npy").block_rows
     sorted_ids = shard.ids
     # one id per ids block: every read verifies one ids block and one codes block it has not seen yet
-    cold_ids = [int(sorted_ids[b * id_rows + id_rows // 2]) for b in range(min(2000, len(sorted_ids) // id_rows))]
+    cold_ids = [
+        int(sorted_ids[b * id_rows + id_rows // 2]) for b in range(min(2000, len(sorted_ids) // id_rows))
+    ]
     t = time.perf_counter()
     for i in cold_ids:
         fresh.get_one(i)
@@ -73,12 +76,18 @@ def integrity_report(log: Callable[[str], None], work: Path, ids: np.ndarray,
     log(f"open (header.json sha256 + parse, .npy header bytes compared, mmap)   {t_open * 1e3:8.3f} ms")
     log(f"get_one, cold: ids + codes blocks verified on this read                {cold * 1e6:8.1f} µs")
     log(f"get_one, warm: blocks verified before (one bitmap test each)           {warm * 1e6:8.2f} µs")
-    log(f"get of {len(nxt_batch())} ids, first batch on a fresh store (cold blocks)            "
-        f"{cold_batch * 1e6:8.0f} µs")
-    log(f"get of {len(nxt_batch())} ids, later batches                                         "
-        f"{warm_batch * 1e6:8.0f} µs")
-    log(f"verify every block ({nbytes / 2**20:.0f} MiB: what search and compaction do first)        "
-        f"{t_full:8.2f} s ({nbytes / t_full / 1e9:.1f} GB/s)")
+    log(
+        f"get of {len(nxt_batch())} ids, first batch on a fresh store (cold blocks)            "
+        f"{cold_batch * 1e6:8.0f} µs"
+    )
+    log(
+        f"get of {len(nxt_batch())} ids, later batches                                         "
+        f"{warm_batch * 1e6:8.0f} µs"
+    )
+    log(
+        f"verify every block ({nbytes / 2**20:.0f} MiB: what search and compaction do first)        "
+        f"{t_full:8.2f} s ({nbytes / t_full / 1e9:.1f} GB/s)"
+    )
 
 
 def main() -> None:
@@ -96,8 +105,10 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     work = Path(tempfile.mkdtemp(prefix="fetch_bench_"))
-    log(f"fetch_bench: {n:,} ids, {BITS}-bit codes, batch {args.batch}; {platform.processor() or platform.machine()}, "
-        f"python {platform.python_version()}, numpy {np.__version__}, sqlite {sqlite3.sqlite_version}")
+    log(
+        f"fetch_bench: {n:,} ids, {BITS}-bit codes, batch {args.batch}; {platform.processor() or platform.machine()}, "
+        f"python {platform.python_version()}, numpy {np.__version__}, sqlite {sqlite3.sqlite_version}"
+    )
     log("(shared 2-core machine, other jobs running: compare the ratios, not absolute times)")
     ids = np.unique(rng.integers(0, 2**62, size=int(n * 1.01), dtype=np.int64))[:n]
     rng.shuffle(ids)  # arrive in any order, like a backfill
@@ -121,14 +132,14 @@ def main() -> None:
     db.execute("CREATE TABLE codes (id INTEGER PRIMARY KEY, code BLOB NOT NULL)")
     step, by_id = 500_000, np.argsort(ids)  # insert in key order: the fastest way to build the B-tree
     for s in range(0, n, step):
-        sel = by_id[s:s + step]
+        sel = by_id[s : s + step]
         db.executemany("INSERT INTO codes VALUES (?, ?)", zip(ids[sel].tolist(), map(bytes, codes[sel])))
     db.commit()
     log(f"build: sqlite {time.perf_counter() - t:.1f}s")
 
     pick = ids[rng.integers(0, n, size=200_000)]
     singles = iter(np.resize(pick, 10**7).tolist())
-    batches = [pick[i * args.batch:(i + 1) * args.batch] for i in range(len(pick) // args.batch)]
+    batches = [pick[i * args.batch : (i + 1) * args.batch] for i in range(len(pick) // args.batch)]
     bi = iter(range(10**9))
 
     def nxt_batch() -> np.ndarray:
@@ -145,7 +156,9 @@ def main() -> None:
 
     def sql_batch(b: np.ndarray) -> np.ndarray:
         q = b.tolist()
-        rows = dict(db.execute(f"SELECT id, code FROM codes WHERE id IN ({','.join('?' * len(q))})", q).fetchall())
+        rows = dict(
+            db.execute(f"SELECT id, code FROM codes WHERE id IN ({','.join('?' * len(q))})", q).fetchall()
+        )
         return np.frombuffer(b"".join(rows[i] for i in q), np.uint8).reshape(-1, nb)
 
     def dict_batch(b: np.ndarray) -> np.ndarray:
@@ -157,24 +170,40 @@ def main() -> None:
     reps = 20000
     harness = timeit(lambda: next(singles), reps=reps)
     log(f"\n(harness cost per call, included in every single-id figure: {harness * 1e6:.2f} µs)")
-    log("single id (µs per call)                          store      dict    sqlite  store/dict  store/sqlite")
-    raw = (timeit(lambda: store.get_one(next(singles)), reps=reps),
-           timeit(lambda: as_dict[next(singles)], reps=reps),
-           timeit(lambda: sql_one(next(singles)), reps=reps))
-    sdk = (timeit(lambda: client.get_embedding(next(singles), GEN), reps=reps),
-           timeit(lambda: Embedding(np.frombuffer(as_dict[(i := next(singles))], np.uint8), BITS, GEN, i), reps=reps),
-           timeit(lambda: Embedding(np.frombuffer(sql_one(i := next(singles)), np.uint8), BITS, GEN, i), reps=reps))
+    log(
+        "single id (µs per call)                          store      dict    sqlite  store/dict  store/sqlite"
+    )
+    raw = (
+        timeit(lambda: store.get_one(next(singles)), reps=reps),
+        timeit(lambda: as_dict[next(singles)], reps=reps),
+        timeit(lambda: sql_one(next(singles)), reps=reps),
+    )
+    sdk = (
+        timeit(lambda: client.get_embedding(next(singles), GEN), reps=reps),
+        timeit(
+            lambda: Embedding(np.frombuffer(as_dict[(i := next(singles))], np.uint8), BITS, GEN, i), reps=reps
+        ),
+        timeit(
+            lambda: Embedding(np.frombuffer(sql_one(i := next(singles)), np.uint8), BITS, GEN, i), reps=reps
+        ),
+    )
     for name, (a, b, c) in (("raw lookup (bytes out)", raw), ("SDK get_embedding → Embedding", sdk)):
         log(f"{name:<44} {a * 1e6:>8.2f} {b * 1e6:>8.2f} {c * 1e6:>8.2f} {a / b:>10.2f}x {a / c:>12.2f}x")
 
     reps = 300
-    log(f"\nbatch of {args.batch} ids (µs per batch)                 store      dict    sqlite  store/dict  store/sqlite")
-    bat = (timeit(lambda: client.get_embeddings(nxt_batch(), GEN), reps=reps),
-           timeit(lambda: dict_batch(nxt_batch()), reps=reps),
-           timeit(lambda: sql_batch(nxt_batch()), reps=reps))
+    log(
+        f"\nbatch of {args.batch} ids (µs per batch)                 store      dict    sqlite  store/dict  store/sqlite"
+    )
+    bat = (
+        timeit(lambda: client.get_embeddings(nxt_batch(), GEN), reps=reps),
+        timeit(lambda: dict_batch(nxt_batch()), reps=reps),
+        timeit(lambda: sql_batch(nxt_batch()), reps=reps),
+    )
     a, b, c = bat
-    log(f"{'get_embeddings → (N, 32) uint8 array':<44} {a * 1e6:>8.1f} {b * 1e6:>8.1f} {c * 1e6:>8.1f} {a / b:>10.2f}x "
-        f"{a / c:>12.2f}x")
+    log(
+        f"{'get_embeddings → (N, 32) uint8 array':<44} {a * 1e6:>8.1f} {b * 1e6:>8.1f} {c * 1e6:>8.1f} {a / b:>10.2f}x "
+        f"{a / c:>12.2f}x"
+    )
     loop = timeit(lambda: [client.get_embedding(i, GEN) for i in nxt_batch().tolist()], reps=20)
     log(f"{'(a loop of get_embedding, for contrast)':<44} {loop * 1e6:>8.1f}")
 
@@ -184,9 +213,14 @@ def main() -> None:
 
     live = store.live()
     arrow_path = work / "shard.arrow"
-    table = pa.table({"id": pa.array(live.ids),
-                      "code": pa.FixedSizeBinaryArray.from_buffers(pa.binary(nb), len(live.ids),
-                                                                    [None, pa.py_buffer(np.ascontiguousarray(live.codes))])})
+    table = pa.table(
+        {
+            "id": pa.array(live.ids),
+            "code": pa.FixedSizeBinaryArray.from_buffers(
+                pa.binary(nb), len(live.ids), [None, pa.py_buffer(np.ascontiguousarray(live.codes))]
+            ),
+        }
+    )
     with ipc.new_file(str(arrow_path), table.schema) as wr:
         wr.write_table(table, max_chunksize=len(live.ids))
 
@@ -209,10 +243,15 @@ def main() -> None:
     log("\nshard format (same data)                   open (µs)   batch get (µs)")
     log(f"{'.npy + header.json, np.load(mmap_mode=r)':<42} {t_npy * 1e6:>9.1f} {g_npy * 1e6:>15.1f}")
     log(f"{'Arrow IPC, pa.memory_map, zero-copy':<42} {t_arrow * 1e6:>9.1f} {g_arrow * 1e6:>15.1f}")
-    log("(both are zero-copy memory maps with the same lookup cost; .npy needs only numpy, so the SDK stays light)")
+    log(
+        "(both are zero-copy memory maps with the same lookup cost; .npy needs only numpy, so the SDK stays light)"
+    )
 
-    sizes = {"store": sum(p.stat().st_size for p in (work / "store").rglob("*") if p.is_file()),
-             "sqlite": (work / "codes.db").stat().st_size, "arrow": arrow_path.stat().st_size}
+    sizes = {
+        "store": sum(p.stat().st_size for p in (work / "store").rglob("*") if p.is_file()),
+        "sqlite": (work / "codes.db").stat().st_size,
+        "arrow": arrow_path.stat().st_size,
+    }
     log("\non disk: " + ", ".join(f"{k} {v / 2**20:.0f} MiB" for k, v in sizes.items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")

@@ -84,8 +84,11 @@ def sdk_overhead_us(faiss, bits: int, work: Path) -> float:
     direct.add(codes)
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
-    ta, tb = paired(lambda: client.search(codes[3], f"tiny{bits}-v1", k=K), lambda: direct.search(codes[3][None], K),
-                    reps=3000)
+    ta, tb = paired(
+        lambda: client.search(codes[3], f"tiny{bits}-v1", k=K),
+        lambda: direct.search(codes[3][None], K),
+        reps=3000,
+    )
     faiss.omp_set_num_threads(threads)
     return (min(ta) - min(tb)) * 1e6
 
@@ -115,31 +118,44 @@ def exact_part(n: int, bits: int, work: Path, faiss) -> None:
     floor_read = codes.nbytes / (read_bw * 1e9)
     floor_copy = codes.nbytes / (copy_bw * 1e9)
     over = sdk_overhead_us(faiss, bits, work)
-    log(f"\n{bits}-bit codes, {n:,} items ({codes.nbytes / 2**20:.0f} MiB scanned per pass); bandwidth (1 core): "
+    log(
+        f"\n{bits}-bit codes, {n:,} items ({codes.nbytes / 2**20:.0f} MiB scanned per pass); bandwidth (1 core): "
         f"read {read_bw:.1f} GB/s (uint64 max), copy {copy_bw:.1f} GB/s (np.copyto); SDK's own cost per search "
-        f"(100-code index, 1 thread, min of 3000): {over:.1f} µs")
-    log(f"{'threads':<8}{'batch':>6}{'SDK ms/q':>10}{'faiss ms/q':>12}{'SDK/faiss':>11}{'(median)':>10}"
-        f"{'fixed cost':>12}{'floor ms/q':>12}{'faiss/floor':>13}{'copy floor':>12}")
+        f"(100-code index, 1 thread, min of 3000): {over:.1f} µs"
+    )
+    log(
+        f"{'threads':<8}{'batch':>6}{'SDK ms/q':>10}{'faiss ms/q':>12}{'SDK/faiss':>11}{'(median)':>10}"
+        f"{'fixed cost':>12}{'floor ms/q':>12}{'faiss/floor':>13}{'copy floor':>12}"
+    )
     default_threads = faiss.omp_get_max_threads()
     for threads in sorted({1, default_threads}):
         faiss.omp_set_num_threads(threads)
         for q in (1, 32, 256):
             reps = {1: 100, 32: 20, 256: 6}[q]
             if q == 1:
-                ta, tb = paired(lambda: client.search(one(), gen, k=K), lambda: direct.search(one()[None], K), reps=reps)
+                ta, tb = paired(
+                    lambda: client.search(one(), gen, k=K), lambda: direct.search(one()[None], K), reps=reps
+                )
             else:
-                ta, tb = paired(lambda q=q: client.search_batch(queries[:q], gen, k=K),
-                                lambda q=q: direct.search(queries[:q], K), reps=reps)
+                ta, tb = paired(
+                    lambda q=q: client.search_batch(queries[:q], gen, k=K),
+                    lambda q=q: direct.search(queries[:q], K),
+                    reps=reps,
+                )
             t_sdk, t_fa = min(ta) / q, min(tb) / q
             ratio_med = statistics.median(ta) / statistics.median(tb)
             fixed = over * 1e-6 / (t_fa * q)  # the SDK's own cost as a share of faiss' time for this call
-            log(f"{threads:<8}{q:>6}{t_sdk * 1e3:>10.3f}{t_fa * 1e3:>12.3f}{t_sdk / t_fa:>10.3f}x{ratio_med:>9.3f}x"
-                f"{fixed:>11.3%}{floor_read / q * 1e3:>12.4f}{t_fa / (floor_read / q):>12.1f}x{floor_copy / q * 1e3:>12.4f}")
+            log(
+                f"{threads:<8}{q:>6}{t_sdk * 1e3:>10.3f}{t_fa * 1e3:>12.3f}{t_sdk / t_fa:>10.3f}x{ratio_med:>9.3f}x"
+                f"{fixed:>11.3%}{floor_read / q * 1e3:>12.4f}{t_fa / (floor_read / q):>12.1f}x{floor_copy / q * 1e3:>12.4f}"
+            )
     faiss.omp_set_num_threads(default_threads)
-    log("(times: minimum over paired A/B runs; (median) = ratio of medians. fixed cost = the SDK's own µs above as a share"
+    log(
+        "(times: minimum over paired A/B runs; (median) = ratio of medians. fixed cost = the SDK's own µs above as a share"
         " of faiss' time. floor = bytes scanned / read bandwidth: one pass over the codes per batch, so floor/query ="
         " floor / batch; a flat Hamming scan is compute-bound (popcount + top-k heap per query), so faiss/floor grows"
-        " with the batch)")
+        " with the batch)"
+    )
 
 
 def grocery_features(limit: int) -> tuple[np.ndarray, np.ndarray]:
@@ -161,12 +177,14 @@ def grocery_features(limit: int) -> tuple[np.ndarray, np.ndarray]:
     queries = np.sort(rng.choice(test, n_q, replace=False))
     gallery = np.sort(rng.choice(rest, min(len(rest), limit - n_q), replace=False))
     rows = np.concatenate([gallery, queries]).tolist()
-    feats = cached_features(backbone, manifest, rows, spec=backbone.default_input_spec, views=1, num_workers=2)[0]
+    feats = cached_features(
+        backbone, manifest, rows, spec=backbone.default_input_spec, views=1, num_workers=2
+    )[0]
     import shutil
 
     shutil.rmtree(out, ignore_errors=True)
     is_query = np.zeros(len(rows), bool)
-    is_query[len(gallery):] = True
+    is_query[len(gallery) :] = True
     return np.asarray(feats, np.float32), is_query
 
 
@@ -186,7 +204,9 @@ def trained_vectors(generation: str, manifest: Path) -> tuple[np.ndarray, np.nda
 
 def project(feats: np.ndarray, bits: int) -> np.ndarray:
     """Seeded Gaussian random projection, then LayerNorm without affine parameters (float, before sign)."""
-    p = np.random.default_rng(1234).normal(size=(feats.shape[1], bits)).astype(np.float32) / np.sqrt(feats.shape[1])
+    p = np.random.default_rng(1234).normal(size=(feats.shape[1], bits)).astype(np.float32) / np.sqrt(
+        feats.shape[1]
+    )
     z = feats @ p
     return (z - z.mean(1, keepdims=True)) / (z.std(1, keepdims=True) + 1e-5)
 
@@ -200,7 +220,7 @@ def expand(z: np.ndarray, n: int, sigma: float = 0.5, seed: int = 0) -> np.ndarr
     out = np.empty((n, z.shape[1] // 8), np.uint8)
     for s in range(0, n, 100_000):
         src = z[rng.integers(0, len(z), size=min(100_000, n - s))]
-        out[s:s + len(src)] = pack_codes(src + sigma * rng.normal(size=src.shape).astype(np.float32))
+        out[s : s + len(src)] = pack_codes(src + sigma * rng.normal(size=src.shape).astype(np.float32))
     return out
 
 
@@ -217,11 +237,15 @@ def approx_part(gallery: np.ndarray, queries: np.ndarray, bits: int, label: str)
     qi = iter(range(10**9))
     one = lambda: queries[next(qi) % len(queries)]
     t_exact = best(lambda: flat.search(one(), K), reps=20 if len(gallery) > 10**5 else 200)
-    log(f"\n{label}: {len(gallery):,} gallery codes, {len(queries)} queries, {bits} bits; exact flat "
-        f"{t_exact * 1e3:.3f} ms/query (single queries, 1 thread, best of 7 rounds)")
+    log(
+        f"\n{label}: {len(gallery):,} gallery codes, {len(queries)} queries, {bits} bits; exact flat "
+        f"{t_exact * 1e3:.3f} ms/query (single queries, 1 thread, best of 7 rounds)"
+    )
     log(f"{'index':<26}{'build s':>9}{'recall@10':>11}{'ms/query':>10}{'speed-up':>10}")
-    for kind, build_params, sweep in (("hnsw", {"M": 32, "ef_construction": 64}, [("ef_search", v) for v in (16, 64, 256)]),
-                                      ("ivf", {}, [("nprobe", v) for v in (4, 16, 64)])):  # nlist = sqrt(N)
+    for kind, build_params, sweep in (
+        ("hnsw", {"M": 32, "ef_construction": 64}, [("ef_search", v) for v in (16, 64, 256)]),
+        ("ivf", {}, [("nprobe", v) for v in (4, 16, 64)]),
+    ):  # nlist = sqrt(N)
         t = time.perf_counter()
         ix = BinaryIndex.build(gallery, ids, generation="g", bits=bits, kind=kind, **build_params)
         t_build = time.perf_counter() - t
@@ -229,8 +253,10 @@ def approx_part(gallery: np.ndarray, queries: np.ndarray, bits: int, label: str)
             d = ix.search(queries, K, **{name: value})[1]
             t_q = best(lambda ix=ix: ix.search(one(), K), reps=20 if len(gallery) > 10**5 else 200)
             extra = f" nlist={ix.index.nlist}" if kind == "ivf" else ""
-            log(f"{kind + ' ' + name + '=' + str(value) + extra:<26}{t_build:>9.1f}{recall_at_k(d, exact_d):>11.3f}"
-                f"{t_q * 1e3:>10.3f}{t_exact / t_q:>9.1f}x")
+            log(
+                f"{kind + ' ' + name + '=' + str(value) + extra:<26}{t_build:>9.1f}{recall_at_k(d, exact_d):>11.3f}"
+                f"{t_q * 1e3:>10.3f}{t_exact / t_q:>9.1f}x"
+            )
 
 
 def main() -> None:
@@ -241,17 +267,23 @@ def main() -> None:
     ap.add_argument("--skip-approx", action="store_true")
     ap.add_argument("--grocery-images", type=int, default=1500, help="real images to embed (5502 = all)")
     ap.add_argument("--approx-items", type=int, default=250_000, help="size of the jitter-expanded gallery")
-    ap.add_argument("--generation", help="approximate part on a trained generation's store (needs --manifest)")
-    ap.add_argument("--manifest", type=Path, help="the manifest that generation was backfilled from (id, split)")
+    ap.add_argument(
+        "--generation", help="approximate part on a trained generation's store (needs --manifest)"
+    )
+    ap.add_argument(
+        "--manifest", type=Path, help="the manifest that generation was backfilled from (id, split)"
+    )
     args = ap.parse_args()
     faiss = import_faiss()
     try:
         l3 = "L3 " + Path("/sys/devices/system/cpu/cpu0/cache/index3/size").read_text().strip()
     except OSError:
         l3 = "L3 unknown"
-    log(f"search_bench: top-{K}; {platform.machine()}, {os.cpu_count()} CPUs, {l3}, python {platform.python_version()}, "
+    log(
+        f"search_bench: top-{K}; {platform.machine()}, {os.cpu_count()} CPUs, {l3}, python {platform.python_version()}, "
         f"numpy {np.__version__}, faiss {faiss.__version__} ({faiss.omp_get_max_threads()} OpenMP threads); "
-        f"load average at start {os.getloadavg()[0]:.1f} (machine shared with other jobs: expect noise)")
+        f"load average at start {os.getloadavg()[0]:.1f} (machine shared with other jobs: expect noise)"
+    )
     work = Path(tempfile.mkdtemp(prefix="search_bench_"))
     if not args.skip_exact:
         log("\n== exact search (IndexBinaryFlat): SDK (Client.search / search_batch) vs faiss directly ==")
@@ -260,25 +292,41 @@ def main() -> None:
     if not args.skip_approx and args.generation:
         z, is_query = trained_vectors(args.generation, args.manifest)
         bits = z.shape[1]
-        log(f"\n== approximate search: codes of the trained unified model {args.generation} (emb backfill store of the "
+        log(
+            f"\n== approximate search: codes of the trained unified model {args.generation} (emb backfill store of the "
             f"Grocery images) ==\n{int((~is_query).sum())} gallery images (train/val/catalog), "
-            f"{int(is_query.sum())} query images (test)")
+            f"{int(is_query.sum())} query images (test)"
+        )
         faiss.omp_set_num_threads(1)
         approx_part(pack_codes(z[~is_query]), pack_codes(z[is_query]), bits, "trained-model codes")
-        approx_part(expand(z[~is_query], args.approx_items), pack_codes(z[is_query]), bits,
-                    "trained-model codes expanded by jitter (sigma 0.5 in the LayerNorm-ed space)")
+        approx_part(
+            expand(z[~is_query], args.approx_items),
+            pack_codes(z[is_query]),
+            bits,
+            "trained-model codes expanded by jitter (sigma 0.5 in the LayerNorm-ed space)",
+        )
     elif not args.skip_approx:
-        log("\n== approximate search: codes of pretrained EfficientNet-Lite0 features (Grocery), random projection "
-            "+ LayerNorm + sign (not a trained unified model) ==")
-        faiss.omp_set_num_threads(1)  # single queries, one thread for exact and approximate alike (stable timings)
+        log(
+            "\n== approximate search: codes of pretrained EfficientNet-Lite0 features (Grocery), random projection "
+            "+ LayerNorm + sign (not a trained unified model) =="
+        )
+        faiss.omp_set_num_threads(
+            1
+        )  # single queries, one thread for exact and approximate alike (stable timings)
         feats, is_query = grocery_features(args.grocery_images)
-        log(f"{int((~is_query).sum())} gallery images (train/val/catalog), {int(is_query.sum())} query images (test)")
+        log(
+            f"{int((~is_query).sum())} gallery images (train/val/catalog), {int(is_query.sum())} query images (test)"
+        )
         for bits in (256, 512):
             z = project(feats, bits)
             approx_part(pack_codes(z[~is_query]), pack_codes(z[is_query]), bits, "real codes")
         z = project(feats, 256)
-        approx_part(expand(z[~is_query], args.approx_items), pack_codes(z[is_query]), 256,
-                    "real codes expanded by jitter (sigma 0.5 in the LayerNorm-ed space)")
+        approx_part(
+            expand(z[~is_query], args.approx_items),
+            pack_codes(z[is_query]),
+            256,
+            "real codes expanded by jitter (sigma 0.5 in the LayerNorm-ed space)",
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     import shutil

@@ -48,12 +48,22 @@ def _export(run: Path | None, out: Path, images: list[Path]) -> dict:
 
     torch.manual_seed(0)
     model = UnifiedEmbeddingModel(create_backbone("efficientnet-lite0", pretrained=True), 256).eval()
-    return export_model(model, out, input_spec=model.input_spec, parity_images=images[:16],
-                        source={"model": "efficientnet-lite0 (pretrained) + untrained 256-d head"})
+    return export_model(
+        model,
+        out,
+        input_spec=model.input_spec,
+        parity_images=images[:16],
+        source={"model": "efficientnet-lite0 (pretrained) + untrained 256-d head"},
+    )
 
 
-def _measure(make_call: Callable[[], Callable[[np.ndarray], object]], batch: np.ndarray, *, concurrency: int,
-             seconds: float) -> dict:
+def _measure(
+    make_call: Callable[[], Callable[[np.ndarray], object]],
+    batch: np.ndarray,
+    *,
+    concurrency: int,
+    seconds: float,
+) -> dict:
     """Run ``concurrency`` client threads for ``seconds``; each has its own client from ``make_call``."""
     latencies: list[float] = []
     failures: list[str] = []
@@ -91,19 +101,28 @@ def _measure(make_call: Callable[[], Callable[[np.ndarray], object]], batch: np.
         t.join()
     elapsed = time.perf_counter() - start
     lat = np.array(latencies) * 1e3
-    return {"requests": len(lat), "failed": len(failures), "first_failure": failures[0] if failures else "",
-            "images_per_s": len(lat) * len(batch) / elapsed, "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
-            "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan")}
+    return {
+        "requests": len(lat),
+        "failed": len(failures),
+        "first_failure": failures[0] if failures else "",
+        "images_per_s": len(lat) * len(batch) / elapsed,
+        "p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
+        "p99_ms": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
+    }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run", type=Path, help="a trained run folder (default: pretrained backbone + untrained head)")
+    ap.add_argument(
+        "--run", type=Path, help="a trained run folder (default: pretrained backbone + untrained head)"
+    )
     ap.add_argument("--seconds", type=float, default=6.0, help="measuring time per cell")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--instances", type=int, default=2, help="Triton model instances (stub processes)")
-    ap.add_argument("--ort-threads", type=int, default=0, help="ONNX Runtime threads per instance (0: cores / instances)")
+    ap.add_argument(
+        "--ort-threads", type=int, default=0, help="ONNX Runtime threads per instance (0: cores / instances)"
+    )
     ap.add_argument("--delay-us", type=int, default=500, help="Triton dynamic-batching queue delay")
     ap.add_argument("--note", action="append", default=[], help="a line to add to the report (repeatable)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "serve_bench.txt")
@@ -129,8 +148,13 @@ def main() -> int:
         threads = os.cpu_count() or 1
         ort_threads = args.ort_threads or max(1, threads // args.instances)
         repo = ModelRepository(work / "repo")
-        repo.add(work / "export", generation="bench-v1", ort_threads=ort_threads, instances=args.instances,
-                 max_queue_delay_us=args.delay_us)
+        repo.add(
+            work / "export",
+            generation="bench-v1",
+            ort_threads=ort_threads,
+            instances=args.instances,
+            max_queue_delay_us=args.delay_us,
+        )
         runner = LocalRunner(work / "export" / "model.onnx", threads=threads)
         rows = []
         with TritonServer(repo.root, http_port=0, grpc_port=0) as server:
@@ -145,10 +169,14 @@ def main() -> int:
 
                     call.close = client.close  # type: ignore[attr-defined]
                     return call
+
                 return make
 
-            paths = {"in-process ORT": lambda: runner.run, "Triton HTTP": triton("http", ep.http_url),
-                     "Triton gRPC": triton("grpc", ep.grpc_url)}
+            paths = {
+                "in-process ORT": lambda: runner.run,
+                "Triton HTTP": triton("http", ep.http_url),
+                "Triton gRPC": triton("grpc", ep.grpc_url),
+            }
             # identical codes on every path, before timing anything
             ref = runner.run(pool[:8])[1]
             for name, make in paths.items():
@@ -159,9 +187,11 @@ def main() -> int:
                     for name, make in paths.items():
                         r = _measure(make, batch, concurrency=conc, seconds=args.seconds)
                         rows.append({"path": name, "batch": batch_size, "concurrency": conc, **r})
-                        print(f"{name:<15} batch {batch_size:>2} conc {conc}: {r['images_per_s']:7.1f} img/s "
-                              f"p50 {r['p50_ms']:7.1f} ms p99 {r['p99_ms']:7.1f} ms ({r['requests']} req, {r['failed']} failed)",
-                              flush=True)
+                        print(
+                            f"{name:<15} batch {batch_size:>2} conc {conc}: {r['images_per_s']:7.1f} img/s "
+                            f"p50 {r['p50_ms']:7.1f} ms p99 {r['p99_ms']:7.1f} ms ({r['requests']} req, {r['failed']} failed)",
+                            flush=True,
+                        )
         text = _report(rows, info, export_s, args, ort_threads=ort_threads)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
@@ -171,31 +201,43 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _report(rows: list[dict], info: dict, export_s: float, args: argparse.Namespace, *, ort_threads: int) -> str:
+def _report(
+    rows: list[dict], info: dict, export_s: float, args: argparse.Namespace, *, ort_threads: int
+) -> str:
     p = info["parity"]
     load = os.getloadavg()
     lines = [
         "# serve_bench: in-process ONNX Runtime vs Triton HTTP vs Triton gRPC (tritonserver 2.51, CPU python backend)",
         f"machine: {platform.machine()}, {os.cpu_count()} cores, load average at end {load[0]:.1f} (shared with other jobs)",
-        (f"model: {info['source'].get('model') or info['source'].get('run')}; input {info['inputs'][0]['shape']}; "
-         f"{info['embedding_spec']['bits']}-bit code packed in the ONNX graph"),
-        (f"export {export_s:.1f} s; parity on {p['n_images']} Grocery photos: float max |diff| {p['max_abs_diff']:.1e}, "
-         f"bits agree {p['bit_agreement']:.4%}"),
-        (f"in-process ORT: {os.cpu_count()} threads; Triton: {args.instances} instance(s) x "
-         f"{ort_threads} ORT threads, dynamic batching with "
-         f"{args.delay_us} us queue delay; {args.seconds:g} s per cell; codes identical on all three paths"),
+        (
+            f"model: {info['source'].get('model') or info['source'].get('run')}; input {info['inputs'][0]['shape']}; "
+            f"{info['embedding_spec']['bits']}-bit code packed in the ONNX graph"
+        ),
+        (
+            f"export {export_s:.1f} s; parity on {p['n_images']} Grocery photos: float max |diff| {p['max_abs_diff']:.1e}, "
+            f"bits agree {p['bit_agreement']:.4%}"
+        ),
+        (
+            f"in-process ORT: {os.cpu_count()} threads; Triton: {args.instances} instance(s) x "
+            f"{ort_threads} ORT threads, dynamic batching with "
+            f"{args.delay_us} us queue delay; {args.seconds:g} s per cell; codes identical on all three paths"
+        ),
         "",
         f"{'path':<16}{'batch':>6}{'conc':>6}{'requests':>10}{'images/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'failed':>8}",
     ]
     for r in rows:
-        lines.append(f"{r['path']:<16}{r['batch']:>6}{r['concurrency']:>6}{r['requests']:>10}{r['images_per_s']:>10.1f}"
-                     f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['failed']:>8}")
+        lines.append(
+            f"{r['path']:<16}{r['batch']:>6}{r['concurrency']:>6}{r['requests']:>10}{r['images_per_s']:>10.1f}"
+            f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['failed']:>8}"
+        )
     lines += ["", "Triton / in-process throughput ratio (same batch, same concurrency):"]
     base = {(r["batch"], r["concurrency"]): r["images_per_s"] for r in rows if r["path"] == "in-process ORT"}
     for r in rows:
         if r["path"] != "in-process ORT":
-            lines.append(f"  {r['path']:<12} batch {r['batch']:>2} conc {r['concurrency']}: "
-                         f"{r['images_per_s'] / base[(r['batch'], r['concurrency'])]:.2f}x")
+            lines.append(
+                f"  {r['path']:<12} batch {r['batch']:>2} conc {r['concurrency']}: "
+                f"{r['images_per_s'] / base[(r['batch'], r['concurrency'])]:.2f}x"
+            )
     lines.append(f"failed requests in total: {sum(r['failed'] for r in rows)}")
     lines += [f"note: {n}" for n in args.note]
     return "\n".join(lines) + "\n"

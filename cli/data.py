@@ -23,7 +23,8 @@ def grocery(
     root: Annotated[
         Path | None,
         typer.Option(
-            "--root", help="The Grocery Store dataset folder (default $EMB_GROCERY_ROOT, else ../shared/data/grocery-store)."
+            "--root",
+            help="The Grocery Store dataset folder (default $EMB_GROCERY_ROOT, else ../shared/data/grocery-store).",
         ),
     ] = None,
     json_: JsonOpt = False,

@@ -14,8 +14,21 @@ __all__ = ["register"]
 
 def embed_command(
     images: Annotated[list[Path], typer.Argument(help="Image files to embed.")],
-    version: Annotated[str, typer.Option("--version", "-v", help="Generation name or alias (resolved in the registry), or an export folder.")] = "unified-v1",
-    url: Annotated[str | None, typer.Option("--url", help="Triton address host:port, e.g. 127.0.0.1:8001 for gRPC. Default: in-process ONNX Runtime.")] = None,
+    version: Annotated[
+        str,
+        typer.Option(
+            "--version",
+            "-v",
+            help="Generation name or alias (resolved in the registry), or an export folder.",
+        ),
+    ] = "unified-v1",
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="Triton address host:port, e.g. 127.0.0.1:8001 for gRPC. Default: in-process ONNX Runtime.",
+        ),
+    ] = None,
     protocol: Annotated[str, typer.Option("--protocol", "-p", help="http or grpc (with --url).")] = "http",
     with_float: Annotated[bool, typer.Option("--float", help="Also print the float embedding.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per request.")] = 32,
@@ -30,8 +43,15 @@ def embed_command(
     """
     from embsdk.embed import embed
 
-    result = embed(list(images), version, url=url, protocol=protocol, return_float=with_float,  # type: ignore[arg-type]
-                   batch_size=batch_size, timeout=timeout)
+    result = embed(
+        list(images),
+        version,
+        url=url,
+        protocol=protocol,
+        return_float=with_float,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        timeout=timeout,
+    )
     rows: list[dict[str, Any]] = [{"image": str(p), **e.to_dict()} for p, e in zip(images, result)]
     for row in rows:
         row.pop("item_id", None)

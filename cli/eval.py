@@ -15,7 +15,9 @@ __all__ = ["register"]
 def _human(data: dict[str, Any]) -> str:
     from trainer.evaluate.report import METRIC_COLUMNS
 
-    lines = [f"{data['model']} on {data['split']} ({data['dim']} bits; {data['images']} images, {data['skipped_images']} skipped)"]
+    lines = [
+        f"{data['model']} on {data['split']} ({data['dim']} bits; {data['images']} images, {data['skipped_images']} skipped)"
+    ]
     lines.append(f"{'task':<10} {'code':<7} " + " ".join(f"{c:>7}" for c in METRIC_COLUMNS))
     for task, res in data["tasks"].items():
         for kind in ("float", "binary"):
@@ -32,14 +34,32 @@ def eval_command(
             "(pretrained pooled features, no training, LayerNorm + sign), e.g. imagenet:efficientnet-lite0."
         ),
     ],
-    manifest: Annotated[Path, typer.Option("--manifest", "-m", help="Manifest (CSV/Parquet) with split, domain and task.<name> columns.")],
-    report: Annotated[Path, typer.Option("--report", "-r", help="Report folder to write (metrics.json, summary.md, PNGs).")],
-    split: Annotated[str, typer.Option("--split", help="Held-out split whose photos are the queries (gallery: train photos or catalog).")] = "test",
+    manifest: Annotated[
+        Path,
+        typer.Option(
+            "--manifest", "-m", help="Manifest (CSV/Parquet) with split, domain and task.<name> columns."
+        ),
+    ],
+    report: Annotated[
+        Path, typer.Option("--report", "-r", help="Report folder to write (metrics.json, summary.md, PNGs).")
+    ],
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split", help="Held-out split whose photos are the queries (gallery: train photos or catalog)."
+        ),
+    ] = "test",
     task: Annotated[
-        list[str] | None, typer.Option("--task", "-t", help="Evaluate only this task (repeatable). Default: every task.")
+        list[str] | None,
+        typer.Option("--task", "-t", help="Evaluate only this task (repeatable). Default: every task."),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass.")] = 32,
-    workers: Annotated[int | None, typer.Option("--workers", min=0, help="DataLoader workers decoding images (default: min(2, CPUs)).")] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass.")
+    ] = 32,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=0, help="DataLoader workers decoding images (default: min(2, CPUs))."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate retrieval per task: held-out photos query the train photos (coarse, fine) or the catalog
@@ -50,7 +70,16 @@ def eval_command(
     """
     from trainer.evaluate import evaluate
 
-    data = evaluate(model, manifest, report, split=split, tasks=task or None, batch_size=batch_size, workers=workers, progress=not as_json)
+    data = evaluate(
+        model,
+        manifest,
+        report,
+        split=split,
+        tasks=task or None,
+        batch_size=batch_size,
+        workers=workers,
+        progress=not as_json,
+    )
     if data["skipped_images"]:
         info(f"skipped {data['skipped_images']} unreadable image(s); first: {data['skipped'][0]}")
     info(f"report written to {report}/ (summary.md, metrics.json, recall_at_k.png, grids/)")

@@ -22,8 +22,12 @@ def _human(data: dict[str, Any]) -> str:
 def get_command(
     ids: Annotated[list[int], typer.Argument(help="Item ids (64-bit signed integers).", metavar="ID...")],
     version: VersionOpt,
-    vectors: Annotated[bool, typer.Option("--vectors", help="Also print the float16 vectors, when stored.")] = False,
-    skip_missing: Annotated[bool, typer.Option("--skip-missing", help="Leave out unknown ids instead of failing.")] = False,
+    vectors: Annotated[
+        bool, typer.Option("--vectors", help="Also print the float16 vectors, when stored.")
+    ] = False,
+    skip_missing: Annotated[
+        bool, typer.Option("--skip-missing", help="Leave out unknown ids instead of failing.")
+    ] = False,
     store: StoreOpt = None,
     no_registry: NoRegistryOpt = False,
     as_json: JsonOpt = False,
@@ -34,7 +38,9 @@ def get_command(
 
     Example: emb get 12 7 --version unified-v1 --json
     """
-    batch = make_client(store, no_registry).get_embeddings(ids, version, skip_missing=skip_missing, with_vectors=vectors)
+    batch = make_client(store, no_registry).get_embeddings(
+        ids, version, skip_missing=skip_missing, with_vectors=vectors
+    )
     emit(batch.to_dict(), as_json=as_json, human=_human)
 
 

@@ -21,23 +21,56 @@ def _human(d: dict[str, Any]) -> str:
     ]
     if d["parents"]:
         lines.append("  parents: " + ", ".join(f"{x['name']} ({x['kind']})" for x in d["parents"]))
-    lines.append(f"  metrics: {len(d['metrics'])} from {d['eval_report']}" if d["eval_report"] else "  metrics: none (no emb eval report)")
+    lines.append(
+        f"  metrics: {len(d['metrics'])} from {d['eval_report']}"
+        if d["eval_report"]
+        else "  metrics: none (no emb eval report)"
+    )
     if d["aliases"]:
         lines.append("  aliases: " + ", ".join(d["aliases"]))
-    lines.append(f"Serve it with: emb serve   then: emb embed IMAGE --version {d['generation']} --url 127.0.0.1:8001 --protocol grpc")
+    lines.append(
+        f"Serve it with: emb serve   then: emb embed IMAGE --version {d['generation']} --url 127.0.0.1:8001 --protocol grpc"
+    )
     return "\n".join(lines)
 
 
 def publish_command(
     run: Annotated[Path, typer.Argument(help="Run folder written by `emb train`.")],
-    name: Annotated[str, typer.Option("--name", "-n", help="New generation name, e.g. unified-v1 (must not exist).")],
-    parent: Annotated[list[str] | None, typer.Option("--parent", help="Parent generation NAME[:KIND] (repeatable), e.g. unified-v0:fine-tuned-from.")] = None,
-    alias: Annotated[list[str] | None, typer.Option("--alias", help="Alias to point at it once served (repeatable), e.g. staging.")] = None,
-    family: Annotated[str | None, typer.Option("--family", help="Family / Triton model name (default: the name without -vN).")] = None,
-    images: Annotated[list[Path] | None, typer.Option("--images", help="Parity images (repeatable). Default: images of the run's manifest.")] = None,
-    eval_report: Annotated[Path | None, typer.Option("--eval-report", help="emb eval report folder (default: the run's latest one under RUN/, if any).")] = None,
+    name: Annotated[
+        str, typer.Option("--name", "-n", help="New generation name, e.g. unified-v1 (must not exist).")
+    ],
+    parent: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--parent", help="Parent generation NAME[:KIND] (repeatable), e.g. unified-v0:fine-tuned-from."
+        ),
+    ] = None,
+    alias: Annotated[
+        list[str] | None,
+        typer.Option("--alias", help="Alias to point at it once served (repeatable), e.g. staging."),
+    ] = None,
+    family: Annotated[
+        str | None,
+        typer.Option("--family", help="Family / Triton model name (default: the name without -vN)."),
+    ] = None,
+    images: Annotated[
+        list[Path] | None,
+        typer.Option("--images", help="Parity images (repeatable). Default: images of the run's manifest."),
+    ] = None,
+    eval_report: Annotated[
+        Path | None,
+        typer.Option(
+            "--eval-report", help="emb eval report folder (default: the run's latest one under RUN/, if any)."
+        ),
+    ] = None,
     description: Annotated[str, typer.Option("--description", help="Free text for the registry.")] = "",
-    repository: Annotated[Path | None, typer.Option("--repository", help="Triton repository (default: EMB_TRITON_REPOSITORY or $EMB_HOME/triton_models).")] = None,
+    repository: Annotated[
+        Path | None,
+        typer.Option(
+            "--repository",
+            help="Triton repository (default: EMB_TRITON_REPOSITORY or $EMB_HOME/triton_models).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Publish a run as a new generation: export, parity check, register, serve.
@@ -52,8 +85,17 @@ def publish_command(
     from trainer.publish import publish
 
     info(f"publishing {run} as {name} …")
-    result = publish(run, name, parents=parent or (), aliases=alias or (), family=family, images=images,
-                     eval_report=eval_report, description=description, repository=repository)
+    result = publish(
+        run,
+        name,
+        parents=parent or (),
+        aliases=alias or (),
+        family=family,
+        images=images,
+        eval_report=eval_report,
+        description=description,
+        repository=repository,
+    )
     emit(result.to_dict(), as_json=as_json, human=_human)
 
 

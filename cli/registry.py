@@ -191,7 +191,9 @@ def _spec_from_options(bits: int | None, dim: int | None) -> dict[str, Any] | No
 
     if bits is None:
         if dim is not None:
-            raise InvalidRegistryInput("--spec-dim needs --spec-bits (the code length), e.g. --spec-bits 256.")
+            raise InvalidRegistryInput(
+                "--spec-dim needs --spec-bits (the code length), e.g. --spec-bits 256."
+            )
         return None
     check_code_bits(bits, "--spec-bits")
     if dim is not None:

@@ -17,9 +17,13 @@ __all__ = ["Backoff", "exit_reason", "register", "supervise"]
 
 def _check_human(data: dict[str, Any]) -> str:
     state = "ready" if data["ready"] else "live, still loading a model"
-    lines = [f"Triton at {data['url']} ({data['protocol']}): {state}, {len(data['generations'])} generation(s) loaded"]
+    lines = [
+        f"Triton at {data['url']} ({data['protocol']}): {state}, {len(data['generations'])} generation(s) loaded"
+    ]
     for r in data["generations"]:
-        state = f"ok {r['latency_ms']} ms, {r['code_bytes']}-byte codes" if r["ok"] else f"FAILED: {r['error']}"
+        state = (
+            f"ok {r['latency_ms']} ms, {r['code_bytes']}-byte codes" if r["ok"] else f"FAILED: {r['error']}"
+        )
         lines.append(f"  {r['generation']:<24} {r['family']} v{r['version']:<4} {state}")
     return "\n".join(lines)
 
@@ -55,7 +59,9 @@ class Backoff:
     delay: float = 0.0
 
     def next(self, uptime: float) -> float:
-        self.delay = self.first if uptime >= self.reset_after or not self.delay else min(self.cap, self.delay * 2)
+        self.delay = (
+            self.first if uptime >= self.reset_after or not self.delay else min(self.cap, self.delay * 2)
+        )
         return self.delay
 
 
@@ -100,8 +106,11 @@ def _restart(server: Any, stop: dict[str, Any], backoff: Backoff, count: int, up
     from embsdk.errors import ServerStartError
 
     delay = backoff.next(uptime)
-    _report(server, f"tritonserver (pid {server.proc.pid}) died: {exit_reason(server.proc.returncode)} after {uptime:.0f} s up; "
-                    f"restart #{count} in {delay:g} s (unhealthy meanwhile: HTTP answers 503, gRPC is closed)")
+    _report(
+        server,
+        f"tritonserver (pid {server.proc.pid}) died: {exit_reason(server.proc.returncode)} after {uptime:.0f} s up; "
+        f"restart #{count} in {delay:g} s (unhealthy meanwhile: HTTP answers 503, gRPC is closed)",
+    )
     _wait(delay, stop)
     if stop["signal"] is not None:
         return False
@@ -136,25 +145,73 @@ def supervise(server: Any, stop: dict[str, Any], *, watch: bool) -> None:
 
 
 def _ready_human(d: dict[str, Any]) -> str:
-    lines = [f"Triton ready: HTTP {d['http']}  gRPC {d['grpc']}  models: {', '.join(d['models']) or 'none'}",
-             f"Embed with: emb embed IMAGE --version NAME --url {d['grpc']} --protocol grpc   (Ctrl-C stops)"]
+    lines = [
+        f"Triton ready: HTTP {d['http']}  gRPC {d['grpc']}  models: {', '.join(d['models']) or 'none'}",
+        f"Embed with: emb embed IMAGE --version NAME --url {d['grpc']} --protocol grpc   (Ctrl-C stops)",
+    ]
     if d["admin_key_file"]:
-        lines.append(f"Admin key (for {', '.join(d['restricted_apis'])}): generated for this run in {d['admin_key_file']}")
+        lines.append(
+            f"Admin key (for {', '.join(d['restricted_apis'])}): generated for this run in {d['admin_key_file']}"
+        )
     return "\n".join(lines)
 
 
 def serve_command(
-    repository: Annotated[Path | None, typer.Option("--repository", help="Model repository (default: EMB_TRITON_REPOSITORY, or $EMB_HOME/triton_models, which emb publish fills).")] = None,
+    repository: Annotated[
+        Path | None,
+        typer.Option(
+            "--repository",
+            help="Model repository (default: EMB_TRITON_REPOSITORY, or $EMB_HOME/triton_models, which emb publish fills).",
+        ),
+    ] = None,
     http_port: Annotated[int, typer.Option("--http-port", help="HTTP port (0: a free one).")] = 8000,
     grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port (0: a free one).")] = 8001,
-    host: Annotated[str, typer.Option("--host", help="Address to bind. Off loopback the model-repository API also needs the admin key (EMB_TRITON_ADMIN_KEY, or one generated per start: see README, Security).")] = "127.0.0.1",
-    check: Annotated[bool, typer.Option("--check", help="Don't start a server: report what the server at --url serves, with one real inference per generation.")] = False,
-    url: Annotated[str | None, typer.Option("--url", help="With --check: server address host:port (default: 127.0.0.1 and --http-port/--grpc-port).")] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Address to bind. Off loopback the model-repository API also needs the admin key (EMB_TRITON_ADMIN_KEY, or one generated per start: see README, Security).",
+        ),
+    ] = "127.0.0.1",
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Don't start a server: report what the server at --url serves, with one real inference per generation.",
+        ),
+    ] = False,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="With --check: server address host:port (default: 127.0.0.1 and --http-port/--grpc-port).",
+        ),
+    ] = None,
     protocol: Annotated[str, typer.Option("--protocol", "-p", help="With --check: http or grpc.")] = "http",
-    ready_timeout: Annotated[float, typer.Option("--ready-timeout", help="Seconds to wait for the server to be ready.")] = 120.0,
-    sync: Annotated[bool, typer.Option("--sync", help="First (re)build the repository from the registry: add every registered, non-retired generation that is missing, remove retired ones.")] = False,
-    watch: Annotated[bool, typer.Option("--watch/--no-watch", help="Reload a model when emb publish adds a version to the repository (polls every 2 s).")] = True,
-    max_request_mb: Annotated[float, typer.Option("--max-request-mb", help="Largest HTTP request body and largest declared input, in MiB; bigger infer requests get 400/413 before tritonserver allocates.")] = 64.0,
+    ready_timeout: Annotated[
+        float, typer.Option("--ready-timeout", help="Seconds to wait for the server to be ready.")
+    ] = 120.0,
+    sync: Annotated[
+        bool,
+        typer.Option(
+            "--sync",
+            help="First (re)build the repository from the registry: add every registered, non-retired generation that is missing, remove retired ones.",
+        ),
+    ] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch/--no-watch",
+            help="Reload a model when emb publish adds a version to the repository (polls every 2 s).",
+        ),
+    ] = True,
+    max_request_mb: Annotated[
+        float,
+        typer.Option(
+            "--max-request-mb",
+            help="Largest HTTP request body and largest declared input, in MiB; bigger infer requests get 400/413 before tritonserver allocates.",
+        ),
+    ] = 64.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Serve the model repository with the real tritonserver (or --check a running one).
@@ -182,9 +239,17 @@ def serve_command(
     repo = (repository or get_settings().triton_repository).expanduser().resolve()
     _prepare(repo, sync=sync)
     if not repo.is_dir():
-        raise ServerStartError(f"Model repository {repo} does not exist; publish a generation first (emb publish RUN --name NAME).")
-    server = TritonServer(repo, host=host, http_port=http_port, grpc_port=grpc_port, ready_timeout=ready_timeout,
-                          max_request_bytes=int(max_request_mb * 2**20))
+        raise ServerStartError(
+            f"Model repository {repo} does not exist; publish a generation first (emb publish RUN --name NAME)."
+        )
+    server = TritonServer(
+        repo,
+        host=host,
+        http_port=http_port,
+        grpc_port=grpc_port,
+        ready_timeout=ready_timeout,
+        max_request_bytes=int(max_request_mb * 2**20),
+    )
     stop: dict[str, Any] = {"signal": None, "started": False}
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -197,11 +262,19 @@ def serve_command(
         info(f"starting tritonserver on {repo} (log: {server.log_path})")
         ep = server.start()
         stop["started"] = True
-        data = {"repository": str(repo), "host": host, "http": ep.http_url, "grpc": ep.grpc_url, "models": server.model_names(),
-                "pid": server.proc.pid if server.proc else None, "log": str(server.log_path), "restricted": server.restricted,
-                "restricted_apis": list(restricted_apis(host)),
-                "admin_key_file": str(server.key_file) if server.key_generated else None,
-                "max_request_bytes": server.guard.max_bytes}
+        data = {
+            "repository": str(repo),
+            "host": host,
+            "http": ep.http_url,
+            "grpc": ep.grpc_url,
+            "models": server.model_names(),
+            "pid": server.proc.pid if server.proc else None,
+            "log": str(server.log_path),
+            "restricted": server.restricted,
+            "restricted_apis": list(restricted_apis(host)),
+            "admin_key_file": str(server.key_file) if server.key_generated else None,
+            "max_request_bytes": server.guard.max_bytes,
+        }
         emit(data, as_json=as_json, human=_ready_human)
         supervise(server, stop, watch=watch)
     finally:

@@ -11,20 +11,25 @@ from cli._sdk import NoRegistryOpt, StoreOpt, VersionOpt, make_client
 
 __all__ = ["register"]
 
-app = typer.Typer(help="Inspect, verify, compact and index embedding stores (one per generation).", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect, verify, compact and index embedding stores (one per generation).", no_args_is_help=True
+)
 
 
 def _info_human(d: dict[str, Any]) -> str:
-    head = (f"{d['generation']}: {d['items']} items, {len(d['shards'])} shard(s), version {d['version']}, "
-            f"{d['spec'].get('bits')} bits, vectors: {'yes' if d['has_vectors'] else 'no'}")
+    head = (
+        f"{d['generation']}: {d['items']} items, {len(d['shards'])} shard(s), version {d['version']}, "
+        f"{d['spec'].get('bits')} bits, vectors: {'yes' if d['has_vectors'] else 'no'}"
+    )
     lines = [head, f"root: {d['root']}"]
     lines += [f"  {s['name']}\t{s['kind']}\t{s['rows']} rows\t{s['bytes']} bytes" for s in d["shards"]]
     return "\n".join(lines)
 
 
 @app.command("info")
-def info_command(version: VersionOpt, store: StoreOpt = None, no_registry: NoRegistryOpt = False,
-                 as_json: JsonOpt = False) -> None:
+def info_command(
+    version: VersionOpt, store: StoreOpt = None, no_registry: NoRegistryOpt = False, as_json: JsonOpt = False
+) -> None:
     """Show a store: item count, shards (data and tombstones), spec, version.
 
     Example: emb store info --version unified-v1
@@ -33,8 +38,9 @@ def info_command(version: VersionOpt, store: StoreOpt = None, no_registry: NoReg
 
 
 @app.command("verify")
-def verify_command(version: VersionOpt, store: StoreOpt = None, no_registry: NoRegistryOpt = False,
-                   as_json: JsonOpt = False) -> None:
+def verify_command(
+    version: VersionOpt, store: StoreOpt = None, no_registry: NoRegistryOpt = False, as_json: JsonOpt = False
+) -> None:
     """Check every live shard (generation, spec, sizes, sha256 of every file); exit 1 when damaged.
 
     Example: emb store verify --version unified-v1
@@ -43,9 +49,17 @@ def verify_command(version: VersionOpt, store: StoreOpt = None, no_registry: NoR
 
     client = make_client(store, no_registry)
     report = verify_store(client.store_dir, client.resolve(version).name)
-    emit(report.to_dict(), as_json=as_json, human=lambda d: "\n".join(
-        [f"{d['generation']}: {'ok' if d['ok'] else 'DAMAGED'} ({d['shards']} shards, {d['items']} items)"]
-        + [f"  problem: {p}" for p in d["problems"]] + [f"  orphan (removed by compact): {o}" for o in d["orphans"]]))
+    emit(
+        report.to_dict(),
+        as_json=as_json,
+        human=lambda d: "\n".join(
+            [
+                f"{d['generation']}: {'ok' if d['ok'] else 'DAMAGED'} ({d['shards']} shards, {d['items']} items)"
+            ]
+            + [f"  problem: {p}" for p in d["problems"]]
+            + [f"  orphan (removed by compact): {o}" for o in d["orphans"]]
+        ),
+    )
     if not report.ok:
         info(f"error: the store of {report.generation} is damaged; rerun the backfill for it")
         raise typer.Exit(1)
@@ -54,7 +68,9 @@ def verify_command(version: VersionOpt, store: StoreOpt = None, no_registry: NoR
 @app.command("compact")
 def compact_command(
     version: VersionOpt,
-    publish: Annotated[bool, typer.Option("--publish", help="Register the compacted shard as artifacts of the generation.")] = False,
+    publish: Annotated[
+        bool, typer.Option("--publish", help="Register the compacted shard as artifacts of the generation.")
+    ] = False,
     store: StoreOpt = None,
     no_registry: NoRegistryOpt = False,
     as_json: JsonOpt = False,
@@ -66,16 +82,27 @@ def compact_command(
     from embsdk.store import compact_store
 
     client = make_client(store, no_registry)
-    result = compact_store(client.store_dir, client.resolve(version).name, registry=client.registry if publish else None)
-    emit(result.to_dict(), as_json=as_json, human=lambda d: (
-        f"{d['generation']}: {d['shards_before']} → {d['shards_after']} shard(s), {d['items']} items, version {d['version']}"))
+    result = compact_store(
+        client.store_dir, client.resolve(version).name, registry=client.registry if publish else None
+    )
+    emit(
+        result.to_dict(),
+        as_json=as_json,
+        human=lambda d: (
+            f"{d['generation']}: {d['shards_before']} → {d['shards_after']} shard(s), {d['items']} items, version {d['version']}"
+        ),
+    )
 
 
 @app.command("index")
 def index_command(
     version: VersionOpt,
-    kind: Annotated[str, typer.Option("--kind", help="hnsw (IndexBinaryHNSW) or ivf (IndexBinaryIVF).")] = "hnsw",
-    publish: Annotated[bool, typer.Option("--publish", help="Also register the index files as artifacts of the generation.")] = False,
+    kind: Annotated[
+        str, typer.Option("--kind", help="hnsw (IndexBinaryHNSW) or ivf (IndexBinaryIVF).")
+    ] = "hnsw",
+    publish: Annotated[
+        bool, typer.Option("--publish", help="Also register the index files as artifacts of the generation.")
+    ] = False,
     store: StoreOpt = None,
     no_registry: NoRegistryOpt = False,
     as_json: JsonOpt = False,
@@ -86,8 +113,11 @@ def index_command(
     """
     client = make_client(store, no_registry)
     ix = client.build_index(version, kind=kind, publish=publish)
-    emit({"generation": ix.generation, "kind": ix.kind, "items": len(ix), "params": ix.params}, as_json=as_json,
-         human=lambda d: f"{d['generation']}: {d['kind']} index over {d['items']} items saved")
+    emit(
+        {"generation": ix.generation, "kind": ix.kind, "items": len(ix), "params": ix.params},
+        as_json=as_json,
+        human=lambda d: f"{d['generation']}: {d['kind']} index over {d['items']} items saved",
+    )
 
 
 def register(root: typer.Typer) -> None:

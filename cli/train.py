@@ -162,12 +162,28 @@ def train(
 
     if resume_run is not None:
         fixed = {
-            "--manifest": manifest, "--out": out, "--config": config_file, "--backbone": backbone, "--weights": weights,
-            "--embedding-dim": embedding_dim, "--epochs": epochs, "--batch-size": batch_size,
-            "--image-size": image_size, "--lr": lr, "--tasks": tasks, "--freeze-backbone": freeze_backbone,
-            "--trainable-blocks": trainable_blocks, "--cache-views": cache_views, "--temperature": temperature,
-            "--binary-loss-weight": binary_loss_weight, "--sampler": sampler, "--sample-negatives": sample_negatives,
-            "--grad-accum": grad_accum, "--amp": amp, "--seed": seed, "--strict": strict,
+            "--manifest": manifest,
+            "--out": out,
+            "--config": config_file,
+            "--backbone": backbone,
+            "--weights": weights,
+            "--embedding-dim": embedding_dim,
+            "--epochs": epochs,
+            "--batch-size": batch_size,
+            "--image-size": image_size,
+            "--lr": lr,
+            "--tasks": tasks,
+            "--freeze-backbone": freeze_backbone,
+            "--trainable-blocks": trainable_blocks,
+            "--cache-views": cache_views,
+            "--temperature": temperature,
+            "--binary-loss-weight": binary_loss_weight,
+            "--sampler": sampler,
+            "--sample-negatives": sample_negatives,
+            "--grad-accum": grad_accum,
+            "--amp": amp,
+            "--seed": seed,
+            "--strict": strict,
         }
         given = [flag for flag, value in fixed.items() if value is not None]
         if given:  # a resumed run continues with its recorded config; silently ignoring these would mislead

@@ -68,9 +68,16 @@ class Client(SearchMixin):
         >>> c.get_embeddings([1, 2, 3], version="production").codes.shape        # doctest: +SKIP
     """
 
-    def __init__(self, registry_url: str | None = None, store: str | Path | None = None, *,
-                 use_registry: bool = True, resolve_ttl: float = 5.0, embed_url: str | None = None,
-                 embed_protocol: str = "http") -> None:
+    def __init__(
+        self,
+        registry_url: str | None = None,
+        store: str | Path | None = None,
+        *,
+        use_registry: bool = True,
+        resolve_ttl: float = 5.0,
+        embed_url: str | None = None,
+        embed_protocol: str = "http",
+    ) -> None:
         settings = get_settings()
         self.registry_url = registry_url or settings.registry_url
         self.store_dir = Path(store).expanduser() if store is not None else settings.store_dir
@@ -109,7 +116,9 @@ class Client(SearchMixin):
             res = self._resolve_now(version)
             with self._lock:
                 self._resolved[version] = (res, now)
-        check_lifecycle(res.name, res.status, stacklevel=3)  # the one rule (embsdk.resolver), on cached hits too
+        check_lifecycle(
+            res.name, res.status, stacklevel=3
+        )  # the one rule (embsdk.resolver), on cached hits too
         return res
 
     def _resolve_now(self, version: str) -> Resolved:
@@ -117,8 +126,11 @@ class Client(SearchMixin):
             try:
                 m = read_manifest(generation_root(self.store_dir, version), version)
             except StoreNotFound:
-                raise GenerationNotFound(version, hint=f"Without a registry, --version must name a generation whose "
-                                         f"store is in {self.store_dir}.") from None
+                raise GenerationNotFound(
+                    version,
+                    hint=f"Without a registry, --version must name a generation whose "
+                    f"store is in {self.store_dir}.",
+                ) from None
             return Resolved(m.generation, m.spec, None, version)
         info = self.registry.resolve(version)
         return Resolved(info.name, info.embedding_spec, str(info.status), version)
@@ -142,7 +154,9 @@ class Client(SearchMixin):
         return store
 
     # ------------------------------------------------------------------ fetch
-    def get_embedding(self, item_id: int, version: str = DEFAULT_VERSION, *, with_vector: bool = False) -> Embedding:
+    def get_embedding(
+        self, item_id: int, version: str = DEFAULT_VERSION, *, with_vector: bool = False
+    ) -> Embedding:
         """The stamped code of one item.
 
         Raises:
@@ -157,8 +171,14 @@ class Client(SearchMixin):
         code, vector = store.get_one(int(item_id), with_vector=with_vector)
         return Embedding(code, store.bits, res.name, int(item_id), vector)
 
-    def get_embeddings(self, ids: Any, version: str = DEFAULT_VERSION, *, skip_missing: bool = False,
-                       with_vectors: bool = False) -> EmbeddingBatch:
+    def get_embeddings(
+        self,
+        ids: Any,
+        version: str = DEFAULT_VERSION,
+        *,
+        skip_missing: bool = False,
+        with_vectors: bool = False,
+    ) -> EmbeddingBatch:
         """Stamped codes of many items (vectorized), one row per id in the order given.
 
         Raises:
@@ -205,18 +225,28 @@ def get_embedding(item_id: int, version: str = DEFAULT_VERSION, *, with_vector: 
     return default_client().get_embedding(item_id, version, with_vector=with_vector)
 
 
-def get_embeddings(ids: Any, version: str = DEFAULT_VERSION, *, skip_missing: bool = False,
-                   with_vectors: bool = False) -> EmbeddingBatch:
+def get_embeddings(
+    ids: Any, version: str = DEFAULT_VERSION, *, skip_missing: bool = False, with_vectors: bool = False
+) -> EmbeddingBatch:
     """Stamped codes of many items, vectorized (see :meth:`Client.get_embeddings`)."""
     return default_client().get_embeddings(ids, version, skip_missing=skip_missing, with_vectors=with_vectors)
 
 
-def search(query: QueryLike, version: str = DEFAULT_VERSION, *, k: int = 10, exact: bool = True,
-           rerank: bool = False, kind: str = "hnsw") -> SearchResult:
+def search(
+    query: QueryLike,
+    version: str = DEFAULT_VERSION,
+    *,
+    k: int = 10,
+    exact: bool = True,
+    rerank: bool = False,
+    kind: str = "hnsw",
+) -> SearchResult:
     """Hamming search (see :meth:`Client.search`)."""
     return default_client().search(query, version, k=k, exact=exact, rerank=rerank, kind=kind)
 
 
-def search_batch(codes: np.ndarray, version: str = DEFAULT_VERSION, *, k: int = 10, exact: bool = True) -> list[SearchResult]:
+def search_batch(
+    codes: np.ndarray, version: str = DEFAULT_VERSION, *, k: int = 10, exact: bool = True
+) -> list[SearchResult]:
     """Search many packed codes at once (see :meth:`Client.search_batch`)."""
     return default_client().search_batch(codes, version, k=k, exact=exact)

@@ -71,7 +71,9 @@ def get_settings() -> Settings:
         registry_url=registry_url,
         artifact_dir=Path(env.get("EMB_ARTIFACTS") or home / "artifacts").expanduser().resolve(),
         store_dir=Path(env.get("EMB_STORE") or home / "store").expanduser().resolve(),
-        triton_repository=Path(env.get("EMB_TRITON_REPOSITORY") or home / "triton_models").expanduser().resolve(),
+        triton_repository=Path(env.get("EMB_TRITON_REPOSITORY") or home / "triton_models")
+        .expanduser()
+        .resolve(),
         user=env.get("EMB_USER") or _default_user(),
         debug=_truthy(env.get("EMB_DEBUG")),
         triton_admin_key=env.get("EMB_TRITON_ADMIN_KEY") or None,

@@ -74,14 +74,18 @@ def embed(
     if batch_size <= 0:
         raise InferenceError(f"batch_size must be positive, got {batch_size}.")
     items = _as_list(images)
-    target = resolve_target(version, registry_url=registry_url, stacklevel=2)  # retired refused, deprecated warns
+    target = resolve_target(
+        version, registry_url=registry_url, stacklevel=2
+    )  # retired refused, deprecated warns
     if not items:
         return []
     if url is None:
         from embsdk.serving.local import LocalRunner
 
         if target.onnx_path is None:
-            raise InferenceError(f"Generation {target.generation!r} has no local ONNX model; pass url= to use Triton.")
+            raise InferenceError(
+                f"Generation {target.generation!r} has no local ONNX model; pass url= to use Triton."
+            )
         runner = LocalRunner(target.onnx_path)
         run = runner.run
         close = None
@@ -102,14 +106,22 @@ def embed(
     out: list[Embedding] = []
     try:
         for start in range(0, len(items), batch_size):
-            batch = load_images(items[start:start + batch_size], target.input_spec)
+            batch = load_images(items[start : start + batch_size], target.input_spec)
             emb, code = run(batch)
             if code.shape != (len(batch), (target.bits + 7) // 8) or code.dtype != np.uint8:
-                raise InferenceError(f"The model returned codes of shape {code.shape} ({code.dtype}); "
-                                     f"generation {target.generation!r} has {target.bits}-bit codes.")
+                raise InferenceError(
+                    f"The model returned codes of shape {code.shape} ({code.dtype}); "
+                    f"generation {target.generation!r} has {target.bits}-bit codes."
+                )
             for i in range(len(batch)):
-                out.append(Embedding(code=code[i], bits=target.bits, generation=target.generation,
-                                     vector=np.array(emb[i], np.float32) if return_float else None))
+                out.append(
+                    Embedding(
+                        code=code[i],
+                        bits=target.bits,
+                        generation=target.generation,
+                        vector=np.array(emb[i], np.float32) if return_float else None,
+                    )
+                )
     finally:
         if close is not None:
             close()

@@ -97,7 +97,8 @@ class AliasNotFound(GenerationNotFound):
     def __init__(self, alias: str, *, at: object | None = None) -> None:
         when = f" at {at}" if at is not None else ""
         RegistryError.__init__(
-            self, f"Alias {alias!r} does not point at any generation{when}. Set it with: emb registry alias set {alias} NAME"
+            self,
+            f"Alias {alias!r} does not point at any generation{when}. Set it with: emb registry alias set {alias} NAME",
         )
         self.name = alias
         self.alias = alias
@@ -118,7 +119,9 @@ class IllegalTransition(RegistryError, ValueError):
 
     def __init__(self, name: str, current: str, target: str, allowed: Sequence[str]) -> None:
         ok = ", ".join(allowed) or "none (final state)"
-        super().__init__(f"Generation {name!r} is {current}; it cannot move to {target}. Allowed next states: {ok}.")
+        super().__init__(
+            f"Generation {name!r} is {current}; it cannot move to {target}. Allowed next states: {ok}."
+        )
         self.name, self.current, self.target, self.allowed = name, current, target, tuple(allowed)
 
 
@@ -126,8 +129,11 @@ class ImmutableGeneration(RegistryError, PermissionError):
     """Attempt to change the spec or artifacts of a published generation."""
 
     def __init__(self, name: str, what: str = "its spec or artifacts", *, detail: str | None = None) -> None:
-        super().__init__(detail or f"Generation {name!r} is published and immutable: {what} cannot change. "
-                         "Register a new generation.")
+        super().__init__(
+            detail
+            or f"Generation {name!r} is published and immutable: {what} cannot change. "
+            "Register a new generation."
+        )
         self.name = name
 
 
@@ -135,7 +141,9 @@ class LineageCycle(RegistryError, ValueError):
     """An edge that would make a generation its own ancestor."""
 
     def __init__(self, child: str, parent: str) -> None:
-        super().__init__(f"Refusing lineage edge {child!r} -> {parent!r}: {parent!r} already descends from {child!r} (cycle).")
+        super().__init__(
+            f"Refusing lineage edge {child!r} -> {parent!r}: {parent!r} already descends from {child!r} (cycle)."
+        )
         self.child, self.parent = child, parent
 
 
@@ -162,7 +170,9 @@ class RetiredGeneration(RegistryError, LookupError):
     """The generation is retired; its embeddings must not be served any more."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"Generation {name!r} is retired and can no longer be read; move to its replacement (emb registry lineage {name}).")
+        super().__init__(
+            f"Generation {name!r} is retired and can no longer be read; move to its replacement (emb registry lineage {name})."
+        )
         self.name = name
 
 
@@ -182,7 +192,9 @@ class ConsumerNotFound(RegistryError, LookupError):
     """No such (team, generation-or-alias) consumer registration."""
 
     def __init__(self, team: str, ref: str) -> None:
-        super().__init__(f"Team {team!r} is not registered as a consumer of {ref!r}. See: emb registry consumers list")
+        super().__init__(
+            f"Team {team!r} is not registered as a consumer of {ref!r}. See: emb registry consumers list"
+        )
         self.team, self.ref = team, ref
 
 
@@ -190,7 +202,9 @@ class SchemaOutdated(RegistryError):
     """The registry database is at an older schema revision than this embsdk; run the migrations."""
 
     def __init__(self, current: str | None, head: str) -> None:
-        super().__init__(f"The registry schema is at revision {current}, this embsdk needs {head}. Run: emb registry migrate")
+        super().__init__(
+            f"The registry schema is at revision {current}, this embsdk needs {head}. Run: emb registry migrate"
+        )
         self.current, self.head = current, head
 
 
@@ -214,7 +228,9 @@ class ArtifactCorrupt(ArtifactError, OSError):
     """The bytes of a stored artifact no longer hash to its address."""
 
     def __init__(self, sha256: str, actual: str) -> None:
-        super().__init__(f"Artifact sha256:{sha256} is corrupt (its bytes hash to {actual}). Run: emb registry fsck --repair")
+        super().__init__(
+            f"Artifact sha256:{sha256} is corrupt (its bytes hash to {actual}). Run: emb registry fsck --repair"
+        )
         self.sha256, self.actual = sha256, actual
 
 

@@ -63,8 +63,11 @@ def read_table(path: str | Path, *, required: Sequence[str] = ()) -> pd.DataFram
     if missing:
         hint = " (emb data grocery writes an id column)" if "id" in missing else ""
         names = ", ".join(repr(c) for c in missing)
-        raise ManifestError(f"missing the {names} column{'s' if len(missing) > 1 else ''}{hint} "
-                            f"(columns: {list(df.columns)})", path=where)
+        raise ManifestError(
+            f"missing the {names} column{'s' if len(missing) > 1 else ''}{hint} "
+            f"(columns: {list(df.columns)})",
+            path=where,
+        )
     if len(df) == 0:
         raise ManifestError("the manifest has no rows", path=where)
     df = df.reset_index(drop=True)
@@ -146,11 +149,17 @@ def _parse_text(text: str) -> int | None:
 def _refuse(row: int, value: Any, path: str | None) -> NoReturn:
     import pandas as pd
 
-    missing = value is None or (not isinstance(value, str) and bool(pd.isna(value))) or str(value).strip() == ""
+    missing = (
+        value is None or (not isinstance(value, str) and bool(pd.isna(value))) or str(value).strip() == ""
+    )
     if missing:
         raise ManifestError("empty id (every row needs one)", row=row, path=path)
-    raise ManifestError(f"'id' is not an integer in the int64 range ({value!r}; ids are whole numbers "
-                        "in [-2**63, 2**63 - 1])", row=row, path=path)
+    raise ManifestError(
+        f"'id' is not an integer in the int64 range ({value!r}; ids are whole numbers "
+        "in [-2**63, 2**63 - 1])",
+        row=row,
+        path=path,
+    )
 
 
 def _check_unique(ids: np.ndarray, path: str | None) -> None:
@@ -161,4 +170,6 @@ def _check_unique(ids: np.ndarray, path: str | None) -> None:
         return
     row = int(order[repeats].min())  # the first row (in file order) that repeats an earlier id
     first = int(np.flatnonzero(ids == ids[row])[0])
-    raise ManifestError(f"duplicate id {int(ids[row])} (first in row {first}; ids must be unique)", row=row, path=path)
+    raise ManifestError(
+        f"duplicate id {int(ids[row])} (first in row {first}; ids must be unique)", row=row, path=path
+    )

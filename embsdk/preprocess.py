@@ -166,8 +166,11 @@ def open_image(source: str | Path | bytes, *, min_side: int | None = None) -> An
 def _check_pixels(img: Any, name: str) -> None:
     w, h = img.size
     if w * h > MAX_DECODE_PIXELS:
-        raise ImageDecodeError(name, f"{TOO_LARGE}: {w}x{h} = {w * h:,} pixels "
-                                     f"(limit {MAX_DECODE_PIXELS:,}; a possible decompression bomb)")
+        raise ImageDecodeError(
+            name,
+            f"{TOO_LARGE}: {w}x{h} = {w * h:,} pixels "
+            f"(limit {MAX_DECODE_PIXELS:,}; a possible decompression bomb)",
+        )
 
 
 def preprocess_image(img: Any, spec: InputSpec) -> np.ndarray:
@@ -213,4 +216,7 @@ def _array_to_chw(arr: np.ndarray, spec: InputSpec) -> np.ndarray:
         return preprocess_image(Image.fromarray(arr), spec)
     if arr.shape == (3, s, s):
         return arr.astype(np.float32, copy=False)
-    raise ImageDecodeError("<array>", f"expected uint8 HxWx3 pixels or a preprocessed float (3, {s}, {s}) array, got {arr.dtype} {arr.shape}")
+    raise ImageDecodeError(
+        "<array>",
+        f"expected uint8 HxWx3 pixels or a preprocessed float (3, {s}, {s}) array, got {arr.dtype} {arr.shape}",
+    )

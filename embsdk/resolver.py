@@ -35,8 +35,12 @@ def check_lifecycle(name: str, status: str | None, *, stacklevel: int = 1) -> No
     if status == "retired":
         raise RetiredGeneration(name)
     if status == "deprecated":
-        warnings.warn(f"Generation {name!r} is deprecated; plan to move to its replacement "
-                      f"(emb registry lineage {name}).", DeprecatedGenerationWarning, stacklevel=stacklevel + 1)
+        warnings.warn(
+            f"Generation {name!r} is deprecated; plan to move to its replacement "
+            f"(emb registry lineage {name}).",
+            DeprecatedGenerationWarning,
+            stacklevel=stacklevel + 1,
+        )
 
 
 def resolve_generation(registry: Any, ref: str, *, stacklevel: int = 1) -> Any:

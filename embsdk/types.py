@@ -79,7 +79,9 @@ class Embedding:
             other = np.frombuffer(bytes(other), dtype=np.uint8)
         if not isinstance(other, np.ndarray) or other.dtype != np.uint8:
             kind = other.dtype if isinstance(other, np.ndarray) else type(other).__name__
-            raise StoreError(f"hamming() takes an Embedding or a packed uint8 code (numpy.packbits), not {kind}.")
+            raise StoreError(
+                f"hamming() takes an Embedding or a packed uint8 code (numpy.packbits), not {kind}."
+            )
         if other.ndim > 1 and other.size != other.shape[-1]:
             raise StoreError(f"hamming() compares with one code; got an array of shape {other.shape}.")
         code = other.reshape(-1)
@@ -88,8 +90,12 @@ class Embedding:
         return code
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"item_id": self.item_id, "generation": self.generation, "bits": self.bits,
-                             "code_hex": self.code.tobytes().hex()}
+        d: dict[str, Any] = {
+            "item_id": self.item_id,
+            "generation": self.generation,
+            "bits": self.bits,
+            "code_hex": self.code.tobytes().hex(),
+        }
         if self.vector is not None:
             d["vector"] = [float(v) for v in self.vector]
         return d
@@ -105,8 +111,11 @@ class SearchResult:
     scores: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"generation": self.generation, "ids": [int(i) for i in self.ids],
-                             "hamming": [int(x) for x in self.distances]}
+        d: dict[str, Any] = {
+            "generation": self.generation,
+            "ids": [int(i) for i in self.ids],
+            "hamming": [int(x) for x in self.distances],
+        }
         if self.scores is not None:
             d["scores"] = [float(s) for s in self.scores]
         return d

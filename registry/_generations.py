@@ -410,7 +410,9 @@ class GenerationsMixin(RegistryCore):
     def _check_attachable(self, session: Session, name: str, artifact_name: str) -> Generation:
         gen = self._gen(session, name, for_update=True)
         if gen.status == Status.RETIRED:
-            raise ImmutableGeneration(name, detail=f"Generation {name!r} is retired: it takes no new attachments.")
+            raise ImmutableGeneration(
+                name, detail=f"Generation {name!r} is retired: it takes no new attachments."
+            )
         fixed = session.execute(
             sa.select(Artifact.id).where(
                 Artifact.generation_id == gen.id,

@@ -41,7 +41,9 @@ def _sqlite_path(url: sa.URL) -> Path | None:
 
 
 # ``scheme://user:PASSWORD@host...``: the password runs to the LAST ``@`` before the query string.
-_RAW_CREDENTIALS = re.compile(r"^(?P<head>[\w+]+://[^:/@?]*:)(?P<password>[^?]*@[^?]*)@(?P<rest>[^@?]*(?:\?.*)?)$")
+_RAW_CREDENTIALS = re.compile(
+    r"^(?P<head>[\w+]+://[^:/@?]*:)(?P<password>[^?]*@[^?]*)@(?P<rest>[^@?]*(?:\?.*)?)$"
+)
 
 
 def parse_registry_url(url: str) -> sa.URL:

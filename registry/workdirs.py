@@ -49,7 +49,9 @@ def owned_workdir(parent: Path, prefix: str) -> Iterator[Path]:
     fd = os.open(path / OWNER_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
     try:
         with contextlib.suppress(OSError):  # no flock on this filesystem: sweepers can't judge it, so keep it
-            fcntl.flock(fd, fcntl.LOCK_EX)  # may wait a moment for a sweeper probing the new, still empty file
+            fcntl.flock(
+                fd, fcntl.LOCK_EX
+            )  # may wait a moment for a sweeper probing the new, still empty file
         os.write(fd, f"{os.getpid()}\n".encode())  # written under the lock: a pid means "locked by its owner"
         yield path
     finally:

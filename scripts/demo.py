@@ -50,15 +50,25 @@ def emb_json(*args: str) -> object:
 
 def next_version(family: str) -> int:
     names = [g["name"] for g in emb_json("registry", "list")]  # type: ignore[union-attr]
-    taken = [int(n.rsplit("-v", 1)[1]) for n in names if n.startswith(f"{family}-v") and n.rsplit("-v", 1)[1].isdigit()]
+    taken = [
+        int(n.rsplit("-v", 1)[1])
+        for n in names
+        if n.startswith(f"{family}-v") and n.rsplit("-v", 1)[1].isdigit()
+    ]
     return max(taken, default=0) + 1
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="embsdk end-to-end demo on the Grocery Store dataset.")
-    ap.add_argument("--grocery", type=Path, default=None,
-                    help="Grocery Store dataset folder (default $EMB_GROCERY_ROOT, else ../shared/data/grocery-store).")
-    ap.add_argument("--epochs", type=int, default=8, help="Epochs of the second (published to production) model.")
+    ap.add_argument(
+        "--grocery",
+        type=Path,
+        default=None,
+        help="Grocery Store dataset folder (default $EMB_GROCERY_ROOT, else ../shared/data/grocery-store).",
+    )
+    ap.add_argument(
+        "--epochs", type=int, default=8, help="Epochs of the second (published to production) model."
+    )
     ap.add_argument("--dim", type=int, default=256, help="Embedding dimension = code bits.")
     ap.add_argument("--skip-serve", action="store_true", help="Do not start tritonserver.")
     args = ap.parse_args()
@@ -82,8 +92,19 @@ def main() -> None:
     for run in (run_a, run_b):
         if run.exists():
             shutil.rmtree(run)
-    common = ["--manifest", str(manifest), "--backbone", "efficientnet-lite0", "--freeze-backbone",
-              "--embedding-dim", str(args.dim), "--binary-loss-weight", "1", "--seed", "0"]
+    common = [
+        "--manifest",
+        str(manifest),
+        "--backbone",
+        "efficientnet-lite0",
+        "--freeze-backbone",
+        "--embedding-dim",
+        str(args.dim),
+        "--binary-loss-weight",
+        "1",
+        "--seed",
+        "0",
+    ]
     emb("train", *common, "--out", str(run_a), "--epochs", str(max(1, args.epochs // 4)))
     emb("train", *common, "--out", str(run_b), "--epochs", str(args.epochs))
 
@@ -118,7 +139,16 @@ def main() -> None:
             _wait_ready(server)
             emb("serve", "--check", "--url", "127.0.0.1:18000")
             emb("embed", str(photo), "--version", second, "--url", "127.0.0.1:18001", "--protocol", "grpc")
-            emb("embed", str(photo), "--version", "production", "--url", "127.0.0.1:18000", "--protocol", "http")
+            emb(
+                "embed",
+                str(photo),
+                "--version",
+                "production",
+                "--url",
+                "127.0.0.1:18000",
+                "--protocol",
+                "http",
+            )
         finally:
             server.send_signal(signal.SIGINT)
             server.wait(timeout=60)
@@ -160,7 +190,9 @@ def _print_hits(manifest: Path, query_id: int, hits: dict) -> None:
             continue
         row = df.loc[i]
         mark = "✓" if row["task.fine"] == want else "✗"
-        print(f"  {rank}. {mark} hamming {d:>3}  {row['task.fine']:<24} {row['domain']:<8} {Path(row['image']).name}")
+        print(
+            f"  {rank}. {mark} hamming {d:>3}  {row['task.fine']:<24} {row['domain']:<8} {Path(row['image']).name}"
+        )
 
 
 def _wait_ready(server: subprocess.Popen[str], timeout: float = 180) -> None:

@@ -190,32 +190,59 @@ def export_model(
             with warnings.catch_warnings():  # the TorchScript exporter's constant-folding chatter
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
-                    graph, (example,), str(tmp), opset_version=OPSET, dynamo=False,
-                    input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAMES[0]: {0: "batch"}, OUTPUT_NAMES[1]: {0: "batch"}},
+                    graph,
+                    (example,),
+                    str(tmp),
+                    opset_version=OPSET,
+                    dynamo=False,
+                    input_names=[INPUT_NAME],
+                    output_names=list(OUTPUT_NAMES),
+                    dynamic_axes={
+                        INPUT_NAME: {0: "batch"},
+                        OUTPUT_NAMES[0]: {0: "batch"},
+                        OUTPUT_NAMES[1]: {0: "batch"},
+                    },
                 )
             onnx.checker.check_model(str(tmp), full_check=True)
         except Exception as exc:  # torch/onnx raise many types; one typed error at the boundary
             raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
         parity = check_parity(model, tmp, batch)
         if not parity["passed"]:
-            raise ParityError(f"Parity check failed on {parity['n_images']} images: {_parity_failure(parity)}.")
+            raise ParityError(
+                f"Parity check failed on {parity['n_images']} images: {_parity_failure(parity)}."
+            )
         info: dict[str, Any] = {
             "format": EXPORT_FORMAT,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "model": {"file": "model.onnx", "sha256": sha256_file(tmp), "bytes": tmp.stat().st_size},
             "opset": OPSET,
-            "inputs": [{"name": INPUT_NAME, "dtype": "float32", "shape": [-1, 3, input_spec.image_size, input_spec.image_size]}],
+            "inputs": [
+                {
+                    "name": INPUT_NAME,
+                    "dtype": "float32",
+                    "shape": [-1, 3, input_spec.image_size, input_spec.image_size],
+                }
+            ],
             "outputs": [
                 {"name": OUTPUT_NAMES[0], "dtype": "float32", "shape": [-1, dim]},
                 {"name": OUTPUT_NAMES[1], "dtype": "uint8", "shape": [-1, (dim + 7) // 8]},
             ],
-            "embedding_spec": {**(embedding_spec or {}), "dim": dim, "bits": dim, "code_bytes": (dim + 7) // 8,
-                               "bit_order": BIT_ORDER, "threshold": THRESHOLD},
+            "embedding_spec": {
+                **(embedding_spec or {}),
+                "dim": dim,
+                "bits": dim,
+                "code_bytes": (dim + 7) // 8,
+                "bit_order": BIT_ORDER,
+                "threshold": THRESHOLD,
+            },
             "input_spec": input_spec.to_dict(),
             "parity": parity,
             "source": source or {},
-            "versions": {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__},
+            "versions": {
+                "torch": torch.__version__,
+                "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__,
+            },
         }
         os.replace(tmp, out / "model.onnx")
     finally:
@@ -225,7 +252,11 @@ def export_model(
 
 
 def export_run(
-    run_dir: str | Path, out_dir: str | Path, *, images: Sequence[str | Path] | None = None, limit: int = _PARITY_IMAGES
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    images: Sequence[str | Path] | None = None,
+    limit: int = _PARITY_IMAGES,
 ) -> dict[str, Any]:
     """Export a training run's latest model (see :func:`export_model`).
 
@@ -246,10 +277,18 @@ def export_run(
     if images is None:
         images = _manifest_images(run_info.manifest_path, limit)
     return export_model(
-        model, out_dir, input_spec=run_info.input_spec, parity_images=list(images),
+        model,
+        out_dir,
+        input_spec=run_info.input_spec,
+        parity_images=list(images),
         embedding_spec=dict(run_info.embedding_spec),
-        source={"run": str(run.resolve()), "step": run_info.step, "checkpoint": str(run_info.checkpoint or ""),
-                "manifest_sha256": run_info.manifest_sha256, "code_version": run_info.code_version},
+        source={
+            "run": str(run.resolve()),
+            "step": run_info.step,
+            "checkpoint": str(run_info.checkpoint or ""),
+            "manifest_sha256": run_info.manifest_sha256,
+            "code_version": run_info.code_version,
+        },
     )
 
 

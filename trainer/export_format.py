@@ -24,12 +24,16 @@ def read_export(export_dir: str | Path) -> dict[str, Any]:
     d = Path(export_dir)
     meta_path = d / "export.json"
     if not meta_path.is_file():
-        raise ExportError(f"{d} is not an export folder (no export.json). Create one with: emb export RUN --out {d}")
+        raise ExportError(
+            f"{d} is not an export folder (no export.json). Create one with: emb export RUN --out {d}"
+        )
     info = json.loads(meta_path.read_text())
     model_path = d / info["model"]["file"]
     if not model_path.is_file():
         raise ExportError(f"{model_path} is missing; re-run emb export.")
     actual = sha256_file(model_path)
     if actual != info["model"]["sha256"]:
-        raise ExportError(f"{model_path} hashes to {actual[:12]}…, but export.json records {info['model']['sha256'][:12]}…")
+        raise ExportError(
+            f"{model_path} hashes to {actual[:12]}…, but export.json records {info['model']['sha256'][:12]}…"
+        )
     return info

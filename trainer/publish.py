@@ -36,8 +36,14 @@ from triton_models.faults import armed, crash_point
 __all__ = ["CRASH_POINTS", "PublishResult", "eval_metrics", "find_eval_report", "publish"]
 
 CRASH_POINTS = (
-    "publish.after_export", "publish.after_stage", "publish.before_registry_commit", "publish.after_register",
-    "repository.before_rename", "repository.after_rename", "repository.after_mapping", "publish.before_alias",
+    "publish.after_export",
+    "publish.after_stage",
+    "publish.before_registry_commit",
+    "publish.after_register",
+    "repository.before_rename",
+    "repository.after_rename",
+    "repository.after_mapping",
+    "publish.before_alias",
 )
 
 
@@ -57,10 +63,18 @@ class PublishResult:
     repository: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"generation": self.generation, "family": self.family, "triton_version": self.triton_version,
-                "parity": self.parity, "artifacts": self.artifacts, "metrics": self.metrics,
-                "eval_report": self.eval_report, "aliases": list(self.aliases),
-                "parents": [{"name": n, "kind": k} for n, k in self.parents], "repository": self.repository}
+        return {
+            "generation": self.generation,
+            "family": self.family,
+            "triton_version": self.triton_version,
+            "parity": self.parity,
+            "artifacts": self.artifacts,
+            "metrics": self.metrics,
+            "eval_report": self.eval_report,
+            "aliases": list(self.aliases),
+            "parents": [{"name": n, "kind": k} for n, k in self.parents],
+            "repository": self.repository,
+        }
 
 
 def find_eval_report(run_dir: Path) -> Path | None:
@@ -186,10 +200,19 @@ def publish(
             _arm_registry_crash()
             with Registry(registry_url) as reg:
                 gen = reg.register(
-                    name, family=family, artifacts=[("model.onnx", export / "model.onnx"), ("export.json", export / "export.json")],
-                    parents=edges, datasets=datasets, embedding_spec=info["embedding_spec"],
-                    input_spec=info["input_spec"], training_config=run_info.config or None,
-                    code_version=run_info.code_version, description=description or f"published from {run}",
+                    name,
+                    family=family,
+                    artifacts=[
+                        ("model.onnx", export / "model.onnx"),
+                        ("export.json", export / "export.json"),
+                    ],
+                    parents=edges,
+                    datasets=datasets,
+                    embedding_spec=info["embedding_spec"],
+                    input_spec=info["input_spec"],
+                    training_config=run_info.config or None,
+                    code_version=run_info.code_version,
+                    description=description or f"published from {run}",
                     metrics=metrics,
                 )
         except BaseException:
@@ -203,9 +226,16 @@ def publish(
                 for alias in aliases:
                     reg.set_alias(alias, name, reason=f"emb publish {name}")
     return PublishResult(
-        generation=name, family=family, triton_version=number, parity=info["parity"],
-        artifacts={a.name: a.sha256 for a in gen.artifacts}, metrics=metrics,
-        eval_report=str(report) if report else None, aliases=tuple(aliases), parents=tuple(edges), repository=str(repo.root),
+        generation=name,
+        family=family,
+        triton_version=number,
+        parity=info["parity"],
+        artifacts={a.name: a.sha256 for a in gen.artifacts},
+        metrics=metrics,
+        eval_report=str(report) if report else None,
+        aliases=tuple(aliases),
+        parents=tuple(edges),
+        repository=str(repo.root),
     )
 
 
@@ -225,7 +255,11 @@ def _datasets(run_info: Any, report: Path | None) -> list[Any]:
     refs = []
     try:
         ref = dataset_from_path(manifest, role="train")
-        refs.append(ref if ref.sha256 == run_info.manifest_sha256 else DatasetRef(manifest.stem, run_info.manifest_sha256, None, "train"))
+        refs.append(
+            ref
+            if ref.sha256 == run_info.manifest_sha256
+            else DatasetRef(manifest.stem, run_info.manifest_sha256, None, "train")
+        )
     except OSError:
         refs.append(DatasetRef(manifest.stem, run_info.manifest_sha256, None, "train"))
     if report is not None:

@@ -49,7 +49,11 @@ def code_version() -> str:
     repo = Path(__file__).resolve().parents[1]
     try:
         head = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "HEAD"], check=False, capture_output=True, text=True, timeout=5
+            ["git", "-C", str(repo), "rev-parse", "HEAD"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
         if head.returncode == 0:
             dirty = subprocess.run(

@@ -27,7 +27,15 @@ from embsdk._fileio import sha256_file, write_json_atomic
 from embsdk.errors import EngineIncompatible, ExportError, MissingExtraError
 from embsdk.serving.engines import check_compatibility
 
-__all__ = ["MANIFEST_SUFFIX", "build_engine", "check_compatibility", "gpu_environment", "load_engine", "run_engine", "verify"]
+__all__ = [
+    "MANIFEST_SUFFIX",
+    "build_engine",
+    "check_compatibility",
+    "gpu_environment",
+    "load_engine",
+    "run_engine",
+    "verify",
+]
 
 MANIFEST_SUFFIX = ".json"
 _FORMAT = 1
@@ -48,12 +56,24 @@ def gpu_environment() -> dict[str, Any]:
     if not torch.cuda.is_available():
         raise MissingExtraError("a CUDA GPU (torch.cuda.is_available() is False)", "gpu")
     major, minor = torch.cuda.get_device_capability(0)
-    return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}",
-            "tensorrt": trt.__version__, "cuda": torch.version.cuda}
+    return {
+        "gpu": torch.cuda.get_device_name(0),
+        "compute_capability": f"{major}.{minor}",
+        "tensorrt": trt.__version__,
+        "cuda": torch.version.cuda,
+    }
 
 
-def build_engine(onnx_path: str | Path, out_dir: str | Path, *, min_batch: int = 1, opt_batch: int = 8,
-                 max_batch: int = 64, fp16: bool = True, workspace_gib: float = 2.0) -> dict[str, Any]:
+def build_engine(
+    onnx_path: str | Path,
+    out_dir: str | Path,
+    *,
+    min_batch: int = 1,
+    opt_batch: int = 8,
+    max_batch: int = 64,
+    fp16: bool = True,
+    workspace_gib: float = 2.0,
+) -> dict[str, Any]:
     """Build ``out_dir/model.plan`` (FP16 by default) and its manifest ``model.plan.json``.
 
     Returns:
@@ -87,17 +107,25 @@ def build_engine(onnx_path: str | Path, out_dir: str | Path, *, min_batch: int =
     t0 = time.perf_counter()
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise ExportError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above).")
+        raise ExportError(
+            f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)."
+        )
     out.mkdir(parents=True, exist_ok=True)
     plan_path = out / "model.plan"
     with tempfile.NamedTemporaryFile(dir=out, prefix=".model.plan.", delete=False) as f:
         f.write(bytes(plan))
     Path(f.name).replace(plan_path)
-    manifest = {"format": _FORMAT, **env, "precision": "fp16" if fp16 else "fp32", "plan": plan_path.name,
-                "plan_sha256": sha256_file(plan_path), "onnx_sha256": sha256_file(onnx_path),
-                "input": {"name": inp.name, "dtype": "float32", **{k: list(v) for k, v in shapes.items()}},
-                "outputs": [network.get_output(i).name for i in range(network.num_outputs)],
-                "build_seconds": round(time.perf_counter() - t0, 1)}
+    manifest = {
+        "format": _FORMAT,
+        **env,
+        "precision": "fp16" if fp16 else "fp32",
+        "plan": plan_path.name,
+        "plan_sha256": sha256_file(plan_path),
+        "onnx_sha256": sha256_file(onnx_path),
+        "input": {"name": inp.name, "dtype": "float32", **{k: list(v) for k, v in shapes.items()}},
+        "outputs": [network.get_output(i).name for i in range(network.num_outputs)],
+        "build_seconds": round(time.perf_counter() - t0, 1),
+    }
     write_json_atomic(out / f"model.plan{MANIFEST_SUFFIX}", manifest)
     return manifest
 
@@ -111,10 +139,14 @@ def load_engine(plan_path: str | Path) -> Any:
     plan_path = Path(plan_path)
     manifest_path = plan_path.with_name(plan_path.name + MANIFEST_SUFFIX)
     if not manifest_path.is_file():
-        raise EngineIncompatible(f"{plan_path} has no compatibility manifest ({manifest_path.name}); rebuild it.")
+        raise EngineIncompatible(
+            f"{plan_path} has no compatibility manifest ({manifest_path.name}); rebuild it."
+        )
     manifest = json.loads(manifest_path.read_text())
     if sha256_file(plan_path) != manifest.get("plan_sha256"):
-        raise EngineIncompatible(f"{plan_path} does not match the sha256 in {manifest_path.name}; rebuild it.")
+        raise EngineIncompatible(
+            f"{plan_path} does not match the sha256 in {manifest_path.name}; rebuild it."
+        )
     check_compatibility(manifest, gpu_environment())
     import tensorrt as trt
 
@@ -140,8 +172,12 @@ def run_engine(engine: Any, batch: Any) -> dict[str, Any]:
     for i in range(engine.num_io_tensors):
         name = engine.get_tensor_name(i)
         if engine.get_tensor_mode(name) == trt.TensorIOMode.OUTPUT:
-            dtype = {trt.float32: torch.float32, trt.float16: torch.float16, trt.uint8: torch.uint8,
-                     trt.int32: torch.int32}[engine.get_tensor_dtype(name)]
+            dtype = {
+                trt.float32: torch.float32,
+                trt.float16: torch.float16,
+                trt.uint8: torch.uint8,
+                trt.int32: torch.int32,
+            }[engine.get_tensor_dtype(name)]
             outputs[name] = torch.empty(tuple(context.get_tensor_shape(name)), dtype=dtype, device="cuda")
             context.set_tensor_address(name, outputs[name].data_ptr())
     stream = torch.cuda.current_stream()
@@ -169,8 +205,11 @@ def verify(export_dir: str | Path) -> dict[str, Any]:
     got = run_engine(engine, batch)
     sess = ort.InferenceSession(str(export_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     emb, code = sess.run(["embedding", "code"], {"image": batch})
-    report = {**manifest, "max_abs_diff": float(np.abs(got["embedding"].astype(np.float32) - emb).max()),
-              "bit_agreement": float((np.unpackbits(got["code"], axis=1) == np.unpackbits(code, axis=1)).mean())}
+    report = {
+        **manifest,
+        "max_abs_diff": float(np.abs(got["embedding"].astype(np.float32) - emb).max()),
+        "bit_agreement": float((np.unpackbits(got["code"], axis=1) == np.unpackbits(code, axis=1)).mean()),
+    }
     fake = dict(manifest, compute_capability="1.0", gpu="imaginary GPU")
     try:
         check_compatibility(fake, gpu_environment())
@@ -183,8 +222,14 @@ def verify(export_dir: str | Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     """``python -m trainer.tensorrt [--check] [EXPORT_DIR]``: build (and with --check, verify) an engine."""
     ap = argparse.ArgumentParser(prog="python -m trainer.tensorrt", description=__doc__.split("\n\n")[0])
-    ap.add_argument("export_dir", nargs="?", help="an `emb export` folder (default with --check: a tiny model exported to a temp dir)")
-    ap.add_argument("--check", action="store_true", help="build, load and compare with ONNX Runtime; print JSON")
+    ap.add_argument(
+        "export_dir",
+        nargs="?",
+        help="an `emb export` folder (default with --check: a tiny model exported to a temp dir)",
+    )
+    ap.add_argument(
+        "--check", action="store_true", help="build, load and compare with ONNX Runtime; print JSON"
+    )
     args = ap.parse_args(argv)
     try:
         gpu_environment()
@@ -211,8 +256,14 @@ def _tiny_export(root: Path) -> Path:
     from trainer.export import export_model
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-                          nn.Linear(64, 128), nn.LayerNorm(128, elementwise_affine=False))
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, 2, 1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64, 128),
+        nn.LayerNorm(128, elementwise_affine=False),
+    )
     rng = np.random.default_rng(0)
     pixels = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(4)]
     export_model(model, root, input_spec=InputSpec(image_size=64), parity_images=pixels)

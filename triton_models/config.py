@@ -55,7 +55,9 @@ def check_name(name: str, what: str = "name") -> str:
         ConfigError: the name has characters other than letters, digits, ``.``, ``_`` and ``-``.
     """
     if not _NAME.match(name or ""):
-        raise ConfigError(f"Invalid {what} {name!r}: use letters, digits, '.', '_' and '-' (at most 128, no leading dot).")
+        raise ConfigError(
+            f"Invalid {what} {name!r}: use letters, digits, '.', '_' and '-' (at most 128, no leading dot)."
+        )
     return name
 
 
@@ -151,7 +153,9 @@ def render_config(spec: ModelSpec, versions: Mapping[int, ServedVersion]) -> str
     lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {s.max_queue_delay_us} }}")
     kind = "KIND_CPU" if s.backend == "python" else "KIND_GPU"
     lines.append(f"instance_group [ {{ count: {s.instances}, kind: {kind} }} ]")
-    params: dict[str, str] = {f"{GENERATION_PARAM_PREFIX}{sv.generation}": str(n) for n, sv in versions.items()}
+    params: dict[str, str] = {
+        f"{GENERATION_PARAM_PREFIX}{sv.generation}": str(n) for n, sv in versions.items()
+    }
     params.update({f"{IMAGE_SIZE_PARAM_PREFIX}{n}": str(sv.image_size) for n, sv in versions.items()})
     if s.backend == "python":
         params["ort_intra_op_threads"] = str(s.ort_threads)
@@ -182,5 +186,7 @@ def validate_config(text: str) -> Any:
     if not cfg.HasField("version_policy") or not cfg.HasField("dynamic_batching") or cfg.max_batch_size <= 0:
         raise ConfigError("config.pbtxt needs a version policy, dynamic batching and max_batch_size > 0.")
     if not (cfg.backend == "python" or cfg.platform in {"onnxruntime_onnx", "tensorrt_plan"}):
-        raise ConfigError(f"config.pbtxt names no known backend/platform (backend={cfg.backend!r}, platform={cfg.platform!r}).")
+        raise ConfigError(
+            f"config.pbtxt names no known backend/platform (backend={cfg.backend!r}, platform={cfg.platform!r})."
+        )
     return cfg

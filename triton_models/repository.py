@@ -129,8 +129,9 @@ class ModelRepository:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def stage(self, export_dir: str | Path, *, generation: str, family: str = "unified",
-              backend: str = "python") -> StagedVersion:
+    def stage(
+        self, export_dir: str | Path, *, generation: str, family: str = "unified", backend: str = "python"
+    ) -> StagedVersion:
         """Copy an export into a hidden staging folder of ``family`` (not visible to Triton yet).
 
         Raises:
@@ -151,15 +152,24 @@ class ModelRepository:
         fam_dir = self.root / family
         fam_dir.mkdir(parents=True, exist_ok=True)
         dest = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{generation}-", dir=fam_dir))
-        marker = {"generation": generation, "family": family, "backend": backend, "pid": os.getpid(),
-                  "complete": False, "image_size": info["input_spec"]["image_size"],
-                  "dim": info["embedding_spec"]["dim"], "sha256": info["model"]["sha256"]}
+        marker = {
+            "generation": generation,
+            "family": family,
+            "backend": backend,
+            "pid": os.getpid(),
+            "complete": False,
+            "image_size": info["input_spec"]["image_size"],
+            "dim": info["embedding_spec"]["dim"],
+            "sha256": info["model"]["sha256"],
+        }
         (dest / _MARKER).write_text(json.dumps(marker, indent=2))
         files = {"export.json": src / "export.json"}
         if backend == "tensorrt":
             for name in ("model.plan", "model.plan.json"):
                 if not (src / name).is_file():
-                    raise ExportError(f"{src / name} is missing; build the engine with: python -m trainer.tensorrt {src}")
+                    raise ExportError(
+                        f"{src / name} is missing; build the engine with: python -m trainer.tensorrt {src}"
+                    )
                 files[name] = src / name
         else:
             files["model.onnx"] = src / info["model"]["file"]
@@ -190,9 +200,16 @@ class ModelRepository:
         fam_dir = self.root / staged.family
         taken = [int(p.name) for p in fam_dir.iterdir() if p.name.isdigit()]
         number = max([mapping["next_version"] - 1, *taken, 0]) + 1
-        spec = ModelSpec(**{**(mapping["spec"] or {"family": staged.family, "backend": marker["backend"]}), **spec_overrides})
+        spec = ModelSpec(
+            **{
+                **(mapping["spec"] or {"family": staged.family, "backend": marker["backend"]}),
+                **spec_overrides,
+            }
+        )
         if spec.backend != marker["backend"]:
-            raise ConfigError(f"Family {staged.family!r} is served by the {spec.backend} backend, not {marker['backend']}.")
+            raise ConfigError(
+                f"Family {staged.family!r} is served by the {spec.backend} backend, not {marker['backend']}."
+            )
         crash_point("repository.before_rename")
         os.rename(staged.path, fam_dir / str(number))
         fsync_dir(fam_dir)
@@ -200,14 +217,22 @@ class ModelRepository:
         self._record_locked(staged.family, number, marker, spec)
         return number
 
-    def _record_locked(self, family: str, number: int, marker: dict[str, Any], spec: ModelSpec | None = None) -> None:
+    def _record_locked(
+        self, family: str, number: int, marker: dict[str, Any], spec: ModelSpec | None = None
+    ) -> None:
         """Write version ``number`` (folder already in place) into ``generations.json`` and the config."""
         mapping = self.mapping(family)
         spec = spec or ModelSpec(**(mapping["spec"] or {"family": family, "backend": marker["backend"]}))
-        mapping.update(family=family, spec=spec.to_dict(), next_version=max(mapping["next_version"], number + 1))
+        mapping.update(
+            family=family, spec=spec.to_dict(), next_version=max(mapping["next_version"], number + 1)
+        )
         mapping["versions"][str(number)] = {
-            "generation": marker["generation"], "image_size": marker["image_size"], "dim": marker["dim"],
-            "sha256": marker["sha256"], "added": datetime.now(UTC).isoformat(timespec="seconds")}
+            "generation": marker["generation"],
+            "image_size": marker["image_size"],
+            "dim": marker["dim"],
+            "sha256": marker["sha256"],
+            "added": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
         self._write_family(family, mapping)
 
     def _write_family(self, family: str, mapping: dict[str, Any]) -> None:
@@ -223,11 +248,20 @@ class ModelRepository:
 
     @staticmethod
     def _served_versions(mapping: dict[str, Any]) -> dict[int, ServedVersion]:
-        return {int(n): ServedVersion(e["generation"], image_size=e["image_size"], dim=e["dim"])
-                for n, e in mapping["versions"].items()}
+        return {
+            int(n): ServedVersion(e["generation"], image_size=e["image_size"], dim=e["dim"])
+            for n, e in mapping["versions"].items()
+        }
 
-    def add(self, export_dir: str | Path, *, generation: str, family: str = "unified", backend: str = "python",
-            **spec_overrides: Any) -> int:
+    def add(
+        self,
+        export_dir: str | Path,
+        *,
+        generation: str,
+        family: str = "unified",
+        backend: str = "python",
+        **spec_overrides: Any,
+    ) -> int:
         """Stage and commit in one call (see :meth:`stage` and :meth:`commit`); returns the version number."""
         staged = self.stage(export_dir, generation=generation, family=family, backend=backend)
         try:
@@ -261,7 +295,9 @@ class ModelRepository:
         if not self.root.is_dir():
             return done
         with self._locked():
-            for fam_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for fam_dir in sorted(
+                p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
+            ):
                 mapping = self.mapping(fam_dir.name)
                 known = set(mapping["versions"])
                 for child in sorted(fam_dir.iterdir()):

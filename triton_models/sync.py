@@ -35,8 +35,9 @@ def registered_in_registry(registry_url: str | None = None) -> Callable[[str], b
     return is_registered
 
 
-def sync_from_registry(repository: str | Path | None = None, *, registry_url: str | None = None,
-                       family: str | None = None) -> dict[str, list[Any]]:
+def sync_from_registry(
+    repository: str | Path | None = None, *, registry_url: str | None = None, family: str | None = None
+) -> dict[str, list[Any]]:
     """Add every servable registered generation missing from the repository; remove retired ones.
 
     Returns:

@@ -59,8 +59,10 @@ class BatchEmbedder:
             from embsdk.serving.local import LocalRunner
 
             if not config.onnx_path:
-                raise InferenceError(f"Generation {config.generation!r}: no ONNX model path; pass a Triton url "
-                                     "(--url) or publish the generation with its ONNX artifact.")
+                raise InferenceError(
+                    f"Generation {config.generation!r}: no ONNX model path; pass a Triton url "
+                    "(--url) or publish the generation with its ONNX artifact."
+                )
             self._client = None
             self._run = LocalRunner(Path(config.onnx_path), threads=config.ort_threads).run
 
@@ -70,15 +72,21 @@ class BatchEmbedder:
         except ImageDecodeError as exc:
             return exc.reason
 
-    def decode(self, ids: np.ndarray, paths: list[str]) -> tuple[np.ndarray, np.ndarray | None, list[tuple[int, str, str]]]:
+    def decode(
+        self, ids: np.ndarray, paths: list[str]
+    ) -> tuple[np.ndarray, np.ndarray | None, list[tuple[int, str, str]]]:
         """Decode and preprocess a batch → (ids that decoded, float32 (n, 3, S, S) or None, failures)."""
         decoded = list(self._pool.map(self._decode_one, paths))
         ok = [i for i, d in enumerate(decoded) if isinstance(d, np.ndarray)]
-        failed = [(int(ids[i]), paths[i], str(d)) for i, d in enumerate(decoded) if not isinstance(d, np.ndarray)]
+        failed = [
+            (int(ids[i]), paths[i], str(d)) for i, d in enumerate(decoded) if not isinstance(d, np.ndarray)
+        ]
         pixels = np.stack([decoded[i] for i in ok]) if ok else None  # type: ignore[misc]
         return np.asarray(ids, dtype=np.int64)[ok], pixels, failed
 
-    def infer(self, ids: np.ndarray, pixels: np.ndarray | None, failed: list[tuple[int, str, str]]) -> EmbeddedBatch:
+    def infer(
+        self, ids: np.ndarray, pixels: np.ndarray | None, failed: list[tuple[int, str, str]]
+    ) -> EmbeddedBatch:
         """Run the model on decoded pixels → codes (and float16 vectors)."""
         if pixels is None:
             nbytes = (self.config.bits + 7) // 8

@@ -65,8 +65,9 @@ class BackfillReport:
         return d
 
 
-def _config_for(version: str, *, url: str | None, protocol: str, registry_url: str | None,
-                keep_vectors: bool) -> tuple[EmbedderConfig, dict[str, Any]]:
+def _config_for(
+    version: str, *, url: str | None, protocol: str, registry_url: str | None, keep_vectors: bool
+) -> tuple[EmbedderConfig, dict[str, Any]]:
     """Resolve the generation once, through the lifecycle rule: what to run, and the spec of its store.
 
     Raises:
@@ -74,14 +75,23 @@ def _config_for(version: str, *, url: str | None, protocol: str, registry_url: s
     """
     from embsdk.serving.resolve import registry_target
 
-    target = registry_target(version, registry_url=registry_url, stacklevel=3)  # points at backfill()'s caller
+    target = registry_target(
+        version, registry_url=registry_url, stacklevel=3
+    )  # points at backfill()'s caller
     spec = target.embedding_spec
     if url is None and target.onnx_path is None:
-        raise InferenceError(f"Generation {target.generation!r} has no ONNX artifact; pass --url to backfill through Triton.")
+        raise InferenceError(
+            f"Generation {target.generation!r} has no ONNX artifact; pass --url to backfill through Triton."
+        )
     config = EmbedderConfig(
-        generation=target.generation, family=target.family, input_spec=target.input_spec.to_dict(),
-        bits=target.bits, dim=int(spec.get("dim", target.bits)),
-        onnx_path=str(target.onnx_path) if target.onnx_path else None, url=url, protocol=protocol,
+        generation=target.generation,
+        family=target.family,
+        input_spec=target.input_spec.to_dict(),
+        bits=target.bits,
+        dim=int(spec.get("dim", target.bits)),
+        onnx_path=str(target.onnx_path) if target.onnx_path else None,
+        url=url,
+        protocol=protocol,
         keep_vectors=keep_vectors,
     )
     return config, spec
@@ -89,7 +99,7 @@ def _config_for(version: str, *, url: str | None, protocol: str, registry_url: s
 
 def _chunks(items: BackfillItems, size: int) -> Iterator[tuple[np.ndarray, list[str]]]:
     for start in range(0, len(items), size):
-        yield items.ids[start:start + size], items.paths[start:start + size]
+        yield items.ids[start : start + size], items.paths[start : start + size]
 
 
 def _local_batches(items: BackfillItems, config: EmbedderConfig, batch_size: int) -> Iterator[EmbeddedBatch]:
@@ -120,8 +130,9 @@ def _local_batches(items: BackfillItems, config: EmbedderConfig, batch_size: int
         embedder.close()
 
 
-def _ray_batches(items: BackfillItems, config: EmbedderConfig, batch_size: int, *,
-                 ray_address: str | None, workers: int) -> Iterator[EmbeddedBatch]:
+def _ray_batches(
+    items: BackfillItems, config: EmbedderConfig, batch_size: int, *, ray_address: str | None, workers: int
+) -> Iterator[EmbeddedBatch]:
     from embsdk.backfill.ray_engine import ray_embedded_batches
 
     yield from ray_embedded_batches(items, config, batch_size, ray_address=ray_address, workers=workers)
@@ -176,8 +187,9 @@ def backfill(
     settings = get_settings()
     started = time.perf_counter()
     items = read_items(manifest)
-    config, spec = _config_for(version, url=url, protocol=protocol, registry_url=registry_url,
-                               keep_vectors=keep_vectors)
+    config, spec = _config_for(
+        version, url=url, protocol=protocol, registry_url=registry_url, keep_vectors=keep_vectors
+    )
     writer = StoreWriter(Path(store_dir) if store_dir else settings.store_dir, config.generation, spec)
     report = BackfillReport(config.generation, str(manifest), engine, total=len(items))
     if resume:
@@ -190,10 +202,18 @@ def backfill(
         from registry import Registry
 
         registry = Registry(registry_url)
-    batches = (_local_batches(items, config, batch_size) if engine == "local"
-               else _ray_batches(items, config, batch_size, ray_address=ray_address, workers=workers))
-    bar = tqdm(total=len(items), unit="img", desc=f"backfill {config.generation}", disable=not progress,
-               dynamic_ncols=True)
+    batches = (
+        _local_batches(items, config, batch_size)
+        if engine == "local"
+        else _ray_batches(items, config, batch_size, ray_address=ray_address, workers=workers)
+    )
+    bar = tqdm(
+        total=len(items),
+        unit="img",
+        desc=f"backfill {config.generation}",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     try:
         for batch in batches:
             if batch.ids.size:
@@ -215,8 +235,15 @@ def backfill(
         if registry is not None:
             registry.close()
     report.seconds = time.perf_counter() - started
-    out = Path(report_path) if report_path else (
-        settings.home / "reports" / f"backfill-{config.generation}-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.json")
+    out = (
+        Path(report_path)
+        if report_path
+        else (
+            settings.home
+            / "reports"
+            / f"backfill-{config.generation}-{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}.json"
+        )
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     report.report_path = str(out)
     write_json_atomic(out, report.to_dict())

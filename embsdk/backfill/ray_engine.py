@@ -43,11 +43,18 @@ class _EmbedActor:
             vectors[rows] = out.vectors
         for fid, _path, reason in out.failed:
             error[pos[fid]] = reason or "unreadable"
-        return {"id": ids, "path": np.array(paths, dtype=object), "code": codes, "vector": vectors, "error": error}
+        return {
+            "id": ids,
+            "path": np.array(paths, dtype=object),
+            "code": codes,
+            "vector": vectors,
+            "error": error,
+        }
 
 
-def ray_embedded_batches(items: BackfillItems, config: EmbedderConfig, batch_size: int, *,
-                         ray_address: str | None, workers: int) -> Iterator[EmbeddedBatch]:
+def ray_embedded_batches(
+    items: BackfillItems, config: EmbedderConfig, batch_size: int, *, ray_address: str | None, workers: int
+) -> Iterator[EmbeddedBatch]:
     """Embed *items* on Ray Data; yield driver-side batches in the shape the local engine yields."""
     try:
         import ray
@@ -58,7 +65,11 @@ def ray_embedded_batches(items: BackfillItems, config: EmbedderConfig, batch_siz
         return
     started_here = not ray.is_initialized()
     if started_here:
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "configure_logging": False,
+        }
         if ray_address:
             ray.init(address=ray_address, **kwargs)
         else:
@@ -68,14 +79,21 @@ def ray_embedded_batches(items: BackfillItems, config: EmbedderConfig, batch_siz
         ctx.enable_progress_bars = False
         ds = ray.data.from_items([{"id": int(i), "path": p} for i, p in zip(items.ids, items.paths)])
         cfg = dataclasses.replace(config, decode_threads=1, ort_threads=1)
-        embedded = ds.map_batches(_EmbedActor, fn_constructor_args=(cfg,), batch_size=batch_size,
-                                  compute=ray.data.ActorPoolStrategy(size=max(1, workers)), batch_format="numpy")
+        embedded = ds.map_batches(
+            _EmbedActor,
+            fn_constructor_args=(cfg,),
+            batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(size=max(1, workers)),
+            batch_format="numpy",
+        )
         for b in embedded.iter_batches(batch_size=batch_size, batch_format="numpy"):
             err = np.asarray(b["error"], dtype=object)
             ok = err == ""
             failed = [(int(i), str(p), str(e)) for i, p, e in zip(b["id"][~ok], b["path"][~ok], err[~ok])]
             vectors = np.asarray(b["vector"])[ok] if config.keep_vectors else None
-            yield EmbeddedBatch(np.asarray(b["id"], np.int64)[ok], np.asarray(b["code"], np.uint8)[ok], vectors, failed)
+            yield EmbeddedBatch(
+                np.asarray(b["id"], np.int64)[ok], np.asarray(b["code"], np.uint8)[ok], vectors, failed
+            )
     finally:
         if started_here:
             ray.shutdown()

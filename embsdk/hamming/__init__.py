@@ -10,11 +10,11 @@ from embsdk.hamming.reference import hamming_matrix, hamming_topk
 from embsdk.hamming.rerank import cosine_rerank
 
 __all__ = [
-           "INDEX_KINDS",
-           "BinaryIndex",
-           "cosine_rerank",
-           "hamming_matrix",
-           "hamming_topk",
-           "import_faiss",
-           "register_index_kind",
+    "INDEX_KINDS",
+    "BinaryIndex",
+    "cosine_rerank",
+    "hamming_matrix",
+    "hamming_topk",
+    "import_faiss",
+    "register_index_kind",
 ]

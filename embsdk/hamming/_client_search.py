@@ -42,7 +42,9 @@ class SearchMixin:
     def _store(self, res: Any) -> EmbeddingStore:  # provided by Client
         raise NotImplementedError
 
-    def get_embedding(self, item_id: int, version: str = DEFAULT_VERSION, *, with_vector: bool = False) -> Embedding:
+    def get_embedding(
+        self, item_id: int, version: str = DEFAULT_VERSION, *, with_vector: bool = False
+    ) -> Embedding:
         raise NotImplementedError  # provided by Client
 
     def index(self, version: str = DEFAULT_VERSION, *, kind: str = "flat") -> Any:
@@ -67,8 +69,14 @@ class SearchMixin:
             return cached
         if kind == "flat":
             live = store.live(with_vectors=False)  # every code verified against its checksum first
-            ix = BinaryIndex.build(live.codes, live.ids, generation=res.name, bits=store.bits, kind="flat",
-                                   state_token=store.manifest.state_token)
+            ix = BinaryIndex.build(
+                live.codes,
+                live.ids,
+                generation=res.name,
+                bits=store.bits,
+                kind="flat",
+                state_token=store.manifest.state_token,
+            )
         else:
             ix = self._load_index(res.name, kind, store)
             if ix.state_token != store.manifest.state_token:
@@ -82,7 +90,9 @@ class SearchMixin:
         from embsdk.hamming.index import BinaryIndex
 
         try:
-            return BinaryIndex.load(store.root / "indexes" / kind, generation=generation, bits=store.bits, kind=kind)
+            return BinaryIndex.load(
+                store.root / "indexes" / kind, generation=generation, bits=store.bits, kind=kind
+            )
         except IndexMissing:
             if not self.use_registry:
                 raise
@@ -96,8 +106,9 @@ class SearchMixin:
         paths = [self.registry.artifact_path(generation, n, verify=True) for n in names]
         return BinaryIndex.load_files(*paths, generation=generation, bits=store.bits, kind=kind)
 
-    def build_index(self, version: str = DEFAULT_VERSION, *, kind: str = "hnsw", publish: bool = False,
-                    **params: Any) -> Any:
+    def build_index(
+        self, version: str = DEFAULT_VERSION, *, kind: str = "hnsw", publish: bool = False, **params: Any
+    ) -> Any:
         """Build an approximate index over the store's live codes, save it under ``indexes/<kind>/`` and
         (with ``publish``) register its files as artifacts of the generation."""
         from embsdk.hamming.index import BinaryIndex
@@ -105,8 +116,15 @@ class SearchMixin:
         res = self.resolve(version)
         store = self._store(res).refresh()
         live = store.live(with_vectors=False)
-        ix = BinaryIndex.build(live.codes, live.ids, generation=res.name, bits=store.bits, kind=kind,
-                               state_token=store.manifest.state_token, **params)
+        ix = BinaryIndex.build(
+            live.codes,
+            live.ids,
+            generation=res.name,
+            bits=store.bits,
+            kind=kind,
+            state_token=store.manifest.state_token,
+            **params,
+        )
         files = ix.save(store.root / "indexes" / kind)
         if publish:
             from embsdk.store.publish import publish_files
@@ -116,8 +134,17 @@ class SearchMixin:
             self._indexes[(res.name, kind)] = ix
         return ix
 
-    def search(self, query: QueryLike, version: str = DEFAULT_VERSION, *, k: int = 10, exact: bool = True,
-               rerank: bool = False, kind: str = "hnsw", candidates: int | None = None) -> SearchResult:
+    def search(
+        self,
+        query: QueryLike,
+        version: str = DEFAULT_VERSION,
+        *,
+        k: int = 10,
+        exact: bool = True,
+        rerank: bool = False,
+        kind: str = "hnsw",
+        candidates: int | None = None,
+    ) -> SearchResult:
         """Nearest items by Hamming distance to *query* (an id, an Embedding, a packed code, or an image path).
 
         Args:
@@ -136,29 +163,45 @@ class SearchMixin:
             candidates = check_k(candidates, name="candidates", limit=10 * MAX_K)
         res = self.resolve(version)
         store = self._store(res)
-        q = to_query(query, generation=res.name, bits=store.bits,
-                     fetch=lambda i: _stored_embedding(store, res.name, i, with_vector=rerank),
-                     embed_image=lambda p: self._embed_one(p, res.name, with_vector=rerank))
+        q = to_query(
+            query,
+            generation=res.name,
+            bits=store.bits,
+            fetch=lambda i: _stored_embedding(store, res.name, i, with_vector=rerank),
+            embed_image=lambda p: self._embed_one(p, res.name, with_vector=rerank),
+        )
         ix = self._index(res, store, "flat" if exact else kind)
         if not rerank:
             ((ids, dist),) = ix.hits(q.code, k)
             return SearchResult(res.name, ids, dist)
         if q.vector is None:
-            raise StoreError("Re-ranking needs the query's float vector: search by item id, or pass an Embedding "
-                             "with .vector (get_embedding(..., with_vector=True)).")
+            raise StoreError(
+                "Re-ranking needs the query's float vector: search by item id, or pass an Embedding "
+                "with .vector (get_embedding(..., with_vector=True))."
+            )
         if not store.has_vectors:
-            raise StoreError(f"The store of {res.name!r} holds no float vectors to re-rank with; backfill with vectors.")
+            raise StoreError(
+                f"The store of {res.name!r} holds no float vectors to re-rank with; backfill with vectors."
+            )
         from embsdk.hamming.rerank import cosine_rerank
 
-        ((cand, cdist),) = ix.hits(q.code, max(10 * k, 100) if candidates is None else max(candidates, k),
-                                   limit=10 * MAX_K)
+        ((cand, cdist),) = ix.hits(
+            q.code, max(10 * k, 100) if candidates is None else max(candidates, k), limit=10 * MAX_K
+        )
         _, _, vecs = store.get(cand, with_vectors=True)
         top, scores = cosine_rerank(q.vector, cand, vecs, k)  # type: ignore[arg-type]
         hd = dict(zip(cand.tolist(), cdist.tolist()))
         return SearchResult(res.name, top, np.array([hd[int(i)] for i in top], np.int32), scores)
 
-    def search_batch(self, codes: np.ndarray, version: str = DEFAULT_VERSION, *, k: int = 10,
-                     exact: bool = True, kind: str = "hnsw") -> list[SearchResult]:
+    def search_batch(
+        self,
+        codes: np.ndarray,
+        version: str = DEFAULT_VERSION,
+        *,
+        k: int = 10,
+        exact: bool = True,
+        kind: str = "hnsw",
+    ) -> list[SearchResult]:
         """Search many packed codes (Q, B) at once (one faiss call); *k* as in :meth:`search`."""
         k = check_k(k)
         res = self.resolve(version)
@@ -172,12 +215,20 @@ class SearchMixin:
 
         with warnings.catch_warnings():  # search() already warned about this generation once
             warnings.simplefilter("ignore", DeprecatedGenerationWarning)
-            out = embed([path], version=generation, url=self.embed_url, protocol=self.embed_protocol,
-                        return_float=with_vector, **kwargs)
+            out = embed(
+                [path],
+                version=generation,
+                url=self.embed_url,
+                protocol=self.embed_protocol,
+                return_float=with_vector,
+                **kwargs,
+            )
         return out[0]
 
 
-def _stored_embedding(store: EmbeddingStore, generation: str, item_id: int, *, with_vector: bool) -> Embedding:
+def _stored_embedding(
+    store: EmbeddingStore, generation: str, item_id: int, *, with_vector: bool
+) -> Embedding:
     """An item's stamped code read from an already opened *store* (the query of a search by id)."""
     code, vector = store.get_one(item_id, with_vector=with_vector)
     return Embedding(code, store.bits, generation, int(item_id), vector)

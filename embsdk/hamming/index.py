@@ -80,7 +80,9 @@ def _ivf(faiss: Any, bits: int, codes: np.ndarray, params: dict[str, Any]) -> An
     index = faiss.IndexBinaryIVF(quantizer, bits, nlist)
     index.own_fields = True
     quantizer.this.disown()  # the IVF index owns and frees its quantizer
-    sample = np.random.default_rng(0).permutation(len(codes))[: max(nlist * 40, 10000)]  # faiss wants >= 39 / list
+    sample = np.random.default_rng(0).permutation(len(codes))[
+        : max(nlist * 40, 10000)
+    ]  # faiss wants >= 39 / list
     index.train(codes[np.sort(sample)])
     index.add(codes)
     index.nprobe = int(params.get("nprobe", 16))
@@ -122,8 +124,17 @@ class BinaryIndex:
         return int(self.ids.size)
 
     @classmethod
-    def build(cls, codes: np.ndarray, ids: np.ndarray, *, generation: str, bits: int, kind: str = "flat",
-              state_token: str = "", **params: Any) -> BinaryIndex:
+    def build(
+        cls,
+        codes: np.ndarray,
+        ids: np.ndarray,
+        *,
+        generation: str,
+        bits: int,
+        kind: str = "flat",
+        state_token: str = "",
+        **params: Any,
+    ) -> BinaryIndex:
         """Build an index of *kind* over packed *codes* (N, ceil(bits/8)) whose item ids are *ids*."""
         if kind not in INDEX_KINDS:
             raise StoreError(f"Unknown index kind {kind!r}; choose one of {sorted(INDEX_KINDS)}.")
@@ -134,7 +145,15 @@ class BinaryIndex:
         if codes.ndim != 2 or codes.shape[1] != bits // 8:
             raise CodeLengthError(codes.shape[-1], bits // 8, generation)
         index = INDEX_KINDS[kind](faiss, bits, codes, params)
-        return cls(index, np.ascontiguousarray(ids, dtype=np.int64), generation, bits, kind, state_token, dict(params))
+        return cls(
+            index,
+            np.ascontiguousarray(ids, dtype=np.int64),
+            generation,
+            bits,
+            kind,
+            state_token,
+            dict(params),
+        )
 
     def search(self, queries: np.ndarray, k: int, **params: Any) -> tuple[np.ndarray, np.ndarray]:
         """Top-*k* per query → (item ids int64 (Q, k), Hamming distances int32 (Q, k)).
@@ -151,12 +170,13 @@ class BinaryIndex:
         ids = np.full((pos.shape[0], k), -1, np.int64)
         out_d = np.full((pos.shape[0], k), -1, np.int32)
         filled = pos >= 0
-        ids[:, :pos.shape[1]][filled] = self.ids[pos[filled]]
-        out_d[:, :pos.shape[1]][filled] = dist[filled]
+        ids[:, : pos.shape[1]][filled] = self.ids[pos[filled]]
+        out_d[:, : pos.shape[1]][filled] = dist[filled]
         return ids, out_d
 
-    def hits(self, queries: np.ndarray, k: int, *, limit: int = MAX_K,
-             **params: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+    def hits(
+        self, queries: np.ndarray, k: int, *, limit: int = MAX_K, **params: Any
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query, the filled top-*k* slots → ``(item ids int64, Hamming distances int32)`` by distance.
 
         Empty slots (fewer than *k* items) are told by faiss's row position (-1), never by the id, so negative
@@ -173,7 +193,9 @@ class BinaryIndex:
             out.append((self.ids[p[filled]], d[filled].astype(np.int32, copy=False)))
         return out
 
-    def _search_rows(self, queries: np.ndarray, k: int, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    def _search_rows(
+        self, queries: np.ndarray, k: int, params: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """faiss positions (-1 = empty slot) and distances, asking faiss for at most ``len(self)`` results."""
         q = np.ascontiguousarray(queries, dtype=np.uint8)
         if q.ndim == 1:
@@ -198,8 +220,14 @@ class BinaryIndex:
         tmp.mkdir(parents=True)
         faiss.write_index_binary(self.index, str(tmp / INDEX_FILE))
         np.save(tmp / IDS_FILE, self.ids, allow_pickle=False)
-        meta = {"generation": self.generation, "bits": self.bits, "kind": self.kind, "items": len(self),
-                "state_token": self.state_token, "params": self.params}
+        meta = {
+            "generation": self.generation,
+            "bits": self.bits,
+            "kind": self.kind,
+            "items": len(self),
+            "state_token": self.state_token,
+            "params": self.params,
+        }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
         fsync_tree(tmp)
         old = folder.with_name(folder.name + f".old{os.getpid()}")
@@ -220,12 +248,19 @@ class BinaryIndex:
         folder = Path(folder)
         if not (folder / META_FILE).is_file():
             raise IndexMissing(generation, kind)
-        return cls.load_files(folder / INDEX_FILE, folder / IDS_FILE, folder / META_FILE, generation=generation,
-                              bits=bits, kind=kind)
+        return cls.load_files(
+            folder / INDEX_FILE,
+            folder / IDS_FILE,
+            folder / META_FILE,
+            generation=generation,
+            bits=bits,
+            kind=kind,
+        )
 
     @classmethod
-    def load_files(cls, index_file: Path, ids_file: Path, meta_file: Path, *, generation: str, bits: int,
-                   kind: str) -> BinaryIndex:
+    def load_files(
+        cls, index_file: Path, ids_file: Path, meta_file: Path, *, generation: str, bits: int, kind: str
+    ) -> BinaryIndex:
         """Load an index from its three files (e.g. registry artifact blobs) and check it belongs to *generation*.
 
         Uses ``faiss.read_index_binary`` and ``np.load(allow_pickle=False)``: nothing is unpickled.
@@ -239,12 +274,23 @@ class BinaryIndex:
             ids = np.load(ids_file, allow_pickle=False)
             index = import_faiss().read_index_binary(str(index_file))
         except (OSError, ValueError, RuntimeError) as exc:
-            raise ShardCorrupt(f"Search index {index_file} is unreadable ({exc}). Rebuild it: emb store index "
-                               f"--version {generation} --kind {kind}") from None
+            raise ShardCorrupt(
+                f"Search index {index_file} is unreadable ({exc}). Rebuild it: emb store index "
+                f"--version {generation} --kind {kind}"
+            ) from None
         if meta.get("generation") != generation:
             raise IncompatibleGenerationError(str(meta.get("generation")), generation)
         if int(meta.get("bits", -1)) != bits or index.d != bits or index.ntotal != ids.size:
-            raise ShardCorrupt(f"Search index {index_file} does not match {generation!r} ({bits} bits, "
-                               f"{ids.size} ids, index has d={index.d}, ntotal={index.ntotal}). Rebuild it.")
-        return cls(index, ids, generation, bits, meta.get("kind", kind), meta.get("state_token", ""),
-                   dict(meta.get("params", {})))
+            raise ShardCorrupt(
+                f"Search index {index_file} does not match {generation!r} ({bits} bits, "
+                f"{ids.size} ids, index has d={index.d}, ntotal={index.ntotal}). Rebuild it."
+            )
+        return cls(
+            index,
+            ids,
+            generation,
+            bits,
+            meta.get("kind", kind),
+            meta.get("state_token", ""),
+            dict(meta.get("params", {})),
+        )

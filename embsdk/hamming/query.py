@@ -30,6 +30,7 @@ def check_k(k: Any, *, name: str = "k", limit: int = MAX_K) -> int:
         raise InvalidTopK(f"{name} must be an integer from 1 to {limit:,}, got {k!r}.")
     return int(k)
 
+
 QueryLike = int | np.integer | Embedding | np.ndarray | bytes | str | PathLike
 
 
@@ -61,7 +62,9 @@ def to_query(
     """
     nbytes = (bits + 7) // 8
     if isinstance(query, (bool, np.bool_)):
-        raise StoreError("A boolean is not a query; pass an item id, an Embedding, a packed code or an image path.")
+        raise StoreError(
+            "A boolean is not a query; pass an item id, an Embedding, a packed code or an image path."
+        )
     if isinstance(query, (int, np.integer)):
         item_id = as_item_id(query)  # refuse ids outside int64 before any lookup
         e = fetch(item_id)
@@ -76,11 +79,15 @@ def to_query(
         query = np.frombuffer(bytes(query), dtype=np.uint8)
     if isinstance(query, np.ndarray):
         if query.dtype != np.uint8:
-            raise StoreError(f"A raw code must be packed uint8 bytes (numpy.packbits), not {query.dtype}; "
-                             "pass unpacked bits through numpy.packbits first.")
+            raise StoreError(
+                f"A raw code must be packed uint8 bytes (numpy.packbits), not {query.dtype}; "
+                "pass unpacked bits through numpy.packbits first."
+            )
         code = query.reshape(-1) if query.ndim == 1 or query.shape[0] == 1 else None
         if code is None:
-            raise StoreError(f"search() takes one query; got an array of shape {query.shape} (use search_batch).")
+            raise StoreError(
+                f"search() takes one query; got an array of shape {query.shape} (use search_batch)."
+            )
         if code.size != nbytes:
             raise CodeLengthError(code.size, nbytes, generation)
         return Query(np.ascontiguousarray(code)[None])
@@ -89,5 +96,7 @@ def to_query(
         if e.generation != generation:
             raise IncompatibleGenerationError(e.generation, generation)
         return Query(e.code[None], e.vector)
-    raise StoreError(f"Unsupported query type {type(query).__name__}; pass an item id (int), an Embedding, "
-                     "a packed uint8 code or an image path.")
+    raise StoreError(
+        f"Unsupported query type {type(query).__name__}; pass an item id (int), an Embedding, "
+        "a packed uint8 code or an image path."
+    )

@@ -16,7 +16,9 @@ def hamming_matrix(queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return POPCOUNT[q[:, None, :] ^ c[None, :, :]].sum(-1, dtype=np.int32)
 
 
-def hamming_topk(queries: np.ndarray, codes: np.ndarray, k: int, *, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+def hamming_topk(
+    queries: np.ndarray, codes: np.ndarray, k: int, *, block: int = 65536
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-*k* by Hamming distance → (distances int32 (Q, k), positions int64 (Q, k)).
 
     Ties are broken by position (smaller first); rows beyond ``len(codes)`` are filled with -1.
@@ -27,10 +29,16 @@ def hamming_topk(queries: np.ndarray, codes: np.ndarray, k: int, *, block: int =
     best_d = np.full((q.shape[0], 0), 0, np.int32)
     best_i = np.full((q.shape[0], 0), 0, np.int64)
     for start in range(0, n, block):
-        d = hamming_matrix(q, codes[start:start + block])
+        d = hamming_matrix(q, codes[start : start + block])
         cand_d = np.concatenate([best_d, d], axis=1)
-        cand_i = np.concatenate([best_i, np.broadcast_to(np.arange(start, start + d.shape[1]), d.shape)], axis=1)
-        order = np.lexsort((cand_i, cand_d), axis=-1)[:, :kk] if cand_d.size else np.zeros((q.shape[0], 0), np.int64)
+        cand_i = np.concatenate(
+            [best_i, np.broadcast_to(np.arange(start, start + d.shape[1]), d.shape)], axis=1
+        )
+        order = (
+            np.lexsort((cand_i, cand_d), axis=-1)[:, :kk]
+            if cand_d.size
+            else np.zeros((q.shape[0], 0), np.int64)
+        )
         best_d = np.take_along_axis(cand_d, order, 1)
         best_i = np.take_along_axis(cand_i, order, 1)
     if kk < k:

@@ -7,7 +7,9 @@ import numpy as np
 __all__ = ["cosine_rerank"]
 
 
-def cosine_rerank(query: np.ndarray, candidates: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def cosine_rerank(
+    query: np.ndarray, candidates: np.ndarray, vectors: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Order *candidates* (ids) by cosine similarity of *vectors* (their rows) to *query* → (ids, scores), top *k*.
 
     Ties keep the incoming (Hamming) order.

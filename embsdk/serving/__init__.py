@@ -11,8 +11,14 @@ __all__ = ["Endpoints", "LocalRunner", "ServingTarget", "TritonClient", "TritonS
 def __getattr__(name: str):
     import importlib
 
-    where = {"TritonServer": "server", "Endpoints": "server", "TritonClient": "client",
-             "LocalRunner": "local", "resolve_target": "resolve", "ServingTarget": "resolve"}.get(name)
+    where = {
+        "TritonServer": "server",
+        "Endpoints": "server",
+        "TritonClient": "client",
+        "LocalRunner": "local",
+        "resolve_target": "resolve",
+        "ServingTarget": "resolve",
+    }.get(name)
     if where is None:
         raise AttributeError(f"module 'embsdk.serving' has no attribute {name!r}")
     return getattr(importlib.import_module(f"embsdk.serving.{where}"), name)

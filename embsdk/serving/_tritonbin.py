@@ -79,4 +79,6 @@ def find_tritonserver() -> TritonInstall:
             os.rename(tmp, target)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)  # another process set it up at the same moment
-    return TritonInstall(binary=binary, backend_dir=backend_dir, libs_dir=root.parent.parent / "nvidia_pytriton.libs")
+    return TritonInstall(
+        binary=binary, backend_dir=backend_dir, libs_dir=root.parent.parent / "nvidia_pytriton.libs"
+    )

@@ -57,13 +57,25 @@ class TritonClient:
         admin_key: sent as the ``admin-key`` header on model-repository calls (default ``EMB_TRITON_ADMIN_KEY``).
     """
 
-    def __init__(self, url: str, *, protocol: Protocol = "http", timeout: float = 30.0, retries: int = 2,
-                 admin_key: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        protocol: Protocol = "http",
+        timeout: float = 30.0,
+        retries: int = 2,
+        admin_key: str | None = None,
+    ) -> None:
         if protocol not in ("http", "grpc"):
             raise InferenceError(f"Unknown protocol {protocol!r}; use 'http' or 'grpc'.")
         if "://" in url:
             url = url.split("://", 1)[1]
-        self.url, self.protocol, self.timeout, self.retries = url.rstrip("/"), protocol, float(timeout), int(retries)
+        self.url, self.protocol, self.timeout, self.retries = (
+            url.rstrip("/"),
+            protocol,
+            float(timeout),
+            int(retries),
+        )
         self.admin_key = admin_key if admin_key is not None else get_settings().triton_admin_key
         try:
             if protocol == "http":
@@ -76,7 +88,9 @@ class TritonClient:
         self._tc, self._exc, self._dtype = tc, InferenceServerException, np_to_triton_dtype
         try:
             if protocol == "http":
-                self._client = tc.InferenceServerClient(self.url, connection_timeout=self.timeout, network_timeout=self.timeout)
+                self._client = tc.InferenceServerClient(
+                    self.url, connection_timeout=self.timeout, network_timeout=self.timeout
+                )
             else:
                 self._client = tc.InferenceServerClient(self.url)
         except Exception as exc:  # noqa: BLE001 - bad URL and the like
@@ -91,10 +105,14 @@ class TritonClient:
         if isinstance(exc, self._exc):
             status, msg = str(exc.status() or ""), _short(exc.message() or str(exc))
             if status == "403" or "restricted" in msg.lower():
-                return InferenceError(f"{where} refused {what}: the API is restricted ({msg}). "
-                                      "Set EMB_TRITON_ADMIN_KEY to the server's key.")
+                return InferenceError(
+                    f"{where} refused {what}: the API is restricted ({msg}). "
+                    "Set EMB_TRITON_ADMIN_KEY to the server's key."
+                )
             if status in {"StatusCode.UNAVAILABLE"} or "failed to connect" in msg.lower():
-                return ServerUnavailable(f"{where} is unreachable ({what}): {msg}. Is it running? Start it with: emb serve")
+                return ServerUnavailable(
+                    f"{where} is unreachable ({what}): {msg}. Is it running? Start it with: emb serve"
+                )
             if status in {"404", "StatusCode.NOT_FOUND"} or "unknown model" in msg.lower():
                 return ModelNotLoaded(f"{where}: {msg}. See what is loaded with: emb serve --check")
             if status in {"StatusCode.DEADLINE_EXCEEDED"} or "timed out" in msg.lower():
@@ -103,7 +121,9 @@ class TritonClient:
         if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout":  # socket or gevent timeout
             return ServerUnavailable(f"{where} timed out after {self.timeout:g} s ({what}).")
         if isinstance(exc, (ConnectionError, OSError)):
-            return ServerUnavailable(f"{where} is unreachable ({what}): {exc}. Is it running? Start it with: emb serve")
+            return ServerUnavailable(
+                f"{where} is unreachable ({what}): {exc}. Is it running? Start it with: emb serve"
+            )
         return InferenceError(f"{where}: {what} failed: {type(exc).__name__}: {exc}")
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
@@ -121,7 +141,9 @@ class TritonClient:
         if not self.admin_key:
             return None
         # tritonserver checks "admin-key" on HTTP, and the same key with a fixed prefix on gRPC
-        return {("admin-key" if self.protocol == "http" else "triton-grpc-protocol-admin-key"): self.admin_key}
+        return {
+            ("admin-key" if self.protocol == "http" else "triton-grpc-protocol-admin-key"): self.admin_key
+        }
 
     # ------------------------------------------------------------------ health and metadata
     def is_ready(self) -> bool:
@@ -144,30 +166,43 @@ class TritonClient:
             if self.protocol == "http":
                 cfg = self._call(f"config of {family!r}", lambda: self._client.get_model_config(family))
             else:
-                cfg = self._call(f"config of {family!r}",
-                                 lambda: self._client.get_model_config(family, as_json=True, **self._kw))["config"]
+                cfg = self._call(
+                    f"config of {family!r}",
+                    lambda: self._client.get_model_config(family, as_json=True, **self._kw),
+                )["config"]
             self._config_cache[family] = cfg
         return self._config_cache[family]
 
     def generations(self, family: str, *, refresh: bool = False) -> dict[str, int]:
         """``{generation name: version number}`` that the server's config for ``family`` declares."""
         params = self.model_config(family, refresh=refresh).get("parameters", {}) or {}
-        return {k[len(GENERATION_PARAM_PREFIX):]: int(param_value(v))
-                for k, v in params.items() if k.startswith(GENERATION_PARAM_PREFIX)}
+        return {
+            k[len(GENERATION_PARAM_PREFIX) :]: int(param_value(v))
+            for k, v in params.items()
+            if k.startswith(GENERATION_PARAM_PREFIX)
+        }
 
     def models(self) -> list[dict[str, Any]]:
         """The repository index: ``[{"name", "version", "state"}]`` (needs the admin key off loopback)."""
         headers = self._admin_headers()
         if self.protocol == "http":
-            rows = self._call("repository index", lambda: self._client.get_model_repository_index(headers=headers))
+            rows = self._call(
+                "repository index", lambda: self._client.get_model_repository_index(headers=headers)
+            )
         else:
-            rows = self._call("repository index",
-                              lambda: self._client.get_model_repository_index(headers=headers, as_json=True, **self._kw)
-                              ).get("models", [])
-        return [{"name": r.get("name"), "version": r.get("version", ""), "state": r.get("state", "")} for r in rows]
+            rows = self._call(
+                "repository index",
+                lambda: self._client.get_model_repository_index(headers=headers, as_json=True, **self._kw),
+            ).get("models", [])
+        return [
+            {"name": r.get("name"), "version": r.get("version", ""), "state": r.get("state", "")}
+            for r in rows
+        ]
 
     def is_version_ready(self, family: str, version: int) -> bool:
-        return bool(self._call("readiness", lambda: self._client.is_model_ready(family, str(version), **self._kw)))
+        return bool(
+            self._call("readiness", lambda: self._client.is_model_ready(family, str(version), **self._kw))
+        )
 
     def version_for(self, family: str, generation: str) -> int:
         """The Triton version number serving ``generation`` in ``family``.
@@ -181,11 +216,15 @@ class TritonClient:
             mapping = self.generations(family, refresh=True)
         if generation not in mapping:
             served = ", ".join(sorted(mapping)) or "none"
-            raise ModelNotLoaded(f"Triton at {self.url} does not serve generation {generation!r} in model {family!r} "
-                                 f"(it serves: {served}). Publish it (emb publish) and restart or reload the server.")
+            raise ModelNotLoaded(
+                f"Triton at {self.url} does not serve generation {generation!r} in model {family!r} "
+                f"(it serves: {served}). Publish it (emb publish) and restart or reload the server."
+            )
         version = mapping[generation]
         if not self.is_version_ready(family, version):
-            raise ModelNotLoaded(f"Generation {generation!r} (model {family!r} version {version}) is not ready on {self.url}.")
+            raise ModelNotLoaded(
+                f"Generation {generation!r} (model {family!r} version {version}) is not ready on {self.url}."
+            )
         return version
 
     # ------------------------------------------------------------------ inference
@@ -205,12 +244,16 @@ class TritonClient:
         except Exception:  # noqa: BLE001
             dtype = None
         if dtype is None:
-            raise InferenceError(f"Cannot send an array of dtype {batch.dtype} to Triton; the model takes float32.")
+            raise InferenceError(
+                f"Cannot send an array of dtype {batch.dtype} to Triton; the model takes float32."
+            )
         inp = self._tc.InferInput("image", list(batch.shape), dtype)
         inp.set_data_from_numpy(batch)
         outputs = [self._tc.InferRequestedOutput("embedding"), self._tc.InferRequestedOutput("code")]
         kwargs: dict[str, Any] = {"model_version": str(version), "outputs": outputs, **self._kw}
-        result = self._call(f"inference on {family!r} v{version}", lambda: self._client.infer(family, [inp], **kwargs))
+        result = self._call(
+            f"inference on {family!r} v{version}", lambda: self._client.infer(family, [inp], **kwargs)
+        )
         return result.as_numpy("embedding"), result.as_numpy("code")
 
     # ------------------------------------------------------------------ resource
@@ -226,7 +269,9 @@ class TritonClient:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def __del__(self) -> None:

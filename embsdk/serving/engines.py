@@ -30,20 +30,32 @@ def check_compatibility(manifest: dict[str, Any], env: dict[str, Any]) -> None:
     """
     problems = []
     if str(manifest.get("compute_capability")) != str(env.get("compute_capability")):
-        problems.append(f"built for compute capability {manifest.get('compute_capability')} ({manifest.get('gpu')}), "
-                        f"this GPU is {env.get('compute_capability')} ({env.get('gpu')})")
+        problems.append(
+            f"built for compute capability {manifest.get('compute_capability')} ({manifest.get('gpu')}), "
+            f"this GPU is {env.get('compute_capability')} ({env.get('gpu')})"
+        )
     if str(manifest.get("tensorrt")) != str(env.get("tensorrt")):
-        problems.append(f"built with TensorRT {manifest.get('tensorrt')}, this machine has {env.get('tensorrt')}")
+        problems.append(
+            f"built with TensorRT {manifest.get('tensorrt')}, this machine has {env.get('tensorrt')}"
+        )
     want = str(manifest.get("cuda", "")).split(".")[0]
     if env.get("cuda") is not None and want != str(env["cuda"]).split(".")[0]:
         problems.append(f"built with CUDA {manifest.get('cuda')}, this machine has {env.get('cuda')}")
-    elif (env.get("cuda") is None and env.get("cuda_driver") and want.isdigit()
-          and int(str(env["cuda_driver"]).split(".")[0]) < int(want)):
-        problems.append(f"built with CUDA {manifest.get('cuda')}, the driver supports only {env['cuda_driver']}")
+    elif (
+        env.get("cuda") is None
+        and env.get("cuda_driver")
+        and want.isdigit()
+        and int(str(env["cuda_driver"]).split(".")[0]) < int(want)
+    ):
+        problems.append(
+            f"built with CUDA {manifest.get('cuda')}, the driver supports only {env['cuda_driver']}"
+        )
     if problems:
         raise EngineIncompatible(
-            f"TensorRT engine {manifest.get('plan', 'model.plan')} cannot run here: " + "; ".join(problems)
-            + ". Rebuild it on this machine: python -m trainer.tensorrt EXPORT_DIR")
+            f"TensorRT engine {manifest.get('plan', 'model.plan')} cannot run here: "
+            + "; ".join(problems)
+            + ". Rebuild it on this machine: python -m trainer.tensorrt EXPORT_DIR"
+        )
 
 
 def probe_gpu() -> dict[str, Any] | None:
@@ -52,8 +64,17 @@ def probe_gpu() -> dict[str, Any] | None:
     if smi is None:
         return None
     try:
-        out = subprocess.run([smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20, check=True).stdout.strip().splitlines()
+        out = (
+            subprocess.run(
+                [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()
+        )
         header = subprocess.run([smi], capture_output=True, text=True, timeout=20, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return None
@@ -74,7 +95,9 @@ def check_repository_engines(repository: Path, models: list[str] | None = None) 
     Raises:
         EngineIncompatible: a plan has no manifest, there is no GPU here, or a manifest does not match it.
     """
-    plans = sorted(p for p in repository.glob("*/*/model.plan") if models is None or p.parent.parent.name in models)
+    plans = sorted(
+        p for p in repository.glob("*/*/model.plan") if models is None or p.parent.parent.name in models
+    )
     env: dict[str, Any] | None = None
     for plan in plans:
         manifest_path = plan.with_name(PLAN_MANIFEST)
@@ -83,7 +106,9 @@ def check_repository_engines(repository: Path, models: list[str] | None = None) 
         manifest = json.loads(manifest_path.read_text())
         env = env or probe_gpu()
         if env is None:
-            raise EngineIncompatible(f"{plan} is a TensorRT engine for {manifest.get('gpu')} "
-                                     f"(compute capability {manifest.get('compute_capability')}), but this machine has no GPU.")
+            raise EngineIncompatible(
+                f"{plan} is a TensorRT engine for {manifest.get('gpu')} "
+                f"(compute capability {manifest.get('compute_capability')}), but this machine has no GPU."
+            )
         check_compatibility({**manifest, "plan": str(plan)}, env)
     return len(plans)

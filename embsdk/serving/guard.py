@@ -35,11 +35,37 @@ from typing import Any
 __all__ = ["DEFAULT_MAX_BYTES", "HttpGuard", "RequestRejected", "check_infer_header"]
 
 DEFAULT_MAX_BYTES = 64 * 2**20  # what tritonserver >= 2.59 uses for --http-max-input-size
-DTYPE_BYTES = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2, "BF16": 2, "UINT32": 4,
-               "INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8, "BYTES": 1}
+DTYPE_BYTES = {
+    "BOOL": 1,
+    "UINT8": 1,
+    "INT8": 1,
+    "UINT16": 2,
+    "INT16": 2,
+    "FP16": 2,
+    "BF16": 2,
+    "UINT32": 4,
+    "INT32": 4,
+    "FP32": 4,
+    "UINT64": 8,
+    "INT64": 8,
+    "FP64": 8,
+    "BYTES": 1,
+}
 _INFER_PATH = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/(infer|generate|generate_stream)/?$")
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
-                         "upgrade", "host", "content-length", "expect"})  # the guard answers 100-continue itself
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "host",
+        "content-length",
+        "expect",
+    }
+)  # the guard answers 100-continue itself
 _HEADER_LENGTH = "inference-header-content-length"
 
 
@@ -54,7 +80,9 @@ class RequestRejected(Exception):
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [k for k, _ in pairs]
     if len(keys) != len(set(keys)):
-        raise RequestRejected(400, f"request JSON repeats a key ({min(k for k in keys if keys.count(k) > 1)!r})")
+        raise RequestRejected(
+            400, f"request JSON repeats a key ({min(k for k in keys if keys.count(k) > 1)!r})"
+        )
     return dict(pairs)
 
 
@@ -64,7 +92,9 @@ def _input_bytes(tensor: Any, max_bytes: int) -> int:
         raise RequestRejected(400, "each request input must be a JSON object")
     shape, dtype = tensor.get("shape"), tensor.get("datatype")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise RequestRejected(400, f"input {tensor.get('name')!r}: 'shape' must be a list of non-negative integers")
+        raise RequestRejected(
+            400, f"input {tensor.get('name')!r}: 'shape' must be a list of non-negative integers"
+        )
     size = DTYPE_BYTES.get(dtype) if isinstance(dtype, str) else None
     if size is None:
         raise RequestRejected(400, f"input {tensor.get('name')!r}: unknown datatype {dtype!r}")
@@ -93,8 +123,11 @@ def check_infer_header(header: bytes, max_bytes: int) -> None:
         raise RequestRejected(400, "request 'inputs' must be a list")
     for tensor in inputs:
         if (n := _input_bytes(tensor, max_bytes)) > max_bytes:
-            raise RequestRejected(400, f"input {tensor.get('name')!r} declares {n:,}+ bytes; this server accepts at most "
-                                       f"{max_bytes:,} bytes per input (emb serve --max-request-mb)")
+            raise RequestRejected(
+                400,
+                f"input {tensor.get('name')!r} declares {n:,}+ bytes; this server accepts at most "
+                f"{max_bytes:,} bytes per input (emb serve --max-request-mb)",
+            )
 
 
 def _decoded(body: bytes, encoding: str, max_bytes: int) -> bytes:
@@ -123,7 +156,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # headers and body go out separately
+        self.connection.setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+        )  # headers and body go out separately
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # requests are not logged (tritonserver has its own log)
@@ -256,7 +291,9 @@ class HttpGuard:
         max_bytes: the largest request body and the largest declared input.
     """
 
-    def __init__(self, host: str, port: int, *, upstream_port: int, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self, host: str, port: int, *, upstream_port: int, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
         self.host, self.port, self.upstream_port, self.max_bytes = host, port, upstream_port, max_bytes
         self._server: _GuardServer | None = None
         self._thread: threading.Thread | None = None
@@ -265,12 +302,20 @@ class HttpGuard:
         """Bind and serve in a daemon thread (idempotent)."""
         if self._server is not None:
             return
-        cls = type("_Server", (_GuardServer,), {"address_family": socket.AF_INET6 if ":" in self.host else socket.AF_INET})
+        cls = type(
+            "_Server",
+            (_GuardServer,),
+            {"address_family": socket.AF_INET6 if ":" in self.host else socket.AF_INET},
+        )
         server = cls((self.host, self.port), _Handler)
         server.max_bytes, server.upstream_port = self.max_bytes, self.upstream_port
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name=f"http-guard-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name=f"http-guard-{self.port}",
+            daemon=True,
+        )
         self._thread.start()
 
     def retarget(self, upstream_port: int) -> None:

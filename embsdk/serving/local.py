@@ -68,7 +68,9 @@ class LocalRunner:
             raise InferenceError(f"Input must be a float32 array, got {got}.")
         want = self.input_shape[1:]
         if batch.ndim != 4 or any(isinstance(w, int) and w != g for w, g in zip(want, batch.shape[1:])):
-            raise InferenceError(f"Input shape {list(batch.shape)} does not match the model's [N, {', '.join(map(str, want))}].")
+            raise InferenceError(
+                f"Input shape {list(batch.shape)} does not match the model's [N, {', '.join(map(str, want))}]."
+            )
         try:
             emb, code = self.session.run(["embedding", "code"], {self.input_name: batch})
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own types never escape

@@ -54,9 +54,12 @@ def _from_export_dir(path: Path) -> ServingTarget:
     except (OSError, ValueError) as exc:
         raise ExportError(f"{meta} is unreadable: {exc}") from None
     return ServingTarget(
-        generation=str(info.get("generation") or path.name), family=str(info.get("family") or "unified"),
-        input_spec=InputSpec.from_dict(info["input_spec"]), bits=int(info["embedding_spec"]["bits"]),
-        onnx_path=path / info["model"]["file"], resolved_from=str(path),
+        generation=str(info.get("generation") or path.name),
+        family=str(info.get("family") or "unified"),
+        input_spec=InputSpec.from_dict(info["input_spec"]),
+        bits=int(info["embedding_spec"]["bits"]),
+        onnx_path=path / info["model"]["file"],
+        resolved_from=str(path),
         embedding_spec=dict(info["embedding_spec"]),
     )
 
@@ -84,12 +87,20 @@ def registry_target(version: str, *, registry_url: str | None = None, stacklevel
     spec = gen.embedding_spec or {}
     if "bits" not in spec or not gen.input_spec:
         raise InferenceError(f"Generation {gen.name!r} records no embedding/input spec; it cannot be served.")
-    return ServingTarget(generation=gen.name, family=gen.family, input_spec=InputSpec.from_dict(gen.input_spec),
-                         bits=int(spec["bits"]), onnx_path=onnx_path,
-                         resolved_from=version if version != gen.name else None, embedding_spec=dict(spec))
+    return ServingTarget(
+        generation=gen.name,
+        family=gen.family,
+        input_spec=InputSpec.from_dict(gen.input_spec),
+        bits=int(spec["bits"]),
+        onnx_path=onnx_path,
+        resolved_from=version if version != gen.name else None,
+        embedding_spec=dict(spec),
+    )
 
 
-def resolve_target(version: str | Path, *, registry_url: str | None = None, stacklevel: int = 1) -> ServingTarget:
+def resolve_target(
+    version: str | Path, *, registry_url: str | None = None, stacklevel: int = 1
+) -> ServingTarget:
     """Resolve ``version``: an ``emb export`` folder, or a generation name/alias in the registry.
 
     Args:

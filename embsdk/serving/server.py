@@ -45,8 +45,17 @@ from embsdk.serving._tritonbin import TritonInstall, find_tritonserver
 from embsdk.serving.engines import check_repository_engines
 from embsdk.serving.guard import DEFAULT_MAX_BYTES, HttpGuard
 
-__all__ = ["ADMIN_HEADER", "GRPC_ADMIN_METADATA", "LOOPBACK", "SHM_DIR", "SHM_PREFIX", "Endpoints", "TritonServer",
-           "free_port", "restricted_apis"]
+__all__ = [
+    "ADMIN_HEADER",
+    "GRPC_ADMIN_METADATA",
+    "LOOPBACK",
+    "SHM_DIR",
+    "SHM_PREFIX",
+    "Endpoints",
+    "TritonServer",
+    "free_port",
+    "restricted_apis",
+]
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 SHM_DIR = Path("/dev/shm")
@@ -120,17 +129,28 @@ class TritonServer:
         max_request_bytes: the HTTP guard's bound on a request body and on any input's declared size.
     """
 
-    def __init__(self, repository: str | Path | None = None, *, host: str = "127.0.0.1", http_port: int = 8000,
-                 grpc_port: int = 8001, models: list[str] | None = None, ready_timeout: float = 120.0,
-                 log_path: str | Path | None = None, admin_key: str | None = None,
-                 max_request_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self,
+        repository: str | Path | None = None,
+        *,
+        host: str = "127.0.0.1",
+        http_port: int = 8000,
+        grpc_port: int = 8001,
+        models: list[str] | None = None,
+        ready_timeout: float = 120.0,
+        log_path: str | Path | None = None,
+        admin_key: str | None = None,
+        max_request_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
         settings = get_settings()
         self.repository = Path(repository or settings.triton_repository).expanduser().resolve()
         self.host = host
         self.restricted = host not in LOOPBACK  # the model-repository API needs the key too
         given = admin_key or settings.triton_admin_key
         if given is not None and not _KEY_CHARS.match(given):
-            raise ConfigError("EMB_TRITON_ADMIN_KEY must be printable ASCII without spaces (it is sent as a header).")
+            raise ConfigError(
+                "EMB_TRITON_ADMIN_KEY must be printable ASCII without spaces (it is sent as a header)."
+            )
         if max_request_bytes <= 0:
             raise ConfigError(f"max_request_bytes must be positive, not {max_request_bytes}.")
         self.key_generated = given is None
@@ -138,11 +158,16 @@ class TritonServer:
         probe = "127.0.0.1" if host in {"0.0.0.0", "localhost"} else host
         self.endpoints = Endpoints(host, http_port or free_port(probe), grpc_port or free_port(probe))
         self.upstream_http_port = free_port("127.0.0.1")  # tritonserver's own HTTP port, behind the guard
-        self.guard = HttpGuard(host, self.endpoints.http_port, upstream_port=self.upstream_http_port,
-                               max_bytes=max_request_bytes)
+        self.guard = HttpGuard(
+            host, self.endpoints.http_port, upstream_port=self.upstream_http_port, max_bytes=max_request_bytes
+        )
         self.models = models
         self.ready_timeout = ready_timeout
-        self.log_path = Path(log_path) if log_path else settings.home / "logs" / f"tritonserver-{self.endpoints.http_port}.log"
+        self.log_path = (
+            Path(log_path)
+            if log_path
+            else settings.home / "logs" / f"tritonserver-{self.endpoints.http_port}.log"
+        )
         self.key_file = settings.home / "serve" / f"admin-key-{self.endpoints.http_port}"
         self.shm_prefix = f"{SHM_PREFIX}emb{os.getpid()}x{uuid.uuid4().hex[:8]}_"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -161,15 +186,23 @@ class TritonServer:
         ep = self.endpoints
         apis = ",".join(restricted_apis(self.host))
         cmd = [
-            str(install.binary), f"--model-repository={self.repository}", f"--backend-directory={install.backend_dir}",
-            "--http-address=127.0.0.1", f"--http-port={self.upstream_http_port}",
-            f"--grpc-address={self.host}", f"--grpc-port={ep.grpc_port}",
-            "--allow-metrics=false", "--model-control-mode=explicit", "--exit-timeout-secs=10",
+            str(install.binary),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={install.backend_dir}",
+            "--http-address=127.0.0.1",
+            f"--http-port={self.upstream_http_port}",
+            f"--grpc-address={self.host}",
+            f"--grpc-port={ep.grpc_port}",
+            "--allow-metrics=false",
+            "--model-control-mode=explicit",
+            "--exit-timeout-secs=10",
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
         ]
         cmd += [f"--load-model={m}" for m in self.model_names()]
-        cmd += [f"--http-restricted-api={apis}:{ADMIN_HEADER}={self.admin_key}",
-                f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={self.admin_key}"]
+        cmd += [
+            f"--http-restricted-api={apis}:{ADMIN_HEADER}={self.admin_key}",
+            f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={self.admin_key}",
+        ]
         return cmd
 
     def _write_key_file(self) -> None:
@@ -194,13 +227,19 @@ class TritonServer:
             MissingExtraError: tritonserver is not installed.
         """
         if not self.repository.is_dir():
-            raise ServerStartError(f"Model repository {self.repository} does not exist; publish a generation first (emb publish).")
-        check_repository_engines(self.repository, self.model_names())  # refuse mismatched TensorRT plans up front
+            raise ServerStartError(
+                f"Model repository {self.repository} does not exist; publish a generation first (emb publish)."
+            )
+        check_repository_engines(
+            self.repository, self.model_names()
+        )  # refuse mismatched TensorRT plans up front
         self._write_key_file()
         try:
             self.guard.start()
         except OSError as exc:
-            raise ServerStartError(f"cannot listen on {self.host}:{self.endpoints.http_port}: {exc}") from None
+            raise ServerStartError(
+                f"cannot listen on {self.host}:{self.endpoints.http_port}: {exc}"
+            ) from None
         try:
             self._spawn()
         except BaseException:
@@ -213,11 +252,19 @@ class TritonServer:
         install = find_tritonserver()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = install.environment()
-        env.pop("EMB_TRITON_ADMIN_KEY", None)  # the server and its model stubs never need it from the environment
+        env.pop(
+            "EMB_TRITON_ADMIN_KEY", None
+        )  # the server and its model stubs never need it from the environment
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.command(install), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=_pdeathsig())  # noqa: PLW1509
+            self.proc = subprocess.Popen(
+                self.command(install),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_pdeathsig(),  # noqa: PLW1509
+            )
         self._wait_ready()
 
     def restart(self) -> None:
@@ -257,10 +304,14 @@ class TritonServer:
         pending = ["/v2/health/ready", *(f"/v2/models/{m}/ready" for m in self.model_names())]
         while pending:
             if self.proc.poll() is not None:
-                raise ServerStartError(f"tritonserver exited with code {self.proc.returncode} while starting.\n{self.log_tail()}")
+                raise ServerStartError(
+                    f"tritonserver exited with code {self.proc.returncode} while starting.\n{self.log_tail()}"
+                )
             if time.monotonic() > deadline:
-                raise ServerStartError(f"tritonserver was not ready within {self.ready_timeout:.0f} s "
-                                       f"(waiting for {pending[0]}).\n{self.log_tail()}")
+                raise ServerStartError(
+                    f"tritonserver was not ready within {self.ready_timeout:.0f} s "
+                    f"(waiting for {pending[0]}).\n{self.log_tail()}"
+                )
             if self._get(pending[0]) == 200:
                 pending.pop(0)
             else:
@@ -273,18 +324,24 @@ class TritonServer:
             ServerStartError: the server refused or the model did not become ready in time.
         """
         url = f"http://127.0.0.1:{self.upstream_http_port}/v2/repository/models/{model}/load"
-        request = urllib.request.Request(url, data=b"{}", method="POST", headers={ADMIN_HEADER: self.admin_key})
+        request = urllib.request.Request(
+            url, data=b"{}", method="POST", headers={ADMIN_HEADER: self.admin_key}
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout):
                 pass
         except urllib.error.HTTPError as exc:
-            raise ServerStartError(f"tritonserver refused to load {model!r}: {exc.read().decode(errors='replace')}") from None
+            raise ServerStartError(
+                f"tritonserver refused to load {model!r}: {exc.read().decode(errors='replace')}"
+            ) from None
         except OSError as exc:
             raise ServerStartError(f"tritonserver did not answer the load of {model!r}: {exc}") from None
         deadline = time.monotonic() + timeout
         while self._get(f"/v2/models/{model}/ready") != 200:
             if time.monotonic() > deadline:
-                raise ServerStartError(f"model {model!r} was not ready {timeout:.0f} s after loading.\n{self.log_tail()}")
+                raise ServerStartError(
+                    f"model {model!r} was not ready {timeout:.0f} s after loading.\n{self.log_tail()}"
+                )
             time.sleep(0.1)
 
     def repository_state(self) -> dict[str, float]:
@@ -362,5 +419,7 @@ class TritonServer:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

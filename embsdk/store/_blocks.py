@@ -27,7 +27,7 @@ def block_rows_for(row_bytes: int) -> int:
 def block_crcs(array: np.ndarray, block_rows: int) -> str:
     """crc32 of every block of *block_rows* rows of a C-contiguous *array*, as one hex string (8 digits each)."""
     a = np.ascontiguousarray(array)
-    return "".join(f"{zlib.crc32(a[i:i + block_rows]):08x}" for i in range(0, a.shape[0], block_rows))
+    return "".join(f"{zlib.crc32(a[i : i + block_rows]):08x}" for i in range(0, a.shape[0], block_rows))
 
 
 @dataclass(eq=False)
@@ -62,7 +62,9 @@ class BlockCheck:
     def trusted(cls, where: str, array: np.ndarray) -> BlockCheck:
         """A check whose blocks are all verified already (e.g. the whole file's sha256 matched at open)."""
         rows = max(1, int(array.shape[0]))
-        return cls(where, array, rows, np.zeros(0, np.uint32), bytearray(b"\x01" * (1 if array.shape[0] else 0)))
+        return cls(
+            where, array, rows, np.zeros(0, np.uint32), bytearray(b"\x01" * (1 if array.shape[0] else 0))
+        )
 
     @property
     def blocks(self) -> int:
@@ -91,13 +93,15 @@ class BlockCheck:
     def _verify(self, b: int) -> None:
         if self.damage:
             raise ShardCorrupt(self.damage[0])
-        chunk = self.array[b * self.block_rows:(b + 1) * self.block_rows]
+        chunk = self.array[b * self.block_rows : (b + 1) * self.block_rows]
         actual = zlib.crc32(np.ascontiguousarray(chunk))
         if actual != int(self.crcs[b]):
             first = b * self.block_rows
-            self._poison(f"Shard {self.where}: rows {first}-{first + len(chunk) - 1} fail their checksum (crc32 "
-                         f"{actual:08x}, header says {int(self.crcs[b]):08x}); nothing is served from this shard. "
-                         "Run: emb store verify, then re-run the backfill.")
+            self._poison(
+                f"Shard {self.where}: rows {first}-{first + len(chunk) - 1} fail their checksum (crc32 "
+                f"{actual:08x}, header says {int(self.crcs[b]):08x}); nothing is served from this shard. "
+                "Run: emb store verify, then re-run the backfill."
+            )
         self.verified[b] = 1
 
     def _poison(self, message: str) -> None:

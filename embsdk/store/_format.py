@@ -58,7 +58,9 @@ def code_bytes(spec: dict[str, Any]) -> int:
     try:
         bits = int(spec["bits"])
     except (KeyError, TypeError, ValueError):
-        raise StoreError(f"Embedding spec {spec!r} has no integer 'bits'; give at least {{'bits': N}}.") from None
+        raise StoreError(
+            f"Embedding spec {spec!r} has no integer 'bits'; give at least {{'bits': N}}."
+        ) from None
     if bits <= 0:
         raise StoreError(f"Embedding spec bits must be > 0, got {bits}.")
     return (bits + 7) // 8
@@ -79,18 +81,36 @@ class ShardHeader:
     format: str = SHARD_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": self.format, "generation": self.generation, "spec": self.spec, "kind": self.kind,
-                "seq": self.seq, "rows": self.rows, "min_id": self.min_id, "max_id": self.max_id,
-                "files": self.files}
+        return {
+            "format": self.format,
+            "generation": self.generation,
+            "spec": self.spec,
+            "kind": self.kind,
+            "seq": self.seq,
+            "rows": self.rows,
+            "min_id": self.min_id,
+            "max_id": self.max_id,
+            "files": self.files,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, where: str) -> ShardHeader:
         try:
-            return cls(generation=str(d["generation"]), spec=dict(d["spec"]), kind=str(d["kind"]),
-                       seq=int(d["seq"]), rows=int(d["rows"]), min_id=d.get("min_id"), max_id=d.get("max_id"),
-                       files=dict(d["files"]), format=str(d["format"]))
+            return cls(
+                generation=str(d["generation"]),
+                spec=dict(d["spec"]),
+                kind=str(d["kind"]),
+                seq=int(d["seq"]),
+                rows=int(d["rows"]),
+                min_id=d.get("min_id"),
+                max_id=d.get("max_id"),
+                files=dict(d["files"]),
+                format=str(d["format"]),
+            )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ShardCorrupt(f"Shard {where}: header.json is malformed ({exc!r}). Run: emb store verify") from None
+            raise ShardCorrupt(
+                f"Shard {where}: header.json is malformed ({exc!r}). Run: emb store verify"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -130,8 +150,13 @@ def _write_npy(path: Path, array: np.ndarray) -> dict[str, Any]:
     with open(path, "rb") as f:
         npy_header = f.read(size - array.nbytes)
     rows = block_rows_for(array.nbytes // max(1, array.shape[0]))
-    return {"bytes": size, "sha256": sha256_file(path), "npy_header": npy_header.hex(), "block_rows": rows,
-            "crc32": block_crcs(array, rows)}
+    return {
+        "bytes": size,
+        "sha256": sha256_file(path),
+        "npy_header": npy_header.hex(),
+        "block_rows": rows,
+        "crc32": block_crcs(array, rows),
+    }
 
 
 def write_shard(
@@ -159,13 +184,19 @@ def write_shard(
         nb = code_bytes(spec)
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         if codes.ndim != 2 or codes.shape[0] != ids.size:
-            raise StoreError(f"codes must be (N, {nb}) uint8 with N = len(ids) = {ids.size}; got {codes.shape}.")
+            raise StoreError(
+                f"codes must be (N, {nb}) uint8 with N = len(ids) = {ids.size}; got {codes.shape}."
+            )
         if codes.shape[1] != nb:
             raise CodeLengthError(codes.shape[1], nb, generation)
         if vectors is not None:
             vectors = np.ascontiguousarray(vectors, dtype=np.float16)
             dim = spec.get("dim")
-            if vectors.ndim != 2 or vectors.shape[0] != ids.size or (dim is not None and vectors.shape[1] != int(dim)):
+            if (
+                vectors.ndim != 2
+                or vectors.shape[0] != ids.size
+                or (dim is not None and vectors.shape[1] != int(dim))
+            ):
                 raise StoreError(f"vectors must be (N, {dim}) with N = {ids.size}; got {vectors.shape}.")
     elif kind != "tombstone":
         raise StoreError(f"Unknown shard kind {kind!r} (data or tombstone).")
@@ -176,9 +207,16 @@ def write_shard(
         files[CODES] = _write_npy(tmp / CODES, codes)  # type: ignore[arg-type]
         if vectors is not None:
             files[VECTORS] = _write_npy(tmp / VECTORS, vectors)
-    header = ShardHeader(generation=generation, spec=dict(spec), kind=kind, seq=seq, rows=int(ids.size),
-                         min_id=int(ids[0]) if ids.size else None, max_id=int(ids[-1]) if ids.size else None,
-                         files=files)
+    header = ShardHeader(
+        generation=generation,
+        spec=dict(spec),
+        kind=kind,
+        seq=seq,
+        rows=int(ids.size),
+        min_id=int(ids[0]) if ids.size else None,
+        max_id=int(ids[-1]) if ids.size else None,
+        files=files,
+    )
     raw = json.dumps(header.to_dict(), indent=1, sort_keys=True).encode()
     with open(tmp / HEADER, "wb") as f:
         f.write(raw)
@@ -199,7 +237,9 @@ def read_header(shard_dir: Path) -> tuple[ShardHeader, str]:
     try:
         d = json.loads(raw)
     except ValueError:
-        raise ShardCorrupt(f"Shard {shard_dir.name}: header.json is not valid JSON. Run: emb store verify") from None
+        raise ShardCorrupt(
+            f"Shard {shard_dir.name}: header.json is not valid JSON. Run: emb store verify"
+        ) from None
     return ShardHeader.from_dict(d, where=shard_dir.name), hashlib.sha256(raw).hexdigest()
 
 
@@ -245,22 +285,31 @@ def _map_checked(shard_dir: Path, name: str, header: ShardHeader) -> BlockCheck:
         raise _corrupt(shard_dir, f"header.json has no valid checksums for {name}") from None
     with open(shard_dir / name, "rb") as f:
         if f.read(len(prefix)) != prefix:
-            raise _corrupt(shard_dir, f"{name}'s .npy header (dtype, shape or fortran_order) differs from what was "
-                                      "written; refusing to read it")
+            raise _corrupt(
+                shard_dir,
+                f"{name}'s .npy header (dtype, shape or fortran_order) differs from what was "
+                "written; refusing to read it",
+            )
     dtype, shape = _DTYPES[name], _shape(name, header)
     if shape[-1] == -1:
         shape = (header.rows, (size - len(prefix)) // max(1, header.rows * dtype.itemsize))
     nbytes = int(np.prod(shape)) * dtype.itemsize
     if size != len(prefix) + nbytes:
-        raise _corrupt(shard_dir, f"{name} holds {size - len(prefix)} data bytes, expected {nbytes} for {shape}")
+        raise _corrupt(
+            shard_dir, f"{name} holds {size - len(prefix)} data bytes, expected {nbytes} for {shape}"
+        )
     if nbytes == 0:
         array = np.empty(shape, dtype)
         array.flags.writeable = False
     else:
-        array = np.asarray(np.memmap(shard_dir / name, dtype=dtype, mode="r", offset=len(prefix), shape=shape))
+        array = np.asarray(
+            np.memmap(shard_dir / name, dtype=dtype, mode="r", offset=len(prefix), shape=shape)
+        )
     check = BlockCheck(f"{shard_dir.name}/{name}", array, block_rows, crcs)
     if crcs.size != check.blocks:
-        raise _corrupt(shard_dir, f"header.json lists {crcs.size} checksum blocks for {name}, expected {check.blocks}")
+        raise _corrupt(
+            shard_dir, f"header.json lists {crcs.size} checksum blocks for {name}, expected {check.blocks}"
+        )
     return check
 
 
@@ -270,15 +319,23 @@ def _load_legacy(shard_dir: Path, name: str, header: ShardHeader) -> BlockCheck:
     actual = sha256_file(shard_dir / name)
     expected = str(header.files.get(name, {}).get("sha256"))
     if actual != expected:
-        raise _corrupt(shard_dir, f"{name} checksum mismatch (sha256 {actual[:12]}…, header says {expected[:12]}…)")
+        raise _corrupt(
+            shard_dir, f"{name} checksum mismatch (sha256 {actual[:12]}…, header says {expected[:12]}…)"
+        )
     try:
         array = np.asarray(np.load(shard_dir / name, mmap_mode="r", allow_pickle=False))
     except ValueError as exc:
         raise _corrupt(shard_dir, f"{name} is not a readable .npy ({exc})") from None
     want = _shape(name, header)
-    if array.dtype != _DTYPES[name] or not array.flags.c_contiguous or array.shape[0] != header.rows or (
-            want[-1] != -1 and array.shape != want):
-        raise _corrupt(shard_dir, f"{name} is {array.dtype}{array.shape}, expected {_DTYPES[name]}{want} in C order")
+    if (
+        array.dtype != _DTYPES[name]
+        or not array.flags.c_contiguous
+        or array.shape[0] != header.rows
+        or (want[-1] != -1 and array.shape != want)
+    ):
+        raise _corrupt(
+            shard_dir, f"{name} is {array.dtype}{array.shape}, expected {_DTYPES[name]}{want} in C order"
+        )
     return BlockCheck.trusted(f"{shard_dir.name}/{name}", array)
 
 
@@ -300,8 +357,10 @@ def open_shard(
     if header_sha256 is not None and digest != header_sha256:
         raise _corrupt(shard_dir, "header.json changed since it was committed")
     if header.format not in (SHARD_FORMAT, LEGACY_FORMAT):
-        raise ShardCorrupt(f"Shard {shard_dir.name}: unknown format {header.format!r} (this embsdk reads "
-                           f"{SHARD_FORMAT} and {LEGACY_FORMAT}).")
+        raise ShardCorrupt(
+            f"Shard {shard_dir.name}: unknown format {header.format!r} (this embsdk reads "
+            f"{SHARD_FORMAT} and {LEGACY_FORMAT})."
+        )
     if header.generation != generation:
         raise IncompatibleGenerationError(header.generation, generation)
     if header.spec != spec:
@@ -309,18 +368,26 @@ def open_shard(
             f"Shard {shard_dir.name}: embedding spec {header.spec} differs from the store's {spec} for {generation!r}; "
             "the shard cannot be read as this generation."
         )
-    names = [IDS] + ([CODES] + ([VECTORS] if VECTORS in header.files else []) if header.kind == "data" else [])
+    names = [IDS] + (
+        [CODES] + ([VECTORS] if VECTORS in header.files else []) if header.kind == "data" else []
+    )
     load = _map_checked if header.format == SHARD_FORMAT else _load_legacy
     checks = {name: load(shard_dir, name, header) for name in names}
     link(list(checks.values()))
     get = checks.get
-    return ShardArrays(path=shard_dir, header=header, ids=checks[IDS].array,
-                       codes=get(CODES).array if CODES in checks else None,  # type: ignore[union-attr]
-                       vectors=get(VECTORS).array if VECTORS in checks else None,  # type: ignore[union-attr]
-                       checks=checks)
+    return ShardArrays(
+        path=shard_dir,
+        header=header,
+        ids=checks[IDS].array,
+        codes=get(CODES).array if CODES in checks else None,  # type: ignore[union-attr]
+        vectors=get(VECTORS).array if VECTORS in checks else None,  # type: ignore[union-attr]
+        checks=checks,
+    )
 
 
-def verify_shard(shard_dir: Path, *, generation: str, spec: dict[str, Any], header_sha256: str | None) -> list[str]:
+def verify_shard(
+    shard_dir: Path, *, generation: str, spec: dict[str, Any], header_sha256: str | None
+) -> list[str]:
     """Full check of one shard (header + sha256 of every file + id order). Returns problems, empty when sound."""
     try:
         shard = open_shard(shard_dir, generation=generation, spec=spec, header_sha256=header_sha256)
@@ -330,8 +397,10 @@ def verify_shard(shard_dir: Path, *, generation: str, spec: dict[str, Any], head
     for name, meta in shard.header.files.items():
         actual = sha256_file(shard_dir / name)
         if actual != meta.get("sha256"):
-            problems.append(f"Shard {shard_dir.name}: {name} checksum mismatch (sha256 {actual[:12]}…, header says "
-                            f"{str(meta.get('sha256'))[:12]}…)")
+            problems.append(
+                f"Shard {shard_dir.name}: {name} checksum mismatch (sha256 {actual[:12]}…, header says "
+                f"{str(meta.get('sha256'))[:12]}…)"
+            )
     ids = shard.ids
     if not problems and ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
         problems.append(f"Shard {shard_dir.name}: ids are not strictly increasing")

@@ -28,8 +28,15 @@ from embsdk.errors import (
     UnsafePath,
 )
 
-__all__ = ["STORE_FORMAT", "GenerationLock", "ShardEntry", "StoreManifest", "generation_root", "read_manifest",
-           "write_manifest"]
+__all__ = [
+    "STORE_FORMAT",
+    "GenerationLock",
+    "ShardEntry",
+    "StoreManifest",
+    "generation_root",
+    "read_manifest",
+    "write_manifest",
+]
 
 STORE_FORMAT = "embsdk-store/1"
 MANIFEST = "MANIFEST.json"
@@ -48,8 +55,13 @@ class ShardEntry:
     header_sha256: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "seq": self.seq, "rows": self.rows,
-                "header_sha256": self.header_sha256}
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "seq": self.seq,
+            "rows": self.rows,
+            "header_sha256": self.header_sha256,
+        }
 
 
 @dataclass(frozen=True)
@@ -70,9 +82,15 @@ class StoreManifest:
         return f"{self.version}:" + ",".join(s.header_sha256[:16] for s in self.shards)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": self.format, "generation": self.generation, "spec": self.spec, "version": self.version,
-                "next_seq": self.next_seq, "updated_at": self.updated_at,
-                "shards": [s.to_dict() for s in self.shards]}
+        return {
+            "format": self.format,
+            "generation": self.generation,
+            "spec": self.spec,
+            "version": self.version,
+            "next_seq": self.next_seq,
+            "updated_at": self.updated_at,
+            "shards": [s.to_dict() for s in self.shards],
+        }
 
     def bumped(self, shards: tuple[ShardEntry, ...], next_seq: int) -> StoreManifest:
         now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -100,17 +118,35 @@ def read_manifest(root: Path, generation: str) -> StoreManifest:
     except FileNotFoundError:
         raise StoreNotFound(generation, str(root)) from None
     except ValueError:
-        raise ShardCorrupt(f"Store manifest {path} is not valid JSON. Run: emb store verify --version {generation}") from None
+        raise ShardCorrupt(
+            f"Store manifest {path} is not valid JSON. Run: emb store verify --version {generation}"
+        ) from None
     try:
-        shards = tuple(ShardEntry(name=s["name"], kind=s["kind"], seq=int(s["seq"]), rows=int(s["rows"]),
-                                  header_sha256=s["header_sha256"]) for s in d["shards"])
-        m = StoreManifest(generation=d["generation"], spec=dict(d["spec"]), version=int(d["version"]),
-                          next_seq=int(d["next_seq"]), shards=shards, updated_at=d.get("updated_at", ""),
-                          format=d["format"])
+        shards = tuple(
+            ShardEntry(
+                name=s["name"],
+                kind=s["kind"],
+                seq=int(s["seq"]),
+                rows=int(s["rows"]),
+                header_sha256=s["header_sha256"],
+            )
+            for s in d["shards"]
+        )
+        m = StoreManifest(
+            generation=d["generation"],
+            spec=dict(d["spec"]),
+            version=int(d["version"]),
+            next_seq=int(d["next_seq"]),
+            shards=shards,
+            updated_at=d.get("updated_at", ""),
+            format=d["format"],
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise ShardCorrupt(f"Store manifest {path} is malformed ({exc!r}).") from None
     if m.format != STORE_FORMAT:
-        raise ShardCorrupt(f"Store manifest {path}: unknown format {m.format!r} (this embsdk reads {STORE_FORMAT}).")
+        raise ShardCorrupt(
+            f"Store manifest {path}: unknown format {m.format!r} (this embsdk reads {STORE_FORMAT})."
+        )
     if m.generation != generation:
         raise IncompatibleGenerationError(m.generation, generation)
     return m
@@ -183,6 +219,8 @@ def ensure_store(root: Path, generation: str, spec: dict[str, Any]) -> StoreMani
         write_manifest(root, m)
         return m
     if m.spec != dict(spec):
-        raise StoreError(f"The store of {generation!r} was written with spec {m.spec}, not {dict(spec)}; "
-                         "a generation's spec never changes. Register a new generation instead.")
+        raise StoreError(
+            f"The store of {generation!r} was written with spec {m.spec}, not {dict(spec)}; "
+            "a generation's spec never changes. Register a new generation instead."
+        )
     return m

@@ -37,8 +37,14 @@ class CompactResult:
     removed: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"generation": self.generation, "version": self.version, "shards_before": self.shards_before,
-                "shards_after": self.shards_after, "items": self.items, "removed": list(self.removed)}
+        return {
+            "generation": self.generation,
+            "version": self.version,
+            "shards_before": self.shards_before,
+            "shards_after": self.shards_after,
+            "items": self.items,
+            "removed": list(self.removed),
+        }
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,15 @@ class VerifyReport:
         return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
-        return {"generation": self.generation, "version": self.version, "ok": self.ok, "shards": self.shards,
-                "items": self.items, "problems": list(self.problems), "orphans": list(self.orphans)}
+        return {
+            "generation": self.generation,
+            "version": self.version,
+            "ok": self.ok,
+            "shards": self.shards,
+            "items": self.items,
+            "problems": list(self.problems),
+            "orphans": list(self.orphans),
+        }
 
 
 def _orphans(root: Path, listed: set[str]) -> list[Path]:
@@ -84,8 +97,10 @@ def compact_store(store_dir: str | Path, generation: str, *, registry: Any | Non
         m = read_manifest(root, generation)
         problems = _shard_problems(root, m)
         if problems:
-            raise ShardCorrupt(f"Refusing to compact the damaged store of {generation!r} ({len(problems)} problem(s), "
-                               f"first: {problems[0]}); run: emb store verify --version {generation}")
+            raise ShardCorrupt(
+                f"Refusing to compact the damaged store of {generation!r} ({len(problems)} problem(s), "
+                f"first: {problems[0]}); run: emb store verify --version {generation}"
+            )
         store = EmbeddingStore.open(store_dir, generation)
         m = store.manifest
         live = store.live()
@@ -93,8 +108,16 @@ def compact_store(store_dir: str | Path, generation: str, *, registry: Any | Non
         new: tuple[ShardEntry, ...] = ()
         if live.ids.size:
             name = f"{seq:08d}-data-{secrets.token_hex(4)}"
-            _, digest = write_shard(root / "shards" / name, generation=generation, spec=m.spec, kind="data", seq=seq,
-                                    ids=live.ids, codes=live.codes, vectors=live.vectors)
+            _, digest = write_shard(
+                root / "shards" / name,
+                generation=generation,
+                spec=m.spec,
+                kind="data",
+                seq=seq,
+                ids=live.ids,
+                codes=live.codes,
+                vectors=live.vectors,
+            )
             new = (ShardEntry(name, "data", seq, int(live.ids.size), digest),)
             seq += 1
         m2 = m.bumped(new, seq)
@@ -115,8 +138,9 @@ def compact_store(store_dir: str | Path, generation: str, *, registry: Any | Non
 def _shard_problems(root: Path, m: StoreManifest) -> list[str]:
     problems: list[str] = []
     for e in m.shards:
-        problems += verify_shard(root / "shards" / e.name, generation=m.generation, spec=m.spec,
-                                 header_sha256=e.header_sha256)
+        problems += verify_shard(
+            root / "shards" / e.name, generation=m.generation, spec=m.spec, header_sha256=e.header_sha256
+        )
     return problems
 
 
@@ -130,7 +154,9 @@ def verify_store(store_dir: str | Path, generation: str) -> VerifyReport:
     m = read_manifest(root, generation)
     problems = _shard_problems(root, m)
     orphans = tuple(p.name for p in _orphans(root, {e.name for e in m.shards}))
-    return VerifyReport(generation, m.version, len(m.shards), count_live_items(root, m), tuple(problems), orphans)
+    return VerifyReport(
+        generation, m.version, len(m.shards), count_live_items(root, m), tuple(problems), orphans
+    )
 
 
 def count_live_items(root: Path, m: StoreManifest) -> int:
@@ -141,7 +167,9 @@ def count_live_items(root: Path, m: StoreManifest) -> int:
     unreadable, ids, seq, is_data = 0, [], [], []
     for e in m.shards:
         try:
-            a = np.asarray(np.load(root / "shards" / e.name / IDS, mmap_mode="r", allow_pickle=False), np.int64)
+            a = np.asarray(
+                np.load(root / "shards" / e.name / IDS, mmap_mode="r", allow_pickle=False), np.int64
+            )
         except (OSError, ValueError):
             unreadable += e.rows if e.kind == "data" else 0
             continue

@@ -28,7 +28,9 @@ def publish_files(registry: Any, generation: str, files: Iterable[tuple[str, Pat
     return out
 
 
-def publish_shards(registry: Any, root: Path, generation: str, shard_names: Iterable[str]) -> list[PublishedShard]:
+def publish_shards(
+    registry: Any, root: Path, generation: str, shard_names: Iterable[str]
+) -> list[PublishedShard]:
     """Register every file of the given shard folders as ``store/<shard>/<file>`` artifacts."""
     files = []
     for name in shard_names:

@@ -60,7 +60,9 @@ class EmbeddingStore:
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, store_dir: str | Path, generation: str, *, spec: dict[str, Any] | None = None) -> EmbeddingStore:
+    def open(
+        cls, store_dir: str | Path, generation: str, *, spec: dict[str, Any] | None = None
+    ) -> EmbeddingStore:
         """Open the store of *generation* under *store_dir* (``EMB_STORE``).
 
         Args:
@@ -74,14 +76,25 @@ class EmbeddingStore:
             ShardCorrupt: the spec differs, or a shard is damaged.
         """
         root = generation_root(Path(store_dir).expanduser(), generation)
-        for attempt in range(3):  # a compaction may delete shards between reading the manifest and opening them
+        for attempt in range(
+            3
+        ):  # a compaction may delete shards between reading the manifest and opening them
             manifest = read_manifest(root, generation)
             if spec is not None and spec != manifest.spec:
-                raise ShardCorrupt(f"The store of {generation!r} was written with spec {manifest.spec}, but the registry "
-                                   f"says {spec}; it cannot be read as this generation. Re-run the backfill.")
+                raise ShardCorrupt(
+                    f"The store of {generation!r} was written with spec {manifest.spec}, but the registry "
+                    f"says {spec}; it cannot be read as this generation. Re-run the backfill."
+                )
             try:
-                shards = [open_shard(root / "shards" / e.name, generation=generation, spec=manifest.spec,
-                                     header_sha256=e.header_sha256) for e in manifest.shards]
+                shards = [
+                    open_shard(
+                        root / "shards" / e.name,
+                        generation=generation,
+                        spec=manifest.spec,
+                        header_sha256=e.header_sha256,
+                    )
+                    for e in manifest.shards
+                ]
             except ShardCorrupt:
                 if attempt < 2 and read_manifest(root, generation).version != manifest.version:
                     continue
@@ -287,10 +300,19 @@ class EmbeddingStore:
     def info(self) -> dict[str, Any]:
         """Summary for ``emb store info``."""
         m = self.manifest
-        return {"generation": m.generation, "spec": m.spec, "root": str(self.root), "version": m.version,
-                "updated_at": m.updated_at, "items": len(self), "has_vectors": self.has_vectors,
-                "shards": [{**e.to_dict(), "bytes": sum(int(f["bytes"]) for f in s.header.files.values())}
-                           for e, s in zip(m.shards, self._all)]}
+        return {
+            "generation": m.generation,
+            "spec": m.spec,
+            "root": str(self.root),
+            "version": m.version,
+            "updated_at": m.updated_at,
+            "items": len(self),
+            "has_vectors": self.has_vectors,
+            "shards": [
+                {**e.to_dict(), "bytes": sum(int(f["bytes"]) for f in s.header.files.values())}
+                for e, s in zip(m.shards, self._all)
+            ],
+        }
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -332,10 +354,14 @@ def as_item_ids(ids: Any) -> np.ndarray:
     if a.dtype == object:
         return np.array([as_item_id(i) for i in a.reshape(-1).tolist()], dtype=np.int64)
     if a.dtype.kind != "u":
-        raise InvalidItemId(f"Item ids must be 64-bit integers; got {a.dtype} values such as {a.reshape(-1)[:3]!r}.")
+        raise InvalidItemId(
+            f"Item ids must be 64-bit integers; got {a.dtype} values such as {a.reshape(-1)[:3]!r}."
+        )
     if bool((a > _INT64_MAX).any()):
-        raise InvalidItemId(f"Item ids must be 64-bit integers: {int(a[a > _INT64_MAX].reshape(-1)[0])} is outside "
-                            "[-2**63, 2**63 - 1].")
+        raise InvalidItemId(
+            f"Item ids must be 64-bit integers: {int(a[a > _INT64_MAX].reshape(-1)[0])} is outside "
+            "[-2**63, 2**63 - 1]."
+        )
     return a.astype(np.int64).reshape(-1)
 
 
@@ -367,17 +393,24 @@ def _checked_positions(s: ShardArrays, sorted_ids: np.ndarray) -> np.ndarray:
     check.rows(pos[inside])
     after = pos > 0
     check.rows(pos[after] - 1)
-    if not (ids[pos[after] - 1] < sorted_ids[after]).all() or not (sorted_ids[inside] <= ids[pos[inside]]).all():
+    if (
+        not (ids[pos[after] - 1] < sorted_ids[after]).all()
+        or not (sorted_ids[inside] <= ids[pos[inside]]).all()
+    ):
         raise _misplaced(s)
     return pos
 
 
 def _misplaced(s: ShardArrays) -> ShardCorrupt:
-    return ShardCorrupt(f"Shard {s.path.name}: ids.npy is not sorted around a looked-up id (damaged); nothing is "
-                        "served from this shard. Run: emb store verify")
+    return ShardCorrupt(
+        f"Shard {s.path.name}: ids.npy is not sorted around a looked-up id (damaged); nothing is "
+        "served from this shard. Run: emb store verify"
+    )
 
 
-def _gather(s: ShardArrays, rows: np.ndarray, codes: np.ndarray, vectors: np.ndarray | None, out: Any) -> None:
+def _gather(
+    s: ShardArrays, rows: np.ndarray, codes: np.ndarray, vectors: np.ndarray | None, out: Any
+) -> None:
     """Copy verified rows of shard *s* into ``codes[out]`` (and ``vectors[out]``)."""
     s.checks[CODES].rows(rows)
     codes[out] = s.codes[rows]  # type: ignore[index]

@@ -114,10 +114,18 @@ class StoreWriter:
         ids_a = as_item_ids(ids)
         codes_a = np.asarray(codes)
         if codes_a.dtype != np.uint8:
-            if not np.issubdtype(codes_a.dtype, np.integer) or (codes_a.size and (codes_a.min() < 0 or codes_a.max() > 255)):
-                raise StoreError(f"codes must be packed uint8 bytes (numpy.packbits); got dtype {codes_a.dtype}.")
+            if not np.issubdtype(codes_a.dtype, np.integer) or (
+                codes_a.size and (codes_a.min() < 0 or codes_a.max() > 255)
+            ):
+                raise StoreError(
+                    f"codes must be packed uint8 bytes (numpy.packbits); got dtype {codes_a.dtype}."
+                )
             codes_a = codes_a.astype(np.uint8)
-        codes_a = codes_a.reshape(ids_a.size, -1) if codes_a.size and ids_a.size else codes_a.reshape(0, self._nbytes)
+        codes_a = (
+            codes_a.reshape(ids_a.size, -1)
+            if codes_a.size and ids_a.size
+            else codes_a.reshape(0, self._nbytes)
+        )
         if codes_a.shape[1] != self._nbytes:
             raise CodeLengthError(codes_a.shape[1], self._nbytes, self.generation)
         vec = None
@@ -194,9 +202,16 @@ class StoreWriter:
                 continue
             name = f"{seq:08d}-{kind}-{secrets.token_hex(4)}"
             path = self.root / "shards" / name
-            _, digest = write_shard(path, generation=self.generation, spec=m.spec, kind=kind, seq=seq, ids=ids,
-                                    codes=up_codes if kind == "data" else None,
-                                    vectors=up_vecs if kind == "data" else None)
+            _, digest = write_shard(
+                path,
+                generation=self.generation,
+                spec=m.spec,
+                kind=kind,
+                seq=seq,
+                ids=ids,
+                codes=up_codes if kind == "data" else None,
+                vectors=up_vecs if kind == "data" else None,
+            )
             new.append(ShardEntry(name=name, kind=kind, seq=seq, rows=int(ids.size), header_sha256=digest))
             seq += 1
         m2 = m.bumped(m.shards + tuple(new), seq)
@@ -208,4 +223,6 @@ class StoreWriter:
             from embsdk.store.publish import publish_shards
 
             published = tuple(publish_shards(registry, self.root, self.generation, [e.name for e in new]))
-        return CommitResult(m2.version, int(up_ids.size), int(del_ids.size), tuple(e.name for e in new), published)
+        return CommitResult(
+            m2.version, int(up_ids.size), int(del_ids.size), tuple(e.name for e in new), published
+        )

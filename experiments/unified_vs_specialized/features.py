@@ -26,11 +26,15 @@ def eval_features(backbone: Backbone, manifest: Manifest, *, cache_dir: Path, wo
     """Pooled features (N, F) of every manifest row, eval transform."""
     rows = list(range(len(manifest)))
     spec = backbone.default_input_spec
-    return cached_features(backbone, manifest, rows, spec=spec, views=1, cache_dir=cache_dir, num_workers=workers)[0]
+    return cached_features(
+        backbone, manifest, rows, spec=spec, views=1, cache_dir=cache_dir, num_workers=workers
+    )[0]
 
 
 class _AugViews(Dataset):
-    def __init__(self, manifest: Manifest, rows: Sequence[int], backbone: Backbone, views: int, seed: int) -> None:
+    def __init__(
+        self, manifest: Manifest, rows: Sequence[int], backbone: Backbone, views: int, seed: int
+    ) -> None:
         self.data = ImageDataset(manifest, rows, train_transform(backbone.default_input_spec))
         self.n, self.views, self.seed = len(rows), views, seed
 
@@ -60,7 +64,9 @@ def augmented_features(
 
     from trainer.features import feature_cache_key
 
-    key = feature_cache_key(backbone, backbone.default_input_spec, manifest, rows, views, seed, extra="augmented-only")
+    key = feature_cache_key(
+        backbone, backbone.default_input_spec, manifest, rows, views, seed, extra="augmented-only"
+    )
     path = cache_dir / f"{key}.npy"
     if path.is_file():
         arr = np.load(path)
@@ -69,7 +75,9 @@ def augmented_features(
     if views == 0:
         return np.zeros((0, len(rows), backbone.feature_dim), np.float32)
     backbone.eval()
-    loader = DataLoader(_AugViews(manifest, rows, backbone, views, seed), batch_size=batch_size, num_workers=workers)
+    loader = DataLoader(
+        _AugViews(manifest, rows, backbone, views, seed), batch_size=batch_size, num_workers=workers
+    )
     out = np.empty((views * len(rows), backbone.feature_dim), np.float32)
     k = 0
     with tqdm(total=len(out), desc=f"augmented features x{views}", unit="img") as bar:

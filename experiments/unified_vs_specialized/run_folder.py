@@ -24,7 +24,9 @@ from .train_cached import TrainedEmbedding
 __all__ = ["save_run_folder", "verify_run_folder"]
 
 
-def save_run_folder(run_dir: Path, model: TrainedEmbedding, backbone: Backbone, manifest: Manifest, cfg: ExperimentConfig) -> Path:
+def save_run_folder(
+    run_dir: Path, model: TrainedEmbedding, backbone: Backbone, manifest: Manifest, cfg: ExperimentConfig
+) -> Path:
     """Write *model* (embedding layer on the frozen *backbone*) as a run folder; return it."""
     full = UnifiedEmbeddingModel(backbone, cfg.embedding_dim)
     full.embedding.load_state_dict(model.layer.state_dict())
@@ -73,8 +75,12 @@ def verify_run_folder(
     rows = np.sort(rng.choice(len(manifest), size=min(cfg.verify_rows, len(manifest)), replace=False))
     embedder = load_embedder(run_dir)
     floats, valid, _errs, ips = embed_paths(
-        embedder.module, [manifest.image_path(int(r)) for r in rows], embedder.input_spec,
-        batch_size=cfg.feature_batch_size, workers=cfg.workers, desc="verify run folder",
+        embedder.module,
+        [manifest.image_path(int(r)) for r in rows],
+        embedder.input_spec,
+        batch_size=cfg.feature_batch_size,
+        workers=cfg.workers,
+        desc="verify run folder",
     )
     ref = cached_floats[rows]
     same_bits = float(np.mean((floats > 0) == (ref > 0)))
@@ -89,12 +95,24 @@ def verify_run_folder(
     }
 
 
-def _verify_full(run_dir: Path, manifest: Manifest, report_dir: Path, expected: dict[str, Any], cfg: ExperimentConfig) -> dict[str, Any]:
+def _verify_full(
+    run_dir: Path, manifest: Manifest, report_dir: Path, expected: dict[str, Any], cfg: ExperimentConfig
+) -> dict[str, Any]:
     from trainer.evaluate import evaluate
 
-    got = evaluate(run_dir, manifest.path, report_dir, split=cfg.split, tasks=cfg.tasks, batch_size=cfg.feature_batch_size, workers=cfg.workers)
+    got = evaluate(
+        run_dir,
+        manifest.path,
+        report_dir,
+        split=cfg.split,
+        tasks=cfg.tasks,
+        batch_size=cfg.feature_batch_size,
+        workers=cfg.workers,
+    )
     diffs = {
-        f"{task}/{kind}": got["tasks"][task][kind]["R@1"] - expected[task][kind]["R@1"] for task in cfg.tasks for kind in ("float", "binary")
+        f"{task}/{kind}": got["tasks"][task][kind]["R@1"] - expected[task][kind]["R@1"]
+        for task in cfg.tasks
+        for kind in ("float", "binary")
     }
     return {
         "mode": f"full: emb eval {run_dir} --manifest {manifest.path} --report {report_dir}",

@@ -47,9 +47,15 @@ class TrainedEmbedding:
         return self.layer(torch.from_numpy(np.array(features, dtype=np.float32))).numpy()
 
 
-def _task_pools(manifest: Manifest, rows: np.ndarray, tasks: list[str], catalog_repeat: int) -> tuple[dict, dict, dict]:
+def _task_pools(
+    manifest: Manifest, rows: np.ndarray, tasks: list[str], catalog_repeat: int
+) -> tuple[dict, dict, dict]:
     """Per task: class list, label id per training position (IGNORE when unlabelled), sampling pool."""
-    domains = manifest.rows["domain"].fillna("").astype(str).to_numpy() if "domain" in manifest.rows.columns else None
+    domains = (
+        manifest.rows["domain"].fillna("").astype(str).to_numpy()
+        if "domain" in manifest.rows.columns
+        else None
+    )
     classes, label_ids, pools = {}, {}, {}
     for task in tasks:
         classes[task] = manifest.classes(task)
@@ -90,14 +96,22 @@ def train_embedding(
     classes, label_ids, pools = _task_pools(manifest, rows, tasks, cfg.catalog_repeat)
     views, _, feat_dim = features.shape
     layer = EmbeddingLayer(feat_dim, cfg.embedding_dim)
-    heads = {t: NormSoftmaxHead(len(classes[t]), cfg.embedding_dim, temperature=cfg.temperature) for t in tasks}
-    objective = MultiTaskLoss(heads, binary_weight=cfg.binary_loss_weight)  # > 0: also on sign(emb), straight-through
+    heads = {
+        t: NormSoftmaxHead(len(classes[t]), cfg.embedding_dim, temperature=cfg.temperature) for t in tasks
+    }
+    objective = MultiTaskLoss(
+        heads, binary_weight=cfg.binary_loss_weight
+    )  # > 0: also on sign(emb), straight-through
     params = [*layer.parameters(), *objective.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_labelled = len(np.unique(np.concatenate(list(pools.values()))))
-    sampler = MixedTaskBatchSampler(pools, cfg.batch_size, seed=seed, batches_per_epoch=max(1, math.ceil(n_labelled / cfg.batch_size)))
+    sampler = MixedTaskBatchSampler(
+        pools, cfg.batch_size, seed=seed, batches_per_epoch=max(1, math.ceil(n_labelled / cfg.batch_size))
+    )
     total = cfg.epochs * sampler.batches_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+    )
     feats = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
     labels = {t: torch.from_numpy(label_ids[t]) for t in tasks}
     log: list[dict[str, float]] = []
@@ -124,4 +138,6 @@ def train_embedding(
             for t, v in per_task.items():
                 sums[t] = sums.get(t, 0.0) + float(v)
         log.append({"epoch": epoch, **{t: v / sampler.batches_per_epoch for t, v in sums.items()}})
-    return TrainedEmbedding(name, list(tasks), seed, layer.eval(), classes, step, time.perf_counter() - start, log)
+    return TrainedEmbedding(
+        name, list(tasks), seed, layer.eval(), classes, step, time.perf_counter() - start, log
+    )

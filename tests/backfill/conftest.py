@@ -33,10 +33,20 @@ def publish_tiny(tmp_path: Path, name: str = "tiny-v1", n_images: int = 23) -> P
     export = tmp_path / "export"
     export_model(make_tiny_model(0), export, input_spec=SPEC, parity_images=imgs[:4])
     with Registry() as reg:
-        reg.register(name, family="tiny", artifacts=[export / "model.onnx"],
-                     embedding_spec={"dim": 64, "bits": 64, "binarization": "layernorm-sign", "threshold": 0.0,
-                                     "bit_order": "numpy-packbits-big", "float_dtype": "float16"},
-                     input_spec=SPEC.to_dict())
+        reg.register(
+            name,
+            family="tiny",
+            artifacts=[export / "model.onnx"],
+            embedding_spec={
+                "dim": 64,
+                "bits": 64,
+                "binarization": "layernorm-sign",
+                "threshold": 0.0,
+                "bit_order": "numpy-packbits-big",
+                "float_dtype": "float16",
+            },
+            input_spec=SPEC.to_dict(),
+        )
     paths = [*imgs, corrupt]
     ids = np.arange(len(paths), dtype=np.int64) * 1_000_003 + 7  # sparse 64-bit ids
     manifest = tmp_path / "items.csv"

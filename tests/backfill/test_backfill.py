@@ -32,9 +32,26 @@ def _store(pub: Published) -> EmbeddingStore:
 
 
 def test_backfill_cli_fills_store_and_reports_corrupt_image(published: Published) -> None:
-    out = subprocess.run([EMB, "backfill", "--version", published.generation, "--manifest", str(published.manifest),
-                          "--batch-size", "4", "--commit-every", "8", "--json"],
-                         capture_output=True, text=True, check=False, cwd=ROOT, env=os.environ.copy())
+    out = subprocess.run(
+        [
+            EMB,
+            "backfill",
+            "--version",
+            published.generation,
+            "--manifest",
+            str(published.manifest),
+            "--batch-size",
+            "4",
+            "--commit-every",
+            "8",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env=os.environ.copy(),
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["embedded"] == len(published.good_ids)
@@ -59,8 +76,14 @@ def test_backfill_resume_after_real_kill_is_exactly_once(published: Published) -
         " '--batch-size', '2', '--commit-every', '4']\n"
         "main()\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, env=os.environ.copy())
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=os.environ.copy(),
+    )
     deadline = time.monotonic() + 120
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -72,9 +95,25 @@ def test_backfill_resume_after_real_kill_is_exactly_once(published: Published) -
     partial = _store(published).live_ids()
     assert 0 < partial.size < len(published.good_ids)  # really killed half way
 
-    out = subprocess.run([EMB, "backfill", "--version", published.generation, "--manifest", str(published.manifest),
-                          "--resume", "--batch-size", "4", "--json"], capture_output=True, text=True, cwd=ROOT,
-                         env=os.environ.copy(), check=False)
+    out = subprocess.run(
+        [
+            EMB,
+            "backfill",
+            "--version",
+            published.generation,
+            "--manifest",
+            str(published.manifest),
+            "--resume",
+            "--batch-size",
+            "4",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=os.environ.copy(),
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["already_present"] == partial.size
@@ -92,7 +131,9 @@ def test_ray_engine_gives_the_same_store(tmp_path: Path, published: Published) -
 
     local = backfill(published.generation, published.manifest, batch_size=4, progress=False)
     other = publish_tiny(tmp_path / "second", name="tiny-v2")
-    ray_report = backfill(other.generation, other.manifest, batch_size=4, engine="ray", workers=2, progress=False)
+    ray_report = backfill(
+        other.generation, other.manifest, batch_size=4, engine="ray", workers=2, progress=False
+    )
     assert ray_report.embedded == local.embedded and len(ray_report.failed) == 1
     a, b = _store(published).live(), _store(other).live()
     np.testing.assert_array_equal(a.ids, b.ids)
@@ -112,9 +153,19 @@ def test_backfill_bad_inputs(tmp_path: Path, published: Published) -> None:
     noid.write_text(f"image\n{published.paths[0]}\n")
     with pytest.raises(ManifestError, match="missing the 'id' column"):
         backfill(published.generation, noid, progress=False)
-    out = subprocess.run([EMB, "backfill", "--version", "nope-v9", "--manifest", str(published.manifest)],
-                         capture_output=True, text=True, cwd=ROOT, env=os.environ.copy(), check=False)
-    assert out.returncode == 1 and out.stderr.startswith("error: No generation") and "Traceback" not in out.stderr
+    out = subprocess.run(
+        [EMB, "backfill", "--version", "nope-v9", "--manifest", str(published.manifest)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=os.environ.copy(),
+        check=False,
+    )
+    assert (
+        out.returncode == 1
+        and out.stderr.startswith("error: No generation")
+        and "Traceback" not in out.stderr
+    )
 
 
 def test_backfill_skips_and_counts_a_decompression_bomb(tmp_path: Path, published: Published) -> None:
@@ -126,8 +177,14 @@ def test_backfill_skips_and_counts_a_decompression_bomb(tmp_path: Path, publishe
     manifest = tmp_path / "with_bomb.csv"
     ids = [*published.ids.tolist(), 99]
     pd.DataFrame({"id": ids, "image": [*map(str, published.paths), str(bomb)]}).to_csv(manifest, index=False)
-    out = subprocess.run([EMB, "backfill", "--version", published.generation, "--manifest", str(manifest), "--json"],
-                         capture_output=True, text=True, check=False, cwd=ROOT, env=os.environ.copy())
+    out = subprocess.run(
+        [EMB, "backfill", "--version", published.generation, "--manifest", str(manifest), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env=os.environ.copy(),
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     failed = {f["id"]: f["reason"] for f in report["failed"]}
@@ -138,12 +195,17 @@ def test_backfill_skips_and_counts_a_decompression_bomb(tmp_path: Path, publishe
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
-@pytest.mark.parametrize(("ids", "row", "match"), [
-    (["1", "2", "1"], 2, "duplicate id 1 \\(first in row 0"),
-    (["1", str(2**63)], 1, "not an integer in the int64 range"),
-    (["1", "1.5"], 1, "not an integer in the int64 range"),
-])
-def test_backfill_manifest_ids_are_exact_int64(tmp_path: Path, fmt: str, ids: list[str], row: int, match: str) -> None:
+@pytest.mark.parametrize(
+    ("ids", "row", "match"),
+    [
+        (["1", "2", "1"], 2, "duplicate id 1 \\(first in row 0"),
+        (["1", str(2**63)], 1, "not an integer in the int64 range"),
+        (["1", "1.5"], 1, "not an integer in the int64 range"),
+    ],
+)
+def test_backfill_manifest_ids_are_exact_int64(
+    tmp_path: Path, fmt: str, ids: list[str], row: int, match: str
+) -> None:
     import pandas as pd
 
     from embsdk.backfill.source import read_items

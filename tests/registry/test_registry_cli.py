@@ -283,7 +283,10 @@ def test_tricky_password_never_printed_by_a_working_registry(
     ("text", "expected"),
     [
         ("postgresql+psycopg://u:se@cret@h/db", "postgresql+psycopg://u:***@h/db"),
-        ("at pg://u:a:b/c%40d@h:5/db?x=1 failed: bob@example", "at pg://u:***@h:5/db?x=1 failed: bob@example"),
+        (
+            "at pg://u:a:b/c%40d@h:5/db?x=1 failed: bob@example",
+            "at pg://u:***@h:5/db?x=1 failed: bob@example",
+        ),
         ("'pg://u:p@h/db': bad", "'pg://u:***@h/db': bad"),
         ("pg://h/db?password=s3@cret&sslmode=require", "pg://h/db?password=***&sslmode=require"),
         ("sqlite:////data/a:b@c.db", "sqlite:////data/a:b@c.db"),

@@ -117,7 +117,9 @@ def test_kill_9_mid_register_leaves_registry_consistent(
     assert reg.fsck().clean
 
 
-def test_processes_creating_the_same_new_aliases_at_once_all_succeed(registry_url: str, tmp_path: Path) -> None:
+def test_processes_creating_the_same_new_aliases_at_once_all_succeed(
+    registry_url: str, tmp_path: Path
+) -> None:
     """On PostgreSQL the loser of a race to CREATE an alias got ``duplicate key ... "pk_aliases"``.
 
     Four processes point the same 5 new aliases at four different generations, released by one barrier; each

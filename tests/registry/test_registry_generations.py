@@ -182,7 +182,9 @@ def test_creation_artifacts_are_immutable_attachments_append(reg: Registry, make
     reg.retire("u-v1")
     with pytest.raises(ImmutableGeneration) as refused:
         reg.add_artifact("u-v1", make_file("late.json"))
-    assert str(refused.value) == "Generation 'u-v1' is retired: it takes no new attachments."  # one clear sentence
+    assert (
+        str(refused.value) == "Generation 'u-v1' is retired: it takes no new attachments."
+    )  # one clear sentence
 
 
 def test_same_bytes_in_two_generations_share_one_blob(reg: Registry, make_file) -> None:

@@ -48,7 +48,9 @@ def test_the_limit_is_embsdk_s_own_and_checked_before_decoding(
 
     if pil_limit != "default":
         monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pil_limit)  # PIL's own guard off: embsdk's still holds
-    just_over = write_bomb_png(tmp_path / "over.png", side=int(MAX_DECODE_PIXELS**0.5) + 1)  # PIL alone accepts it
+    just_over = write_bomb_png(
+        tmp_path / "over.png", side=int(MAX_DECODE_PIXELS**0.5) + 1
+    )  # PIL alone accepts it
     for path in (bomb, just_over):
         started = time.perf_counter()
         with pytest.raises(ImageDecodeError, match=TOO_LARGE):
@@ -88,8 +90,14 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
 def test_a_large_jpeg_decodes_in_bounded_memory(tmp_path: Path) -> None:
     size = (8000, 6000)
     path = write_large_jpeg(tmp_path / "large.jpg", size)
-    out = subprocess.run([sys.executable, "-c", _MEASURE, str(path)], capture_output=True, text=True, cwd=ROOT,
-                         env=os.environ.copy(), check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=os.environ.copy(),
+        check=True,
+    )
     grew = int(out.stdout.strip())
     full_rgb = size[0] * size[1] * 3  # 144 MB: what a full decode holds at least
     assert grew < full_rgb / 8, f"peak memory grew {grew / 2**20:.0f} MiB decoding {size}"

@@ -14,7 +14,9 @@ EMB = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "emb")
 
 
 def _emb(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([EMB, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [EMB, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 @pytest.fixture
@@ -65,7 +67,10 @@ def test_cli_errors_are_one_line(populated, env):
         (("get", "1", "--version", "nope-v1"), "No generation or alias named 'nope-v1'"),
         (("search", "--version", "unified-v1"), "exactly one of --id"),
         (("search", "--id", str(10**15 + 7), "--version", "unified-v1"), "emb backfill"),
-        (("search", "--id", str(int(populated.ids[0])), "--version", "unified-v1", "--approx"), "emb store index"),
+        (
+            ("search", "--id", str(int(populated.ids[0])), "--version", "unified-v1", "--approx"),
+            "emb store index",
+        ),
     ]
     for args, needle in cases:
         r = _emb(*args, env=env)

@@ -117,7 +117,9 @@ def test_client_sees_new_commits_and_deletes(populated):
 def test_generation_without_a_store_and_empty_store(populated):
     from embsdk.errors import StoreNotFound
 
-    populated.registry.register("empty-v1", embedding_spec=populated.registry.get("unified-v1").embedding_spec)
+    populated.registry.register(
+        "empty-v1", embedding_spec=populated.registry.get("unified-v1").embedding_spec
+    )
     with pytest.raises(StoreNotFound, match="emb backfill --version empty-v1"):
         embsdk.get_embedding(1, version="empty-v1")
     StoreWriter(populated.store_dir, "empty-v1", populated.registry.get("empty-v1").embedding_spec)

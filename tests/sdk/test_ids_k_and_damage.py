@@ -35,8 +35,14 @@ def standalone(tmp_path: Path) -> tuple[embsdk.Client, np.ndarray, Path]:
 
 def _emb(store_dir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "EMB_HOME": str(store_dir.parent / "home"), "EMB_STORE": str(store_dir)}
-    return subprocess.run([EMB, *args, "--version", GEN, "--no-registry"], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [EMB, *args, "--version", GEN, "--no-registry"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_ids_outside_int64_are_refused_never_wrapped(standalone):
@@ -48,8 +54,16 @@ def test_ids_outside_int64_are_refused_never_wrapped(standalone):
             client.get_embedding(bad, GEN)
         with pytest.raises(InvalidItemId, match="outside"):
             client.search(bad, GEN, k=2)
-    for bad in ([2**63], [2**64 - 5], [1, 2**64 - 5], np.array([2**63, 2**64 - 5], np.uint64), [1.5],
-                np.array([1.5]), [True], ["1"]):
+    for bad in (
+        [2**63],
+        [2**64 - 5],
+        [1, 2**64 - 5],
+        np.array([2**63, 2**64 - 5], np.uint64),
+        [1.5],
+        np.array([1.5]),
+        [True],
+        ["1"],
+    ):
         with pytest.raises(InvalidItemId, match="64-bit integers"):
             client.get_embeddings(bad, GEN)
 

@@ -27,12 +27,18 @@ def image_generation(tmp_path: Path, emb_home: Path, monkeypatch: pytest.MonkeyP
 
     images = write_images(tmp_path / "images", 10)
     export = tmp_path / "export"
-    info = export_model(make_tiny_model(0), export, input_spec=InputSpec(image_size=32), parity_images=images[:4])
+    info = export_model(
+        make_tiny_model(0), export, input_spec=InputSpec(image_size=32), parity_images=images[:4]
+    )
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     monkeypatch.setenv("EMB_REGISTRY_URL", url)
     reg = Registry(url)
-    reg.register("tiny-v1", artifacts=[export / info["model"]["file"]], embedding_spec=info["embedding_spec"],
-                 input_spec=info["input_spec"])
+    reg.register(
+        "tiny-v1",
+        artifacts=[export / info["model"]["file"]],
+        embedding_spec=info["embedding_spec"],
+        input_spec=info["input_spec"],
+    )
     reg.close()
     embs = embsdk.embed(images, version="tiny-v1", return_float=True)
     ids = np.arange(100, 110)
@@ -56,15 +62,27 @@ def test_search_by_image_path_finds_itself(image_generation):
 def test_emb_search_image_cli(image_generation):
     images, ids, url = image_generation
     emb = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "emb")
-    r = subprocess.run([emb, "search", "--image", str(images[5]), "--version", "tiny-v1", "-k", "5", "--json"],
-                       env={**os.environ, "EMB_REGISTRY_URL": url}, capture_output=True, text=True, timeout=120, check=False)
+    r = subprocess.run(
+        [emb, "search", "--image", str(images[5]), "--version", "tiny-v1", "-k", "5", "--json"],
+        env={**os.environ, "EMB_REGISTRY_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["ids"][0] == ids[5] and out["hamming"][0] == 0 and len(out["ids"]) == 5
     bad = images[0].parent / "broken.jpg"
     bad.write_bytes(b"not an image")
-    r = subprocess.run([emb, "search", "--image", str(bad), "--version", "tiny-v1"],
-                       env={**os.environ, "EMB_REGISTRY_URL": url}, capture_output=True, text=True, timeout=120, check=False)
+    r = subprocess.run(
+        [emb, "search", "--image", str(bad), "--version", "tiny-v1"],
+        env={**os.environ, "EMB_REGISTRY_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 1 and "Cannot read image" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -78,8 +96,14 @@ def test_search_by_image_of_a_deprecated_generation_warns_once(image_generation)
         reg.promote("tiny-v1", to="production")
         reg.deprecate("tiny-v1", reason="replaced", force=True)
     emb = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "emb")
-    r = subprocess.run([emb, "search", "--image", str(images[2]), "--version", "tiny-v1", "-k", "3", "--json"],
-                       env={**os.environ, "EMB_REGISTRY_URL": url}, capture_output=True, text=True, timeout=120, check=False)
+    r = subprocess.run(
+        [emb, "search", "--image", str(images[2]), "--version", "tiny-v1", "-k", "3", "--json"],
+        env={**os.environ, "EMB_REGISTRY_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["ids"][0] == ids[2]
     shown = [line for line in r.stderr.splitlines() if "deprecated" in line]
@@ -106,5 +130,9 @@ def test_search_of_a_deprecated_generation_warns_once_per_call(image_generation)
         assert [w.category for w in caught] == [DeprecatedGenerationWarning], query
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        client.search_batch(np.stack([client.get_embeddings([int(ids[1])], "tiny-v1").codes[0]]), "tiny-v1", k=1)
-    assert len([w for w in caught if w.category is DeprecatedGenerationWarning]) == 2  # get_embeddings + search_batch
+        client.search_batch(
+            np.stack([client.get_embeddings([int(ids[1])], "tiny-v1").codes[0]]), "tiny-v1", k=1
+        )
+    assert (
+        len([w for w in caught if w.category is DeprecatedGenerationWarning]) == 2
+    )  # get_embeddings + search_batch

@@ -24,7 +24,9 @@ def published(tmp_path: Path) -> Published:
 
 
 def _emb(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([EMB, *args], capture_output=True, text=True, cwd=ROOT, env=os.environ.copy(), check=False)
+    return subprocess.run(
+        [EMB, *args], capture_output=True, text=True, cwd=ROOT, env=os.environ.copy(), check=False
+    )
 
 
 def _retire(name: str) -> None:
@@ -56,7 +58,10 @@ def test_retired_generation_does_not_embed(published: Published) -> None:
             embsdk.embed([image], version=ref)
     out = _emb("embed", image, "--version", published.generation)
     assert out.returncode == 1 and out.stdout == ""
-    assert out.stderr.startswith(f"error: Generation {published.generation!r} is retired") and "Traceback" not in out.stderr
+    assert (
+        out.stderr.startswith(f"error: Generation {published.generation!r} is retired")
+        and "Traceback" not in out.stderr
+    )
 
 
 def test_export_folder_has_no_lifecycle(published: Published) -> None:
@@ -73,8 +78,10 @@ def test_retired_generation_does_not_backfill_and_writes_no_shard(published: Pub
         backfill(published.generation, published.manifest, progress=False)
     out = _emb("backfill", "--version", published.generation, "--manifest", str(published.manifest))
     assert out.returncode == 1
-    message = (f"error: Generation {published.generation!r} is retired and can no longer be read; "
-               f"move to its replacement (emb registry lineage {published.generation}).")
+    message = (
+        f"error: Generation {published.generation!r} is retired and can no longer be read; "
+        f"move to its replacement (emb registry lineage {published.generation})."
+    )
     assert out.stderr.strip().splitlines() == [message], out.stderr
     assert not _store_dir(published.generation).exists()  # refused before any shard was written
 
@@ -90,7 +97,10 @@ def test_deprecated_generation_warns_in_embed_and_backfill(published: Published)
         report = backfill(published.generation, published.manifest, progress=False)
     assert report.embedded == len(published.good_ids) and caught[0].filename == __file__
     warning = f"warning: Generation {published.generation!r} is deprecated"
-    for args in (("embed", str(published.paths[0])), ("backfill", "--resume", "--manifest", str(published.manifest))):
+    for args in (
+        ("embed", str(published.paths[0])),
+        ("backfill", "--resume", "--manifest", str(published.manifest)),
+    ):
         out = _emb(*args, "--version", published.generation, "--json")
         assert out.returncode == 0, out.stderr
         shown = [line for line in out.stderr.splitlines() if "deprecated" in line]
@@ -103,8 +113,11 @@ def test_backfill_resolves_the_generation_once(published: Published, monkeypatch
 
     checked: list[tuple[str, str | None]] = []
     rule = embsdk.resolver.check_lifecycle
-    monkeypatch.setattr(embsdk.resolver, "check_lifecycle",
-                        lambda name, status, **kw: (checked.append((name, status)), rule(name, status, **kw)))
+    monkeypatch.setattr(
+        embsdk.resolver,
+        "check_lifecycle",
+        lambda name, status, **kw: (checked.append((name, status)), rule(name, status, **kw)),
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a candidate: no lifecycle warning
         backfill(published.generation, published.manifest, progress=False)

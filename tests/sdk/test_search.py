@@ -21,7 +21,9 @@ def test_flat_index_matches_numpy_popcount(bits):
     ix = BinaryIndex.build(codes, ids, generation="g", bits=bits)
     got_ids, got_d = ix.search(queries, 10)
     ref = hamming(queries, codes)  # (Q, N) int32, the project's reference
-    np.testing.assert_array_equal(got_d, np.sort(ref, axis=1)[:, :10])  # compare distances (ties may reorder ids)
+    np.testing.assert_array_equal(
+        got_d, np.sort(ref, axis=1)[:, :10]
+    )  # compare distances (ties may reorder ids)
     pos = {int(i): p for p, i in enumerate(ids)}
     for q in range(len(queries)):
         assert [ref[q, pos[int(i)]] for i in got_ids[q]] == got_d[q].tolist()
@@ -44,7 +46,9 @@ def test_search_every_query_form_agrees(populated):
     np.testing.assert_array_equal(by_id.distances, ref)
     assert by_id.distances[0] == 0 and item in by_id.ids[by_id.distances == 0]
     batch = embsdk.search_batch(populated.codes[:3], version="unified-v1", k=4)
-    assert [r.distances.tolist() for r in batch] == np.sort(hamming(populated.codes[:3], populated.codes), 1)[:, :4].tolist()
+    assert [r.distances.tolist() for r in batch] == np.sort(hamming(populated.codes[:3], populated.codes), 1)[
+        :, :4
+    ].tolist()
 
 
 def test_search_bad_queries_get_typed_errors(populated):
@@ -74,9 +78,14 @@ def test_approximate_indexes_saved_loaded_and_checked(populated):
     exact = np.stack([client.search(q, "unified-v1", k=10).ids for q in queries])
     for kind, want in (("hnsw", 0.9), ("ivf", 0.6)):
         client.build_index("unified-v1", kind=kind, publish=True)
-        fresh = embsdk.Client(registry_url=populated.registry_url, store=populated.store_dir)  # loads from disk
+        fresh = embsdk.Client(
+            registry_url=populated.registry_url, store=populated.store_dir
+        )  # loads from disk
         approx = [fresh.search(q, "unified-v1", k=10, exact=False, kind=kind) for q in queries]
-        assert type(fresh.index("unified-v1", kind=kind).index).__name__ == {"hnsw": "IndexBinaryHNSW", "ivf": "IndexBinaryIVF"}[kind]
+        assert (
+            type(fresh.index("unified-v1", kind=kind).index).__name__
+            == {"hnsw": "IndexBinaryHNSW", "ivf": "IndexBinaryIVF"}[kind]
+        )
         recall = np.mean([len(set(a.ids) & set(e)) / 10 for a, e in zip(approx, exact)])
         assert recall >= want, f"{kind} recall@10 {recall:.2f}"
         names = {a.name for a in populated.registry.get("unified-v1").artifacts}

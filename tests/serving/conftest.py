@@ -21,8 +21,12 @@ def make_tiny_model(seed: int = 0, dim: int = EMBED_DIM):
 
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-        nn.Linear(32, dim), nn.LayerNorm(dim, elementwise_affine=False),
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32, dim),
+        nn.LayerNorm(dim, elementwise_affine=False),
     ).eval()
 
 
@@ -39,8 +43,10 @@ def write_images(folder: Path, n: int, *, seed: int = 0) -> list[Path]:
         base = np.stack([xx * rng.uniform(1, 4), yy * rng.uniform(1, 4), (xx + yy) * rng.uniform(0.5, 2)], -1)
         pix = np.clip(base + rng.normal(0, 25, (h, w, 3)) + rng.integers(0, 120, 3), 0, 255).astype(np.uint8)
         img = Image.fromarray(pix)
-        ImageDraw.Draw(img).ellipse([rng.integers(0, w // 2), rng.integers(0, h // 2), w - 5, h - 5],
-                                    fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+        ImageDraw.Draw(img).ellipse(
+            [rng.integers(0, w // 2), rng.integers(0, h // 2), w - 5, h - 5],
+            fill=tuple(int(c) for c in rng.integers(0, 255, 3)),
+        )
         path = folder / f"img{i:03d}.{'jpg' if i % 2 else 'png'}"
         img.save(path)
         paths.append(path)
@@ -84,8 +90,15 @@ def write_manifest(root: Path, n: int = 16) -> Path:
         w = csv.DictWriter(f, fieldnames=["id", "image", "split", "domain", "task.shape"])
         w.writeheader()
         for i, p in enumerate(paths):
-            w.writerow({"id": i, "image": str(p.relative_to(root)), "split": "test" if i % 4 == 0 else "train",
-                        "domain": "photo", "task.shape": f"c{i % 3}"})
+            w.writerow(
+                {
+                    "id": i,
+                    "image": str(p.relative_to(root)),
+                    "split": "test" if i % 4 == 0 else "train",
+                    "domain": "photo",
+                    "task.shape": f"c{i % 3}",
+                }
+            )
     return path
 
 
@@ -97,6 +110,18 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("tiny_run")
     manifest = write_manifest(root)
-    train(TrainConfig(manifest=str(manifest), out=str(root / "run"), backbone="tiny-cnn", pretrained=False,
-                      embedding_dim=EMBED_DIM, image_size=IMAGE_SIZE, epochs=1, batch_size=8, num_workers=0), progress=False)
+    train(
+        TrainConfig(
+            manifest=str(manifest),
+            out=str(root / "run"),
+            backbone="tiny-cnn",
+            pretrained=False,
+            embedding_dim=EMBED_DIM,
+            image_size=IMAGE_SIZE,
+            epochs=1,
+            batch_size=8,
+            num_workers=0,
+        ),
+        progress=False,
+    )
     return root / "run"

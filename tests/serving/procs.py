@@ -10,7 +10,7 @@ def _stat(pid: int) -> list[str] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return raw[raw.rindex(")") + 2:].split()  # fields after "pid (comm)": state, ppid, pgrp, ...
+    return raw[raw.rindex(")") + 2 :].split()  # fields after "pid (comm)": state, ppid, pgrp, ...
 
 
 def alive(pid: int) -> bool:

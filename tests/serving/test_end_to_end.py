@@ -23,7 +23,9 @@ def test_train_publish_serve_embed(tiny_run: Path, images: list[Path], tmp_path:
     from embsdk.serving.server import TritonServer
 
     runner = CliRunner()
-    res = runner.invoke(app, ["publish", str(tiny_run), "--name", "unified-v1", "--alias", "staging", "--json"])
+    res = runner.invoke(
+        app, ["publish", str(tiny_run), "--name", "unified-v1", "--alias", "staging", "--json"]
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["triton_version"] == 1
     with TritonServer(http_port=0, grpc_port=0) as server:  # the default repository that publish filled
@@ -31,12 +33,31 @@ def test_train_publish_serve_embed(tiny_run: Path, images: list[Path], tmp_path:
         local = embsdk.embed(images, "staging", return_float=True)  # alias → registry → in-process ORT
         assert {e.generation for e in local} == {"unified-v1"} and local[0].bits == 64
         for protocol, url in (("http", ep.http_url), ("grpc", ep.grpc_url)):
-            remote = embsdk.embed(images, "staging", url=url, protocol=protocol, return_float=True, batch_size=4)
+            remote = embsdk.embed(
+                images, "staging", url=url, protocol=protocol, return_float=True, batch_size=4
+            )
             assert [e.generation for e in remote] == ["unified-v1"] * len(images)
-            np.testing.assert_array_equal(np.stack([e.code for e in remote]), np.stack([e.code for e in local]))
-            np.testing.assert_allclose(np.stack([e.vector for e in remote]), np.stack([e.vector for e in local]), atol=1e-5)
+            np.testing.assert_array_equal(
+                np.stack([e.code for e in remote]), np.stack([e.code for e in local])
+            )
+            np.testing.assert_allclose(
+                np.stack([e.vector for e in remote]), np.stack([e.vector for e in local]), atol=1e-5
+            )
         # CLI: emb embed over gRPC by generation name prints the same codes
-        res = runner.invoke(app, ["embed", str(images[0]), "--version", "unified-v1", "--url", ep.grpc_url, "-p", "grpc", "--json"])
+        res = runner.invoke(
+            app,
+            [
+                "embed",
+                str(images[0]),
+                "--version",
+                "unified-v1",
+                "--url",
+                ep.grpc_url,
+                "-p",
+                "grpc",
+                "--json",
+            ],
+        )
         assert res.exit_code == 0, res.output
         assert json.loads(res.stdout)[0]["code_hex"] == local[0].code.tobytes().hex()
         # a generation published after the server started is served once the model is reloaded
@@ -47,5 +68,7 @@ def test_train_publish_serve_embed(tiny_run: Path, images: list[Path], tmp_path:
         server.load("unified")  # what emb serve does by itself when the repository changes
         v2 = embsdk.embed(images, "unified-v2", url=ep.grpc_url, protocol="grpc")
         assert {e.generation for e in v2} == {"unified-v2"}
-        assert [e.code.tobytes() for e in v2] == [e.code.tobytes() for e in embsdk.embed(images, "unified-v2")]
+        assert [e.code.tobytes() for e in v2] == [
+            e.code.tobytes() for e in embsdk.embed(images, "unified-v2")
+        ]
     assert server.shm_files() == []

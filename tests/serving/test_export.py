@@ -53,7 +53,9 @@ def test_export_graph_contract_and_parity(tmp_path: Path, images: list[Path]) ->
     p = meta["parity"]
     assert p["passed"] and p["n_images"] == len(images)
     assert 0 <= p["max_abs_diff"] <= 1e-4 and p["bit_agreement"] >= 0.999
-    assert meta["embedding_spec"]["bits"] == 64 and meta["embedding_spec"]["bit_order"] == "numpy-packbits-big"
+    assert (
+        meta["embedding_spec"]["bits"] == 64 and meta["embedding_spec"]["bit_order"] == "numpy-packbits-big"
+    )
     assert meta["input_spec"]["image_size"] == 32
 
 
@@ -123,7 +125,10 @@ def test_emb_export_cli_on_a_trained_run(tiny_run: Path, tmp_path: Path) -> None
     data = json.loads(res.stdout)
     run = read_run_info(tiny_run)
     assert data["parity"]["passed"] and data["parity"]["n_images"] == 16  # the run's manifest images
-    assert data["embedding_spec"]["bits"] == run.embedding_spec["bits"] and data["input_spec"] == run.input_spec.to_dict()
+    assert (
+        data["embedding_spec"]["bits"] == run.embedding_spec["bits"]
+        and data["input_spec"] == run.input_spec.to_dict()
+    )
     assert data["source"]["manifest_sha256"] == run.manifest_sha256 and (out / "model.onnx").is_file()
     res = CliRunner().invoke(app, ["export", str(tmp_path / "nope"), "--out", str(out)])
     assert res.exit_code == 1 and "not a training run folder" in str(res.exception)
@@ -133,10 +138,18 @@ def test_sdk_serving_modules_import_light() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, embsdk.embed, embsdk.serving.server, embsdk.serving.client, embsdk.serving.local, "
-            "embsdk.serving.resolve, embsdk.serving.health; "
-            "print(sorted(m for m in ('torch', 'tritonclient', 'onnxruntime', 'sqlalchemy', 'faiss', 'registry') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2])
+    code = (
+        "import sys, embsdk.embed, embsdk.serving.server, embsdk.serving.client, embsdk.serving.local, "
+        "embsdk.serving.resolve, embsdk.serving.health; "
+        "print(sorted(m for m in ('torch', 'tritonclient', 'onnxruntime', 'sqlalchemy', 'faiss', 'registry') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert out.stdout.strip() == "[]"
 
 
@@ -154,7 +167,9 @@ def test_in_process_runner_sees_a_re_export(tmp_path: Path, images: list[Path]) 
     from embsdk.serving import local
 
     path = str((tmp_path / "model.onnx").resolve())
-    assert len([k for k in local._SESSIONS if k[0] == path]) == 1  # the re-exported file's old session was dropped
+    assert (
+        len([k for k in local._SESSIONS if k[0] == path]) == 1
+    )  # the re-exported file's old session was dropped
     np.testing.assert_array_equal(second, _run(tmp_path / "model.onnx", batch)[1])
     runner = LocalRunner(tmp_path / "model.onnx")
     with pytest.raises(InferenceError, match="float32"):

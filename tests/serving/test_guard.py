@@ -22,30 +22,47 @@ INFER = "/v2/models/unified/versions/1/infer"
 
 
 def header(shape: object, datatype: object = "FP32") -> bytes:
-    return json.dumps({"inputs": [{"name": "image", "shape": shape, "datatype": datatype, "data": [0]}]}).encode()
+    return json.dumps(
+        {"inputs": [{"name": "image", "shape": shape, "datatype": datatype, "data": [0]}]}
+    ).encode()
 
 
-@pytest.mark.parametrize("body", [header([1, 3, 32, 32]), header([0]), header([256, 1024], "FP32"),
-                                  header([LIMIT], "BYTES"), b'{"inputs": []}', b"{}"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        header([1, 3, 32, 32]),
+        header([0]),
+        header([256, 1024], "FP32"),
+        header([LIMIT], "BYTES"),
+        b'{"inputs": []}',
+        b"{}",
+    ],
+)
 def test_requests_within_the_bound_pass(body: bytes) -> None:
     check_infer_header(body, LIMIT)
 
 
-@pytest.mark.parametrize(("body", "match"), [
-    (header([1_000_000_000, 3, 64, 64]), "at most 1,048,576 bytes"),
-    (header([257, 1024]), "at most"),
-    (header([2**64 + 1]), "at most"),
-    (header([-1, 3]), "non-negative integers"),
-    (header([1.0, 3]), "non-negative integers"),
-    (header([True]), "non-negative integers"),
-    (header("1,3"), "non-negative integers"),
-    (header([1], "FP128"), "unknown datatype"),
-    (b'{"inputs": [{"name": "a", "shape": [10000000000], "shape": [1], "datatype": "FP32"}]}', "repeats a key"),
-    (b'{"inputs": {}}', "must be a list"),
-    (b'{"inputs": [1]}', "JSON object"),
-    (b"\xff{", "not valid JSON"),
-    (b"[" * 100_000, "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (header([1_000_000_000, 3, 64, 64]), "at most 1,048,576 bytes"),
+        (header([257, 1024]), "at most"),
+        (header([2**64 + 1]), "at most"),
+        (header([-1, 3]), "non-negative integers"),
+        (header([1.0, 3]), "non-negative integers"),
+        (header([True]), "non-negative integers"),
+        (header("1,3"), "non-negative integers"),
+        (header([1], "FP128"), "unknown datatype"),
+        (
+            b'{"inputs": [{"name": "a", "shape": [10000000000], "shape": [1], "datatype": "FP32"}]}',
+            "repeats a key",
+        ),
+        (b'{"inputs": {}}', "must be a list"),
+        (b'{"inputs": [1]}', "JSON object"),
+        (b"\xff{", "not valid JSON"),
+        (b"[" * 100_000, "not valid JSON"),
+    ],
+)
 def test_malformed_or_oversized_requests_are_refused(body: bytes, match: str) -> None:
     with pytest.raises(RequestRejected, match=match) as err:
         check_infer_header(body, LIMIT)
@@ -59,7 +76,9 @@ class _Echo(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        out = json.dumps({"path": self.path, "key": self.headers.get("admin-key"), "length": len(body)}).encode()
+        out = json.dumps(
+            {"path": self.path, "key": self.headers.get("admin-key"), "length": len(body)}
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(out)))
         self.end_headers()
@@ -83,7 +102,9 @@ def guard() -> Iterator[tuple[HttpGuard, ThreadingHTTPServer]]:
     upstream.server_close()
 
 
-def _post(port: int, body: bytes, headers: dict[str, str] | None = None, path: str = INFER) -> tuple[int, bytes]:
+def _post(
+    port: int, body: bytes, headers: dict[str, str] | None = None, path: str = INFER
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("POST", path, body=body, headers=headers or {})
     resp = conn.getresponse()
@@ -92,12 +113,20 @@ def _post(port: int, body: bytes, headers: dict[str, str] | None = None, path: s
     return out
 
 
-def test_guard_forwards_good_requests_and_answers_bad_ones_itself(guard: tuple[HttpGuard, ThreadingHTTPServer]) -> None:
+def test_guard_forwards_good_requests_and_answers_bad_ones_itself(
+    guard: tuple[HttpGuard, ThreadingHTTPServer],
+) -> None:
     g, upstream = guard
     status, text = _post(g.port, header([1, 3, 32, 32]), {"admin-key": "k"})
-    assert status == 200 and json.loads(text) == {"path": INFER, "key": "k", "length": len(header([1, 3, 32, 32]))}
+    assert status == 200 and json.loads(text) == {
+        "path": INFER,
+        "key": "k",
+        "length": len(header([1, 3, 32, 32])),
+    }
     assert _post(g.port, header([10**9, 3, 64, 64]))[0] == 400
-    assert _post(g.port, header([10**9, 3, 64, 64]), path=INFER + "?x=1")[0] == 400  # tritonserver ignores the query
+    assert (
+        _post(g.port, header([10**9, 3, 64, 64]), path=INFER + "?x=1")[0] == 400
+    )  # tritonserver ignores the query
     assert _post(g.port, gzip.compress(header([10**9, 3, 64, 64])), {"Content-Encoding": "gzip"})[0] == 400
     assert _post(g.port, gzip.compress(b" " * (2 * LIMIT)), {"Content-Encoding": "gzip"})[0] == 413
     big = header([1, 3, 32, 32])
@@ -123,11 +152,16 @@ def test_backoff_doubles_to_its_cap_and_resets_after_a_long_uptime() -> None:
 
 
 def test_exit_reason_names_the_signal() -> None:
-    assert exit_reason(-9) == "signal SIGKILL" and exit_reason(-6) == "signal SIGABRT" and exit_reason(1) == "exit code 1"
+    assert (
+        exit_reason(-9) == "signal SIGKILL"
+        and exit_reason(-6) == "signal SIGABRT"
+        and exit_reason(1) == "exit code 1"
+    )
 
 
-def test_guard_serves_a_bounded_number_of_connections(guard: tuple[HttpGuard, ThreadingHTTPServer],
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_guard_serves_a_bounded_number_of_connections(
+    guard: tuple[HttpGuard, ThreadingHTTPServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from embsdk.serving import guard as guard_module
 
     monkeypatch.setattr(guard_module._GuardServer, "max_connections", 2)

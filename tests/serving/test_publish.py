@@ -45,25 +45,38 @@ def test_publish_registers_and_places_the_model(tiny_run: Path, tmp_path: Path, 
     evaluate(run, info.manifest_path, run / "eval", progress=False, workers=0)
     repo = tmp_path / "repo"
     first = publish(run, "unified-v1", registry_url=registry_url, repository=repo)
-    second = publish(run, "unified-v2", parents=["unified-v1:fine-tuned-from"], aliases=["staging"],
-                     registry_url=registry_url, repository=repo)
+    second = publish(
+        run,
+        "unified-v2",
+        parents=["unified-v1:fine-tuned-from"],
+        aliases=["staging"],
+        registry_url=registry_url,
+        repository=repo,
+    )
     assert (first.triton_version, second.triton_version) == (1, 2)
     assert _served(repo) == {"unified-v1": 1, "unified-v2": 2}
     assert second.eval_report == str((run / "eval").resolve())
-    assert second.metrics["shape/manifest-test/r@1/binary"] == json.loads((run / "eval" / "metrics.json").read_text())[
-        "tasks"]["shape"]["binary"]["R@1"]
+    assert (
+        second.metrics["shape/manifest-test/r@1/binary"]
+        == json.loads((run / "eval" / "metrics.json").read_text())["tasks"]["shape"]["binary"]["R@1"]
+    )
     with _registry(registry_url) as reg:
         gen = reg.resolve("staging")
         assert gen.name == "unified-v2" and gen.family == "unified" and gen.status == "candidate"
         assert [(p.parent, p.kind) for p in gen.parents] == [("unified-v1", "fine-tuned-from")]
-        assert [(d.name, d.sha256, d.role) for d in gen.datasets] == [("manifest", info.manifest_sha256, "train")]
+        assert [(d.name, d.sha256, d.role) for d in gen.datasets] == [
+            ("manifest", info.manifest_sha256, "train")
+        ]
         assert gen.embedding_spec["bits"] == 64 and gen.input_spec["image_size"] == 32
         assert gen.code_version == info.code_version
         assert gen.metrics == second.metrics
         onnx = reg.artifact_path("unified-v2", "model.onnx", verify=True)
         served_onnx = repo / "unified" / "2" / "model.onnx"
         assert sha256_file(onnx) == sha256_file(served_onnx) == second.artifacts["model.onnx"]
-        assert json.loads(reg.artifact_path("unified-v2", "export.json").read_text())["generation"] == "unified-v2"
+        assert (
+            json.loads(reg.artifact_path("unified-v2", "export.json").read_text())["generation"]
+            == "unified-v2"
+        )
     with pytest.raises(DuplicateGeneration, match="unified-v2"):
         publish(run, "unified-v2", registry_url=registry_url, repository=repo)
     with pytest.raises(GenerationNotFound, match="unified-v0"):
@@ -95,11 +108,22 @@ _PUBLISH = [sys.executable, "-m", "cli.main", "publish"]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("step", [
-    "publish.after_export", "publish.after_stage", "publish.before_registry_commit", "publish.after_register",
-    "repository.before_rename", "repository.after_rename", "repository.after_mapping", "publish.before_alias",
-])
-def test_kill_at_each_step_leaves_a_consistent_state(step: str, tiny_run: Path, tmp_path: Path, emb_home: Path) -> None:
+@pytest.mark.parametrize(
+    "step",
+    [
+        "publish.after_export",
+        "publish.after_stage",
+        "publish.before_registry_commit",
+        "publish.after_register",
+        "repository.before_rename",
+        "repository.after_rename",
+        "repository.after_mapping",
+        "publish.before_alias",
+    ],
+)
+def test_kill_at_each_step_leaves_a_consistent_state(
+    step: str, tiny_run: Path, tmp_path: Path, emb_home: Path
+) -> None:
     from trainer.publish import CRASH_POINTS, publish
     from triton_models.repository import ModelRepository
 
@@ -107,7 +131,9 @@ def test_kill_at_each_step_leaves_a_consistent_state(step: str, tiny_run: Path, 
     repo = ModelRepository(tmp_path / "repo")
     env = {**os.environ, "EMBSDK_TEST_CRASH_AT": step}
     args = [str(tiny_run), "--name", "unified-v1", "--alias", "staging", "--repository", str(repo.root)]
-    proc = subprocess.run([*_PUBLISH, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [*_PUBLISH, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
 
     with _registry() as reg:
@@ -116,10 +142,17 @@ def test_kill_at_each_step_leaves_a_consistent_state(step: str, tiny_run: Path, 
             for artifact in ("model.onnx", "export.json"):
                 assert reg.artifact_path(name, artifact, verify=True).is_file()
     registered = names == ["unified-v1"]
-    assert registered == (step not in {"publish.after_export", "publish.after_stage", "publish.before_registry_commit"})
+    assert registered == (
+        step not in {"publish.after_export", "publish.after_stage", "publish.before_registry_commit"}
+    )
     fam = repo.root / "unified"
     for number in [p.name for p in fam.iterdir() if p.name.isdigit()] if fam.is_dir() else []:
-        assert sorted(p.name for p in (fam / number).iterdir()) == ["export.json", "generation.json", "model.onnx", "model.py"]
+        assert sorted(p.name for p in (fam / number).iterdir()) == [
+            "export.json",
+            "generation.json",
+            "model.onnx",
+            "model.py",
+        ]
     assert set(_served(repo.root)) <= set(names)  # nothing served that is not registered
 
     # the next publish finishes or undoes it
@@ -132,16 +165,24 @@ def test_kill_at_each_step_leaves_a_consistent_state(step: str, tiny_run: Path, 
     assert not list(fam.glob(".staging-*")) and sorted(p.name for p in fam.iterdir() if p.is_dir()) == ["1"]
     with _registry() as reg:
         assert [g.name for g in reg.list()] == ["unified-v1"]
-        assert reg.fsck().ok  # nothing referenced is missing or corrupt (orphan blobs of a killed run are harmless)
+        assert (
+            reg.fsck().ok
+        )  # nothing referenced is missing or corrupt (orphan blobs of a killed run are harmless)
 
 
 def test_cli_publish_json(tiny_run: Path, tmp_path: Path) -> None:
     from cli.main import app
 
-    res = CliRunner().invoke(app, ["publish", str(tiny_run), "--name", "unified-v1", "--alias", "production", "--json"])
+    res = CliRunner().invoke(
+        app, ["publish", str(tiny_run), "--name", "unified-v1", "--alias", "production", "--json"]
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert data["generation"] == "unified-v1" and data["triton_version"] == 1 and data["aliases"] == ["production"]
+    assert (
+        data["generation"] == "unified-v1"
+        and data["triton_version"] == 1
+        and data["aliases"] == ["production"]
+    )
     assert data["parity"]["passed"] and data["parity"]["bit_agreement"] >= 0.999
     res = CliRunner().invoke(app, ["publish", str(tiny_run), "--name", "unified-v1"])
     assert res.exit_code == 1 and isinstance(res.exception, DuplicateGeneration)
@@ -160,7 +201,9 @@ def test_repository_rebuilds_from_the_registry(tiny_run: Path, tmp_path: Path) -
     done = sync_from_registry(fresh)
     assert done["added"] == [("unified-v1", 1), ("unified-v2", 2)]
     assert _served(fresh) == _served(repo)
-    assert sha256_file(fresh / "unified" / "2" / "model.onnx") == sha256_file(repo / "unified" / "2" / "model.onnx")
+    assert sha256_file(fresh / "unified" / "2" / "model.onnx") == sha256_file(
+        repo / "unified" / "2" / "model.onnx"
+    )
     assert (fresh / "unified" / "config.pbtxt").read_text() == (repo / "unified" / "config.pbtxt").read_text()
     assert sync_from_registry(fresh)["added"] == []  # idempotent
     with _registry() as reg:
@@ -194,15 +237,21 @@ def test_killed_publish_work_folder_is_removed_and_a_live_ones_kept(
     repo, scratch = tmp_path / "repo", emb_home / "tmp"
     env = {**os.environ, "EMBSDK_TEST_CRASH_AT": "publish.after_export"}
     args = [str(tiny_run), "--name", "unified-v1", "--repository", str(repo)]
-    killed = subprocess.run([*_PUBLISH, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            check=False)
+    killed = subprocess.run(
+        [*_PUBLISH, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     [killed_dir] = scratch.glob("publish-unified-v1-*")
     assert (killed_dir / "export" / "model.onnx").is_file()
 
-    live = subprocess.Popen([sys.executable, "-c", _PAUSED_PUBLISH, str(tiny_run), "unified-v2", str(repo)],
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    live = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_PUBLISH, str(tiny_run), "unified-v2", str(repo)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for_line(live, "paused", timeout=240)
         [live_dir] = scratch.glob("publish-unified-v2-*")

@@ -45,30 +45,49 @@ def test_two_generations_two_versions(tiny_exports: list[Path], tmp_path: Path) 
     fam = repo.root / "unified"
     assert sorted(p.name for p in fam.iterdir() if p.is_dir()) == ["1", "2"]
     for v in ("1", "2"):
-        assert sorted(p.name for p in (fam / v).iterdir()) == ["export.json", "generation.json", "model.onnx", "model.py"]
+        assert sorted(p.name for p in (fam / v).iterdir()) == [
+            "export.json",
+            "generation.json",
+            "model.onnx",
+            "model.py",
+        ]
     cfg = validate_config((fam / "config.pbtxt").read_text())
     assert list(cfg.version_policy.specific.versions) == [1, 2]
-    assert cfg.backend == "python" and cfg.max_batch_size == 64 and cfg.instance_group[0].kind == KIND("KIND_CPU")
+    assert (
+        cfg.backend == "python"
+        and cfg.max_batch_size == 64
+        and cfg.instance_group[0].kind == KIND("KIND_CPU")
+    )
     assert list(cfg.input[0].dims) == [3, 32, 32] and [list(o.dims) for o in cfg.output] == [[64], [8]]
     assert cfg.parameters["generation:unified-v1"].string_value == "1"
     assert cfg.parameters["generation:unified-v2"].string_value == "2"
     mapping = json.loads((fam / "generations.json").read_text())
-    assert {k: v["generation"] for k, v in mapping["versions"].items()} == {"1": "unified-v1", "2": "unified-v2"}
+    assert {k: v["generation"] for k, v in mapping["versions"].items()} == {
+        "1": "unified-v1",
+        "2": "unified-v2",
+    }
     assert repo.locate("unified-v2") == ("unified", 2) and repo.locate("nope") is None
     with pytest.raises(DuplicateGeneration):
         repo.add(tiny_exports[1], generation="unified-v2")
     repo.remove("unified-v1")
     assert repo.locate("unified-v1") is None and not (fam / "1").exists()
     assert repo.add(tiny_exports[0], generation="unified-v3") == 3  # numbers are never reused
-    assert list(validate_config((fam / "config.pbtxt").read_text()).version_policy.specific.versions) == [2, 3]
+    assert list(validate_config((fam / "config.pbtxt").read_text()).version_policy.specific.versions) == [
+        2,
+        3,
+    ]
 
 
-@pytest.mark.parametrize(("backend", "platform"), [("onnxruntime", "onnxruntime_onnx"), ("tensorrt", "tensorrt_plan")])
+@pytest.mark.parametrize(
+    ("backend", "platform"), [("onnxruntime", "onnxruntime_onnx"), ("tensorrt", "tensorrt_plan")]
+)
 def test_gpu_backend_configs_validate(backend: str, platform: str) -> None:
     from triton_models.config import ModelSpec, ServedVersion, render_config, validate_config
 
-    text = render_config(ModelSpec("unified", backend=backend, instances=2),  # type: ignore[arg-type]
-                         {1: ServedVersion("unified-v1", 224, 256), 2: ServedVersion("unified-v2", 260, 512)})
+    text = render_config(
+        ModelSpec("unified", backend=backend, instances=2),  # type: ignore[arg-type]
+        {1: ServedVersion("unified-v1", 224, 256), 2: ServedVersion("unified-v2", 260, 512)},
+    )
     cfg = validate_config(text)
     assert cfg.platform == platform and cfg.backend == "" and cfg.instance_group[0].kind == KIND("KIND_GPU")
     assert cfg.instance_group[0].count == 2
@@ -82,7 +101,9 @@ def test_bad_configs_and_names_are_refused(tiny_exports: list[Path], tmp_path: P
     with pytest.raises(ConfigError, match="does not parse"):
         validate_config('name: "x" max_batch_size: "many"')
     with pytest.raises(ConfigError, match="inputs/outputs"):
-        validate_config('name: "x" backend: "python" max_batch_size: 4 input [{name: "x", data_type: TYPE_FP32, dims: [1]}]')
+        validate_config(
+            'name: "x" backend: "python" max_batch_size: 4 input [{name: "x", data_type: TYPE_FP32, dims: [1]}]'
+        )
     with pytest.raises(ConfigError, match="Unknown backend"):
         ModelSpec("unified", backend="tflite")  # type: ignore[arg-type]
     repo = _repo(tmp_path)
@@ -124,22 +145,35 @@ ModelRepository(sys.argv[1]).add(sys.argv[2], generation=sys.argv[3])
 """
 
 
-@pytest.mark.parametrize("step", ["repository.before_rename", "repository.after_rename", "repository.after_mapping"])
+@pytest.mark.parametrize(
+    "step", ["repository.before_rename", "repository.after_rename", "repository.after_mapping"]
+)
 def test_kill_during_add_leaves_no_half_version(step: str, tiny_exports: list[Path], tmp_path: Path) -> None:
     from triton_models.config import validate_config
 
     repo = _repo(tmp_path)
     repo.add(tiny_exports[0], generation="unified-v1")
     env = {**os.environ, "EMBSDK_TEST_CRASH_AT": step}
-    proc = subprocess.run([sys.executable, "-c", _ADD, str(repo.root), str(tiny_exports[1]), "unified-v2"],
-                          env=env, capture_output=True, check=False, cwd=Path(__file__).resolve().parents[2], timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", _ADD, str(repo.root), str(tiny_exports[1]), "unified-v2"],
+        env=env,
+        capture_output=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
 
     def consistent() -> list[str]:
         fam = repo.root / "unified"
         mapping = json.loads((fam / "generations.json").read_text())
         for number in mapping["versions"]:  # every committed version is complete
-            assert sorted(p.name for p in (fam / number).iterdir()) == ["export.json", "generation.json", "model.onnx", "model.py"]
+            assert sorted(p.name for p in (fam / number).iterdir()) == [
+                "export.json",
+                "generation.json",
+                "model.onnx",
+                "model.py",
+            ]
         cfg = validate_config((fam / "config.pbtxt").read_text())
         assert {str(v) for v in cfg.version_policy.specific.versions} <= set(mapping["versions"])
         return [e["generation"] for e in mapping["versions"].values()]
@@ -149,14 +183,21 @@ def test_kill_during_add_leaves_no_half_version(step: str, tiny_exports: list[Pa
     assert served == (["unified-v1", "unified-v2"] if committed else ["unified-v1"])
     repo.reconcile(lambda name: False)  # not registered: a publish would drop it
     assert consistent() == served
-    assert sorted(p.name for p in (repo.root / "unified").iterdir() if p.is_dir()) == (["1", "2"] if committed else ["1"])
+    assert sorted(p.name for p in (repo.root / "unified").iterdir() if p.is_dir()) == (
+        ["1", "2"] if committed else ["1"]
+    )
 
 
 def test_onnxruntime_family_for_gpu_servers(tiny_exports: list[Path], tmp_path: Path) -> None:
     from triton_models.config import validate_config
 
     repo = _repo(tmp_path)
-    assert repo.add(tiny_exports[0], generation="unified-v1", family="unified-gpu", backend="onnxruntime", instances=2) == 1
+    assert (
+        repo.add(
+            tiny_exports[0], generation="unified-v1", family="unified-gpu", backend="onnxruntime", instances=2
+        )
+        == 1
+    )
     fam = repo.root / "unified-gpu"
     assert sorted(p.name for p in (fam / "1").iterdir()) == ["export.json", "generation.json", "model.onnx"]
     cfg = validate_config((fam / "config.pbtxt").read_text())

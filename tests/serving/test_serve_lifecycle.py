@@ -34,8 +34,21 @@ def repository(tmp_path: Path, tiny_exports: list[Path]) -> Path:
 
 
 def _start(repository: Path, home: Path) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    cmd = [sys.executable, "-m", "cli.main", "serve", "--repository", str(repository), "--http-port", "0", "--grpc-port", "0",
-           "--json", "--ready-timeout", "120"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "serve",
+        "--repository",
+        str(repository),
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+        "--json",
+        "--ready-timeout",
+        "120",
+    ]
     env = {**os.environ, "EMB_HOME": str(home)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     text = ""
@@ -63,7 +76,9 @@ def _wait_gone(pids: list[int], timeout: float = 30) -> list[int]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_emb_serve_stops_cleanly(repository: Path, tmp_path: Path, sig: int, tiny_exports: list[Path]) -> None:
+def test_emb_serve_stops_cleanly(
+    repository: Path, tmp_path: Path, sig: int, tiny_exports: list[Path]
+) -> None:
     from embsdk.serving.health import check_server
     from triton_models.repository import ModelRepository
 
@@ -77,7 +92,9 @@ def test_emb_serve_stops_cleanly(repository: Path, tmp_path: Path, sig: int, tin
         while len(check_server(ep["http"])["generations"]) < 2 and time.monotonic() < deadline:
             time.sleep(0.5)
         assert [(g["generation"], g["ok"]) for g in check_server(ep["http"])["generations"]] == [
-            ("unified-v1", True), ("unified-v2", True)]
+            ("unified-v1", True),
+            ("unified-v2", True),
+        ]
     stubs = children(server_pid)
     assert stubs and _shm(proc.pid), "a loaded python-backend model has a stub process and a shm region"
     proc.send_signal(sig)
@@ -99,7 +116,9 @@ def test_killed_emb_serve_leaves_no_orphans(repository: Path, tmp_path: Path) ->
     assert _shm(proc.pid) == []
 
 
-def test_serve_without_repository_or_with_broken_model_fails_fast(tmp_path: Path, tiny_exports: list[Path]) -> None:
+def test_serve_without_repository_or_with_broken_model_fails_fast(
+    tmp_path: Path, tiny_exports: list[Path]
+) -> None:
     from embsdk.errors import ServerStartError
     from embsdk.serving.server import TritonServer
     from triton_models.repository import ModelRepository

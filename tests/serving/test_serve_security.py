@@ -43,12 +43,30 @@ class Serve:
 
     def __init__(self, root: Path, repository: Path, host: str) -> None:
         self.home, self.stderr_path = root / "home", root / "serve.err"
-        cmd = [sys.executable, "-m", "cli.main", "serve", "--repository", str(repository), "--host", host,
-               "--http-port", "0", "--grpc-port", "0", "--json", "--ready-timeout", "120", "--no-watch"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "serve",
+            "--repository",
+            str(repository),
+            "--host",
+            host,
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--json",
+            "--ready-timeout",
+            "120",
+            "--no-watch",
+        ]
         env = {k: v for k, v in os.environ.items() if k != "EMB_TRITON_ADMIN_KEY"}
         env["EMB_HOME"] = str(self.home)
         with open(self.stderr_path, "w") as err:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+            self.proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err, text=True
+            )
         self.info = self._read_endpoints()
         self.http, self.grpc = self.info["http"], self.info["grpc"]
         self.key = Path(self.info["admin_key_file"]).read_text().strip()
@@ -107,8 +125,9 @@ def exposed(tmp_path_factory: pytest.TempPathFactory, repository: Path) -> Itera
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def request(url: str, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+def request(
+    url: str, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     host, port = url.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
     try:
@@ -120,7 +139,13 @@ def request(url: str, method: str, path: str, body: bytes | None = None,
 
 
 def infer_body(shape: Any, datatype: Any = "FP32", data: Any = None, **extra: Any) -> bytes:
-    tensor = {"name": "image", "shape": shape, "datatype": datatype, "data": [0.0] if data is None else data, **extra}
+    tensor = {
+        "name": "image",
+        "shape": shape,
+        "datatype": datatype,
+        "data": [0.0] if data is None else data,
+        **extra,
+    }
     return json.dumps({"inputs": [tensor]}).encode()
 
 
@@ -150,14 +175,22 @@ def wait_answering(url: str, timeout: float = 90) -> None:
 # ---------------------------------------------------------------------------------------------- item 1
 HTTP_RESTRICTED = [  # (method, path, body): one call per restricted category
     ("GET", "/v2/systemsharedmemory/status", None),
-    ("POST", "/v2/systemsharedmemory/region/evil/register", b'{"key": "/emb-test-evil", "offset": 0, "byte_size": 64}'),
+    (
+        "POST",
+        "/v2/systemsharedmemory/region/evil/register",
+        b'{"key": "/emb-test-evil", "offset": 0, "byte_size": 64}',
+    ),
     ("GET", "/v2/logging", None),
     ("POST", "/v2/logging", b'{"log_verbose_level": 1}'),
     ("GET", "/v2/trace/setting", None),
     ("GET", "/v2/models/stats", None),
 ]
-HTTP_OPEN = [("GET", "/v2/health/live"), ("GET", "/v2/health/ready"), ("GET", "/v2/models/unified"),
-             ("GET", "/v2/models/unified/config")]
+HTTP_OPEN = [
+    ("GET", "/v2/health/live"),
+    ("GET", "/v2/health/ready"),
+    ("GET", "/v2/models/unified"),
+    ("GET", "/v2/models/unified/config"),
+]
 
 
 def _check_http(serve: Serve, restricted: list[tuple[str, str, bytes | None]]) -> None:
@@ -178,17 +211,32 @@ def _check_http(serve: Serve, restricted: list[tuple[str, str, bytes | None]]) -
 
 def test_off_loopback_every_admin_api_needs_the_key_over_http(exposed: Serve) -> None:
     assert exposed.info["restricted"] and set(exposed.info["restricted_apis"]) == {
-        "shared-memory", "statistics", "trace", "logging", "model-repository"}
+        "shared-memory",
+        "statistics",
+        "trace",
+        "logging",
+        "model-repository",
+    }
     shm = Path("/dev/shm/emb-test-evil")
     shm.write_bytes(b"\0" * 64)  # a file an anonymous client would have inference write into
     try:
-        _check_http(exposed, [*HTTP_RESTRICTED, ("POST", "/v2/repository/index", b"{}"),
-                              ("POST", "/v2/repository/models/unified/unload", b"{}")])
-        _status, text = request(exposed.http, "GET", "/v2/systemsharedmemory/status", None, {"admin-key": exposed.key})
+        _check_http(
+            exposed,
+            [
+                *HTTP_RESTRICTED,
+                ("POST", "/v2/repository/index", b"{}"),
+                ("POST", "/v2/repository/models/unified/unload", b"{}"),
+            ],
+        )
+        _status, text = request(
+            exposed.http, "GET", "/v2/systemsharedmemory/status", None, {"admin-key": exposed.key}
+        )
         assert json.loads(text) == [], "no region was registered by the refused request"
     finally:
         shm.unlink(missing_ok=True)
-    assert request(exposed.http, "GET", "/v2/models/unified/ready")[0] == 200, "the refused unload did nothing"
+    assert request(exposed.http, "GET", "/v2/models/unified/ready")[0] == 200, (
+        "the refused unload did nothing"
+    )
 
 
 def test_off_loopback_every_admin_api_needs_the_key_over_grpc(exposed: Serve) -> None:
@@ -198,7 +246,9 @@ def test_off_loopback_every_admin_api_needs_the_key_over_grpc(exposed: Serve) ->
     client = grpcclient.InferenceServerClient(exposed.grpc)
     calls = {
         "shared-memory status": lambda h: client.get_system_shared_memory_status(headers=h),
-        "shared-memory register": lambda h: client.register_system_shared_memory("evil", "/emb-test-evil", 64, headers=h),
+        "shared-memory register": lambda h: client.register_system_shared_memory(
+            "evil", "/emb-test-evil", 64, headers=h
+        ),
         "log settings": lambda h: client.get_log_settings(headers=h),
         "log update": lambda h: client.update_log_settings({"log_verbose_level": 1}, headers=h),
         "trace settings": lambda h: client.get_trace_settings(headers=h),
@@ -207,7 +257,11 @@ def test_off_loopback_every_admin_api_needs_the_key_over_grpc(exposed: Serve) ->
         "unload": lambda h: client.unload_model("unified", headers=h),
     }
     for name, call in calls.items():
-        for headers in (None, {GRPC_KEY: "wrong"}, {"admin-key": exposed.key}):  # the bare HTTP header name is not it
+        for headers in (
+            None,
+            {GRPC_KEY: "wrong"},
+            {"admin-key": exposed.key},
+        ):  # the bare HTTP header name is not it
             with pytest.raises(InferenceServerException, match="restricted") as err:
                 call(headers)
             assert "triton-grpc-protocol-admin-key" in str(err.value), name
@@ -235,7 +289,9 @@ def test_a_huge_declared_shape_is_refused_and_the_server_keeps_answering(loopbac
         assert status == 400 and b"at most" in text, (shape, status, text)
         good_answer(loopback.http)
     with socket.create_connection(("127.0.0.1", int(loopback.http.rsplit(":", 1)[1])), timeout=30) as s:
-        s.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Length: {2**40}\r\n\r\n".encode())  # then no body
+        s.sendall(
+            f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Length: {2**40}\r\n\r\n".encode()
+        )  # then no body
         assert s.recv(4096).startswith(b"HTTP/1.1 413")
     good_answer(loopback.http)
     assert alive(pid) and loopback.proc.poll() is None
@@ -243,39 +299,99 @@ def test_a_huge_declared_shape_is_refused_and_the_server_keeps_answering(loopbac
 
 def _fuzz_http_cases(rng: np.random.Generator) -> list[tuple[bytes, dict[str, str]]]:
     """Malformed infer requests: shapes, dtypes, sizes, raw bytes, binary framing, encodings."""
-    shapes: list[Any] = [[-1, 3, 32, 32], [0, 3, 32, 32], [1, 3, 32], [1, 3, 32, 32, 1], [], [2**31, 3, 32, 32],
-                         [1.5, 3, 32, 32], ["1", 3, 32, 32], [None], [[1], 3], {"a": 1}, "1,3,32,32", [True, 3, 32, 32],
-                         [65, 3, 32, 32], [1, 3, 16, 16], [9_223_372_036_854_775_807], [1, 3, 32, 2**40]]
+    shapes: list[Any] = [
+        [-1, 3, 32, 32],
+        [0, 3, 32, 32],
+        [1, 3, 32],
+        [1, 3, 32, 32, 1],
+        [],
+        [2**31, 3, 32, 32],
+        [1.5, 3, 32, 32],
+        ["1", 3, 32, 32],
+        [None],
+        [[1], 3],
+        {"a": 1},
+        "1,3,32,32",
+        [True, 3, 32, 32],
+        [65, 3, 32, 32],
+        [1, 3, 16, 16],
+        [9_223_372_036_854_775_807],
+        [1, 3, 32, 2**40],
+    ]
     cases: list[tuple[bytes, dict[str, str]]] = [(infer_body(s), {}) for s in shapes]
     for dtype in ["FP64", "INT8", "BYTES", "BOOL", "fp32", "FP128", "", None, 7, ["FP32"]]:
         cases.append((infer_body([1, 3, 32, 32], dtype), {}))
     for n in (0, 1, 3071, 3073):  # data of the wrong length for the shape
         cases.append((infer_body([1, 3, 32, 32], data=[0.5] * n), {}))
-    cases += [(infer_body([1, 3, 32, 32], "BYTES", data=["x" * 100] * 3072), {}),
-              (infer_body([1, 3, 32, 32], data=[[[["nested"]]]]), {}),
-              (infer_body([1, 3, 32, 32], data=["0.5"] * 3072), {}),
-              (json.dumps({"inputs": [{"name": "image", "shape": [1, 3, 32, 32], "datatype": "FP32"}]}).encode(), {}),
-              ((b'{"inputs": [{"name": "image", "shape": [10000000000, 3, 64, 64], "shape": [1, 3, 32, 32], '
-               b'"datatype": "FP32", "data": [0]}]}'), {}),
-              (b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}", {}),
-              (b'{"inputs": [{"name": "image", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": [0.0, ', {}),
-              (b"", {}), (b"null", {}), (b"[]", {}), (b'{"inputs": {}}', {}), (b'{"inputs": [1, 2]}', {}),
-              (b"\xff\xfe" + bytes(rng.integers(0, 256, 300, dtype=np.uint8)), {})]
+    cases += [
+        (infer_body([1, 3, 32, 32], "BYTES", data=["x" * 100] * 3072), {}),
+        (infer_body([1, 3, 32, 32], data=[[[["nested"]]]]), {}),
+        (infer_body([1, 3, 32, 32], data=["0.5"] * 3072), {}),
+        (
+            json.dumps({"inputs": [{"name": "image", "shape": [1, 3, 32, 32], "datatype": "FP32"}]}).encode(),
+            {},
+        ),
+        (
+            (
+                b'{"inputs": [{"name": "image", "shape": [10000000000, 3, 64, 64], "shape": [1, 3, 32, 32], '
+                b'"datatype": "FP32", "data": [0]}]}'
+            ),
+            {},
+        ),
+        (b'{"inputs": ' + b"[" * 5000 + b"]" * 5000 + b"}", {}),
+        (b'{"inputs": [{"name": "image", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": [0.0, ', {}),
+        (b"", {}),
+        (b"null", {}),
+        (b"[]", {}),
+        (b'{"inputs": {}}', {}),
+        (b'{"inputs": [1, 2]}', {}),
+        (b"\xff\xfe" + bytes(rng.integers(0, 256, 300, dtype=np.uint8)), {}),
+    ]
     for _ in range(10):  # random bytes, some of them posing as JSON
         raw = bytes(rng.integers(0, 256, int(rng.integers(1, 2000)), dtype=np.uint8))
         cases.append(((b'{"inputs": [' + raw) if rng.random() < 0.5 else raw, {}))
-    header = json.dumps({"inputs": [{"name": "image", "shape": [1, 3, 32, 32], "datatype": "FP32",
-                                     "parameters": {"binary_data_size": 12288}}]}).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": [1, 3, 32, 32],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 12288},
+                }
+            ]
+        }
+    ).encode()
     tensor = GOOD.tobytes()
-    for hlen, payload in [(len(header), tensor[:100]), (len(header) + 50, tensor), (10, tensor), ("-5", tensor),
-                          ("abc", tensor), (10**12, tensor), (len(header), tensor + tensor)]:
+    for hlen, payload in [
+        (len(header), tensor[:100]),
+        (len(header) + 50, tensor),
+        (10, tensor),
+        ("-5", tensor),
+        ("abc", tensor),
+        (10**12, tensor),
+        (len(header), tensor + tensor),
+    ]:
         cases.append((header + payload, {"Inference-Header-Content-Length": str(hlen)}))
-    huge = json.dumps({"inputs": [{"name": "image", "shape": [10**9, 3, 64, 64], "datatype": "FP32",
-                                   "parameters": {"binary_data_size": 12288}}]}).encode()
+    huge = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "shape": [10**9, 3, 64, 64],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 12288},
+                }
+            ]
+        }
+    ).encode()
     cases.append((huge + tensor, {"Inference-Header-Content-Length": str(len(huge))}))
-    cases += [(gzip.compress(infer_body([10**9, 3, 64, 64])), {"Content-Encoding": "gzip"}),
-              (gzip.compress(b" " * (80 * 2**20)), {"Content-Encoding": "gzip"}),  # a zip bomb (~80 KiB → 80 MiB)
-              (b"not gzip at all", {"Content-Encoding": "gzip"}), (infer_body([1, 3, 32, 32]), {"Content-Encoding": "br"})]
+    cases += [
+        (gzip.compress(infer_body([10**9, 3, 64, 64])), {"Content-Encoding": "gzip"}),
+        (gzip.compress(b" " * (80 * 2**20)), {"Content-Encoding": "gzip"}),  # a zip bomb (~80 KiB → 80 MiB)
+        (b"not gzip at all", {"Content-Encoding": "gzip"}),
+        (infer_body([1, 3, 32, 32]), {"Content-Encoding": "br"}),
+    ]
     return cases
 
 
@@ -283,18 +399,26 @@ def _fuzz_grpc_cases(rng: np.random.Generator) -> list[Any]:
     from tritonclient.grpc import service_pb2
 
     cases = []
-    for shape, dtype, raw in [([10**9, 3, 64, 64], "FP32", GOOD.tobytes()), ([-1, 3, 32, 32], "FP32", GOOD.tobytes()),
-                              ([1, 3, 32, 32], "FP32", GOOD.tobytes()[:7]), ([1, 3, 32, 32], "FP64", GOOD.tobytes()),
-                              ([1, 3, 32, 32], "BYTES", b"\xff" * 12288), ([2**62, 4], "UINT8", b"\x00" * 16),
-                              ([1, 3, 32, 32], "WHAT", b""), ([], "FP32", b"\x00" * 4),
-                              ([1, 3, 32, 32], "FP32", bytes(rng.integers(0, 256, 12287, dtype=np.uint8))),
-                              ([65, 3, 32, 32], "FP32", b"\x00" * (65 * 12288))]:
+    for shape, dtype, raw in [
+        ([10**9, 3, 64, 64], "FP32", GOOD.tobytes()),
+        ([-1, 3, 32, 32], "FP32", GOOD.tobytes()),
+        ([1, 3, 32, 32], "FP32", GOOD.tobytes()[:7]),
+        ([1, 3, 32, 32], "FP64", GOOD.tobytes()),
+        ([1, 3, 32, 32], "BYTES", b"\xff" * 12288),
+        ([2**62, 4], "UINT8", b"\x00" * 16),
+        ([1, 3, 32, 32], "WHAT", b""),
+        ([], "FP32", b"\x00" * 4),
+        ([1, 3, 32, 32], "FP32", bytes(rng.integers(0, 256, 12287, dtype=np.uint8))),
+        ([65, 3, 32, 32], "FP32", b"\x00" * (65 * 12288)),
+    ]:
         req = service_pb2.ModelInferRequest(model_name="unified", model_version="1")
         req.inputs.add(name="image", datatype=dtype, shape=shape)
         req.raw_input_contents.append(raw)
         cases.append(req)
     req = service_pb2.ModelInferRequest(model_name="unified")
-    req.inputs.add(name="image", datatype="FP32", shape=[10**9, 3, 64, 64]).contents.fp32_contents.extend([0.0] * 10)
+    req.inputs.add(name="image", datatype="FP32", shape=[10**9, 3, 64, 64]).contents.fp32_contents.extend(
+        [0.0] * 10
+    )
     cases.append(req)
     return cases
 
@@ -307,7 +431,9 @@ def test_emb_serve_survives_a_bounded_fuzz_of_malformed_infer_requests(loopback:
     cases = _fuzz_http_cases(rng)
     assert len(cases) >= 60
     for i, (body, headers) in enumerate(cases):
-        status, text = request(loopback.http, "POST", INFER, body, {"Content-Type": "application/json", **headers})
+        status, text = request(
+            loopback.http, "POST", INFER, body, {"Content-Type": "application/json", **headers}
+        )
         assert status in {400, 411, 413, 415, 500} and b"error" in text, (i, status, text[:300])
         good_answer(loopback.http)
         assert alive(pid), f"tritonserver died on HTTP case {i}: {body[:120]!r} {headers}"
@@ -316,7 +442,10 @@ def test_emb_serve_survives_a_bounded_fuzz_of_malformed_infer_requests(loopback:
         for i, req in enumerate(_fuzz_grpc_cases(rng)):
             with pytest.raises(grpc.RpcError) as err:
                 stub.ModelInfer(req, timeout=60)
-            assert err.value.code() in {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL}, (i, err.value)
+            assert err.value.code() in {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL}, (
+                i,
+                err.value,
+            )
             good_answer(loopback.grpc, "grpc")
             assert alive(pid), f"tritonserver died on gRPC case {i}"
     assert "died" not in loopback.stderr()
@@ -330,11 +459,16 @@ def _cmdline(pid: int) -> list[str]:
 def test_a_generated_admin_key_is_private_and_rotates_per_start(loopback: Serve, exposed: Serve) -> None:
     for serve in (loopback, exposed):
         key_file = Path(serve.info["admin_key_file"])
-        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
+        assert (
+            stat.S_IMODE(key_file.stat().st_mode) == 0o600
+            and stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
+        )
         assert len(serve.key) >= 32
         # tritonserver 2.51 reads the key from its command line only: it is there (README, Security, says so)
         assert any(serve.key in arg for arg in _cmdline(serve.info["pid"]))
-        assert not any(serve.key in arg for arg in _cmdline(serve.proc.pid)), "emb serve itself never shows it"
+        assert not any(serve.key in arg for arg in _cmdline(serve.proc.pid)), (
+            "emb serve itself never shows it"
+        )
         assert serve.key not in serve.stderr() and serve.key not in Path(serve.info["log"]).read_text()
     assert loopback.key != exposed.key, "each start generates its own key"
 
@@ -364,7 +498,9 @@ def test_a_killed_tritonserver_is_restarted_logged_and_unhealthy_meanwhile(expos
     assert exposed.proc.poll() is None
 
 
-def test_a_failing_restart_is_logged_and_retried_with_a_longer_delay(tmp_path: Path, tiny_exports: list[Path]) -> None:
+def test_a_failing_restart_is_logged_and_retried_with_a_longer_delay(
+    tmp_path: Path, tiny_exports: list[Path]
+) -> None:
     from triton_models.repository import ModelRepository
 
     repo = ModelRepository(tmp_path / "repo")

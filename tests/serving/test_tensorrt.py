@@ -21,8 +21,11 @@ def test_matching_manifest_is_accepted() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
-    [("compute_capability", "8.0", "compute capability 8.0"), ("tensorrt", "10.5.0", "TensorRT 10.5.0"),
-     ("cuda", "11.8", "CUDA 11.8")],
+    [
+        ("compute_capability", "8.0", "compute capability 8.0"),
+        ("tensorrt", "10.5.0", "TensorRT 10.5.0"),
+        ("cuda", "11.8", "CUDA 11.8"),
+    ],
 )
 def test_mismatching_manifest_is_refused(field: str, value: str, message: str) -> None:
     from trainer.tensorrt import check_compatibility
@@ -67,7 +70,9 @@ def test_driver_cuda_must_cover_the_plan() -> None:
         check_compatibility(HERE, dict(env, cuda_driver="11.4"))
 
 
-def test_server_refuses_a_repository_with_a_mismatched_engine(tiny_exports: list[Path], tmp_path: Path) -> None:
+def test_server_refuses_a_repository_with_a_mismatched_engine(
+    tiny_exports: list[Path], tmp_path: Path
+) -> None:
     import json
     import shutil
 
@@ -83,7 +88,11 @@ def test_server_refuses_a_repository_with_a_mismatched_engine(tiny_exports: list
     repo = ModelRepository(tmp_path / "repo")
     assert repo.add(export, generation="unified-v1", backend="tensorrt") == 1
     assert sorted(p.name for p in (repo.root / "unified" / "1").iterdir()) == [
-        "export.json", "generation.json", "model.plan", "model.plan.json"]
+        "export.json",
+        "generation.json",
+        "model.plan",
+        "model.plan.json",
+    ]
     server = TritonServer(repo.root, http_port=0, grpc_port=0)
     expected = "this machine has no GPU" if probe_gpu() is None else "compute capability 0.1"
     with pytest.raises(EngineIncompatible, match=expected):

@@ -41,8 +41,12 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_exports: list[Path]) -
         server = TritonServer(repo.root, http_port=0, grpc_port=0)
         server.start()
         try:
-            yield {"server": server, "exports": exports, "repo": repo, "urls": {
-                "http": server.endpoints.http_url, "grpc": server.endpoints.grpc_url}}
+            yield {
+                "server": server,
+                "exports": exports,
+                "repo": repo,
+                "urls": {"http": server.endpoints.http_url, "grpc": server.endpoints.grpc_url},
+            }
         finally:
             server.stop()
             assert server.shm_files() == []
@@ -58,8 +62,12 @@ def test_identical_codes_over_http_grpc_and_in_process(served: dict[str, Any], i
         for protocol, url in served["urls"].items():
             remote = embed(images, str(export), url=url, protocol=protocol, return_float=True, batch_size=5)
             assert [e.generation for e in remote] == [name] * len(images)
-            np.testing.assert_array_equal(np.stack([e.code for e in remote]), np.stack([e.code for e in local]))
-            np.testing.assert_allclose(np.stack([e.vector for e in remote]), np.stack([e.vector for e in local]), atol=1e-5)
+            np.testing.assert_array_equal(
+                np.stack([e.code for e in remote]), np.stack([e.code for e in local])
+            )
+            np.testing.assert_allclose(
+                np.stack([e.vector for e in remote]), np.stack([e.vector for e in local]), atol=1e-5
+            )
         codes[name] = np.stack([e.code for e in local])
     assert not np.array_equal(*codes.values())  # each generation is served by its own version
 
@@ -83,9 +91,13 @@ def test_malformed_requests_get_clear_errors_and_server_stays_up(
     good = np.zeros((2, 3, 32, 32), np.float32)
     for protocol, url in served["urls"].items():
         with TritonClient(url, protocol=protocol, retries=0) as client:  # type: ignore[arg-type]
-            with pytest.raises(InferenceError, match=r"unexpected shape.*Expected \[-1,3,32,32\], got \[2,3,16,16\]"):
+            with pytest.raises(
+                InferenceError, match=r"unexpected shape.*Expected \[-1,3,32,32\], got \[2,3,16,16\]"
+            ):
                 client.infer("unified", 1, np.zeros((2, 3, 16, 16), np.float32))
-            with pytest.raises(InferenceError, match="data-type is 'FP64', but model 'unified' expects 'FP32'"):
+            with pytest.raises(
+                InferenceError, match="data-type is 'FP64', but model 'unified' expects 'FP32'"
+            ):
                 client.infer("unified", 1, good.astype(np.float64))
             with pytest.raises(InferenceError, match="batch-size must be <= 64"):
                 client.infer("unified", 1, np.zeros((65, 3, 32, 32), np.float32))
@@ -95,13 +107,19 @@ def test_malformed_requests_get_clear_errors_and_server_stays_up(
                 client.infer("flashlight", 1, good)
         other = tmp_path / "unified-v7"
         shutil.copytree(served["exports"]["unified-v1"], other, dirs_exist_ok=True)
-        with pytest.raises(ModelNotLoaded, match=r"does not serve generation 'unified-v7'.*serves: unified-v1, unified-v2"):
+        with pytest.raises(
+            ModelNotLoaded, match=r"does not serve generation 'unified-v7'.*serves: unified-v1, unified-v2"
+        ):
             embed(images[:1], str(other), url=url, protocol=protocol)
         with pytest.raises(ImageDecodeError, match="truncated.jpg"):
-            embed([images[0], corrupt_image], str(served["exports"]["unified-v1"]), url=url, protocol=protocol)
+            embed(
+                [images[0], corrupt_image], str(served["exports"]["unified-v1"]), url=url, protocol=protocol
+            )
         report = check_server(url, protocol=protocol)  # type: ignore[arg-type]
         assert [(r["generation"], r["version"], r["ok"]) for r in report["generations"]] == [
-            ("unified-v1", 1, True), ("unified-v2", 2, True)]
+            ("unified-v1", 1, True),
+            ("unified-v2", 2, True),
+        ]
     assert served["server"].running
 
 
@@ -110,13 +128,20 @@ def test_cli_serve_check_and_embed(served: dict[str, Any], images: list[Path]) -
     from embsdk.embed import embed
 
     runner = CliRunner()
-    res = runner.invoke(app, ["serve", "--check", "--url", served["urls"]["grpc"], "--protocol", "grpc", "--json"])
+    res = runner.invoke(
+        app, ["serve", "--check", "--url", served["urls"]["grpc"], "--protocol", "grpc", "--json"]
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert [(g["generation"], g["ok"], g["code_bytes"]) for g in data["generations"]] == [
-        ("unified-v1", True, 8), ("unified-v2", True, 8)]
+        ("unified-v1", True, 8),
+        ("unified-v2", True, 8),
+    ]
     export = served["exports"]["unified-v2"]
-    res = runner.invoke(app, ["embed", *map(str, images[:3]), "--version", str(export), "--url", served["urls"]["http"], "--json"])
+    res = runner.invoke(
+        app,
+        ["embed", *map(str, images[:3]), "--version", str(export), "--url", served["urls"]["http"], "--json"],
+    )
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout)
     expected = [e.code.tobytes().hex() for e in embed(images[:3], str(export))]
@@ -129,10 +154,14 @@ def test_server_down_is_a_clear_error(tiny_exports: list[Path], images: list[Pat
 
     for protocol in ("http", "grpc"):
         with pytest.raises(ServerUnavailable, match="unreachable.*emb serve"):
-            embed(images[:1], str(tiny_exports[0]), url=f"127.0.0.1:{free_port()}", protocol=protocol, retries=1)
+            embed(
+                images[:1], str(tiny_exports[0]), url=f"127.0.0.1:{free_port()}", protocol=protocol, retries=1
+            )
 
 
-def test_off_loopback_a_key_guards_the_repository_api(served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_off_loopback_a_key_guards_the_repository_api(
+    served: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from embsdk.serving.client import TritonClient
     from embsdk.serving.server import TritonServer
 
@@ -146,9 +175,14 @@ def test_off_loopback_a_key_guards_the_repository_api(served: dict[str, Any], mo
     with TritonServer(served["repo"].root, host="0.0.0.0", http_port=0, grpc_port=0) as server:
         for protocol, url in (("http", server.endpoints.http_url), ("grpc", server.endpoints.grpc_url)):
             with TritonClient(url, protocol=protocol, admin_key="") as anonymous:  # type: ignore[arg-type]
-                with pytest.raises(InferenceError, match="refused repository index: the API is restricted.*EMB_TRITON_ADMIN_KEY"):
+                with pytest.raises(
+                    InferenceError,
+                    match="refused repository index: the API is restricted.*EMB_TRITON_ADMIN_KEY",
+                ):
                     anonymous.models()
-                _, code = anonymous.infer("unified", 1, np.zeros((1, 3, 32, 32), np.float32))  # inference stays open
+                _, code = anonymous.infer(
+                    "unified", 1, np.zeros((1, 3, 32, 32), np.float32)
+                )  # inference stays open
                 assert code.shape == (1, 8)
             with TritonClient(url, protocol=protocol) as admin:  # type: ignore[arg-type]
                 assert {(m["name"], m["state"]) for m in admin.models()} == {("unified", "READY")}

@@ -43,8 +43,11 @@ def _flip_fortran_order(path: Path) -> None:
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -60,12 +63,14 @@ def test_a_flipped_code_byte_is_never_served(store_dir, ids):
     with pytest.raises(ShardCorrupt, match="fail their checksum"):
         store.get_one(int(ids[row]))
     with pytest.raises(ShardCorrupt, match="fail their checksum"):
-        EmbeddingStore.open(store_dir, "g1").get(ids[row - 1:row + 1])
+        EmbeddingStore.open(store_dir, "g1").get(ids[row - 1 : row + 1])
     with pytest.raises(ShardCorrupt):  # once damage is seen, nothing from that shard is served
         store.get_one(int(ids[0]))
     with pytest.raises(ShardCorrupt):  # a whole-store view (search, compaction) verifies every block
         EmbeddingStore.open(store_dir, "g1").live()
-    np.testing.assert_array_equal(EmbeddingStore.open(store_dir, "g1").get_one(int(ids[0]))[0], codes_for(ids[:1])[0])
+    np.testing.assert_array_equal(
+        EmbeddingStore.open(store_dir, "g1").get_one(int(ids[0]))[0], codes_for(ids[:1])[0]
+    )
 
 
 def test_a_flipped_id_byte_never_maps_an_id_to_another_row(store_dir, ids):

@@ -43,15 +43,18 @@ def _codes(ids: np.ndarray) -> np.ndarray:
 
 def _writer(store_dir: Path, start: int, *, hold: bool = False) -> subprocess.Popen:
     args = [sys.executable, "-c", _WRITER, str(store_dir), str(start)] + (["hold"] if hold else [])
-    return subprocess.Popen(args, env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        args, env=ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def test_second_writer_process_is_refused_while_the_first_is_open(tmp_path: Path):
     store_dir = tmp_path / "store"
     first = _writer(store_dir, 0, hold=True)
     try:
-        assert first.stdout.readline().strip() == "committed"  # it holds the lock from here until told to finish
+        assert (
+            first.stdout.readline().strip() == "committed"
+        )  # it holds the lock from here until told to finish
         second = _writer(store_dir, 10**6)
         _, err = second.communicate(timeout=120)
         assert second.returncode == 3, err

@@ -27,10 +27,22 @@ def test_ray_reads_compacted_shards_directly(store_dir):
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False
-        got_ids = np.concatenate([b["data"] for b in ray.data.read_numpy(
-            [str(root / "shards" / s["name"] / "ids.npy") for s in live]).iter_batches(batch_format="numpy")])
-        got_codes = np.concatenate([b["data"] for b in ray.data.read_numpy(
-            [str(root / "shards" / s["name"] / "codes.npy") for s in live]).iter_batches(batch_format="numpy")])
+        got_ids = np.concatenate(
+            [
+                b["data"]
+                for b in ray.data.read_numpy(
+                    [str(root / "shards" / s["name"] / "ids.npy") for s in live]
+                ).iter_batches(batch_format="numpy")
+            ]
+        )
+        got_codes = np.concatenate(
+            [
+                b["data"]
+                for b in ray.data.read_numpy(
+                    [str(root / "shards" / s["name"] / "codes.npy") for s in live]
+                ).iter_batches(batch_format="numpy")
+            ]
+        )
     finally:
         ray.shutdown()
     np.testing.assert_array_equal(got_ids, ids[10:])

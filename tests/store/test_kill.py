@@ -78,8 +78,10 @@ def test_kill_9_mid_shard_write_then_resume_exactly_once(tmp_path):
     compact_store(store_dir, "g1")
     store = EmbeddingStore.open(store_dir, "g1")
     np.testing.assert_array_equal(store.live_ids(), np.arange(total_batches * BATCH))
-    np.testing.assert_array_equal(store.get(np.arange(0, total_batches * BATCH, 997))[1],
-                                  _expected_codes(np.arange(0, total_batches * BATCH, 997)))
+    np.testing.assert_array_equal(
+        store.get(np.arange(0, total_batches * BATCH, 997))[1],
+        _expected_codes(np.arange(0, total_batches * BATCH, 997)),
+    )
     assert verify_store(store_dir, "g1").orphans == ()
 
 

@@ -27,7 +27,9 @@ def test_round_trip_in_request_order_with_big_ids(store_dir):
     np.testing.assert_array_equal(got_ids, ask)
     np.testing.assert_array_equal(codes, codes_for(ask))
     np.testing.assert_array_equal(vecs, vectors_for(ask))
-    assert isinstance(store.shards[0].codes.base, np.memmap) and not store.shards[0].codes.flags.writeable  # mapped, read-only
+    assert (
+        isinstance(store.shards[0].codes.base, np.memmap) and not store.shards[0].codes.flags.writeable
+    )  # mapped, read-only
 
 
 def test_missing_ids_raise_or_are_skipped(store_dir):
@@ -69,7 +71,11 @@ def test_layout_is_plain_npy_listed_in_manifest(store_dir):
     header = json.loads((shard / "header.json").read_text())
     assert header["generation"] == "g1" and header["spec"] == SPEC and header["rows"] == 3
     (files,) = EmbeddingStore.open(store_dir, "g1").shard_files()
-    assert files["kind"] == "data" and files["codes"] == str(shard / "codes.npy") and files["ids"] == str(shard / "ids.npy")
+    assert (
+        files["kind"] == "data"
+        and files["codes"] == str(shard / "codes.npy")
+        and files["ids"] == str(shard / "ids.npy")
+    )
 
 
 def test_bad_input_is_refused_and_loses_nothing(store_dir):

@@ -44,7 +44,11 @@ def test_random_upserts_and_deletes_then_compaction(store_dir):
     before = _check_against_model(store_dir, model)
     assert len(before.shards) > 4 and any(s.header.kind == "tombstone" for s in before.shards)
     result = compact_store(store_dir, "g1")
-    assert result.shards_after == 1 and result.items == len(model) and len(result.removed) == result.shards_before
+    assert (
+        result.shards_after == 1
+        and result.items == len(model)
+        and len(result.removed) == result.shards_before
+    )
     after = _check_against_model(store_dir, model)
     assert len(after.shards) == 1 and after.manifest.version > before.manifest.version
     assert verify_store(store_dir, "g1").ok
@@ -66,7 +70,9 @@ def test_delete_then_reinsert_and_missing_after_delete(store_dir):
     w.delete([3])
     w.upsert([3], codes_for([3], salt=9))  # delete then upsert in one commit: the upsert (later) wins
     w.commit()
-    np.testing.assert_array_equal(EmbeddingStore.open(store_dir, "g1").get([2, 3])[1], codes_for([2, 3], salt=9))
+    np.testing.assert_array_equal(
+        EmbeddingStore.open(store_dir, "g1").get([2, 3])[1], codes_for([2, 3], salt=9)
+    )
 
 
 def test_compaction_of_all_deleted_store_and_orphans(store_dir):

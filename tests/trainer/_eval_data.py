@@ -8,7 +8,12 @@ from pathlib import Path
 import numpy as np
 
 # fine class -> (coarse class, base RGB colour)
-FINE = {"red-a": ("red", (220, 30, 30)), "red-b": ("red", (160, 20, 60)), "blue-a": ("blue", (30, 40, 220)), "blue-b": ("blue", (20, 120, 200))}
+FINE = {
+    "red-a": ("red", (220, 30, 30)),
+    "red-b": ("red", (160, 20, 60)),
+    "blue-a": ("blue", (30, 40, 220)),
+    "blue-b": ("blue", (20, 120, 200)),
+}
 
 
 def _image(path: Path, rgb: tuple[int, int, int], rng: np.random.Generator, size: int = 48) -> None:
@@ -29,10 +34,28 @@ def write_tiny_manifest(root: Path, *, per_class: dict[str, int] | None = None, 
             for i in range(n):
                 rel = f"photos/{split}/{fine}_{i}.png"
                 _image(root / rel, rgb, rng)
-                rows.append({"image": rel, "split": split, "domain": "photo", "task.coarse": coarse, "task.fine": fine, "task.catalog": fine})
+                rows.append(
+                    {
+                        "image": rel,
+                        "split": split,
+                        "domain": "photo",
+                        "task.coarse": coarse,
+                        "task.fine": fine,
+                        "task.catalog": fine,
+                    }
+                )
         rel = f"catalog/{fine}.png"
         _image(root / rel, rgb, rng)
-        rows.append({"image": rel, "split": "train", "domain": "catalog", "task.coarse": "", "task.fine": "", "task.catalog": fine})
+        rows.append(
+            {
+                "image": rel,
+                "split": "train",
+                "domain": "catalog",
+                "task.coarse": "",
+                "task.fine": "",
+                "task.catalog": fine,
+            }
+        )
     path = root / "manifest.csv"
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -72,7 +72,18 @@ def rewrite_rows(path: Path, edit: dict[int, dict[str, str]]) -> None:
 
 
 # The tiny training setup every trainer test shares: the same options on the command line and in Python.
-TINY_ARGS = ["--backbone", "tiny-cnn", "--image-size", "32", "--batch-size", "8", "--workers", "0", "--embedding-dim", "32"]
+TINY_ARGS = [
+    "--backbone",
+    "tiny-cnn",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "8",
+    "--workers",
+    "0",
+    "--embedding-dim",
+    "32",
+]
 
 
 def tiny_config(manifest: Path, out: Path, **overrides: object):  # -> trainer.config.TrainConfig
@@ -80,8 +91,15 @@ def tiny_config(manifest: Path, out: Path, **overrides: object):  # -> trainer.c
     from trainer.config import TrainConfig
 
     base: dict[str, object] = {
-        "manifest": str(manifest), "out": str(out), "backbone": "tiny-cnn", "image_size": 32, "batch_size": 8,
-        "num_workers": 0, "embedding_dim": 32, "epochs": 2, "seed": 3,
+        "manifest": str(manifest),
+        "out": str(out),
+        "backbone": "tiny-cnn",
+        "image_size": 32,
+        "batch_size": 8,
+        "num_workers": 0,
+        "embedding_dim": 32,
+        "epochs": 2,
+        "seed": 3,
     }
     base.update(overrides)
     return TrainConfig(**base)

@@ -47,8 +47,9 @@ def _with_ids(path: Path, cells: dict[int, str], fmt: str) -> Path:
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 @pytest.mark.parametrize(("cells", "row", "match"), BAD_IDS)
-def test_validate_refuses_ids_backfill_would_refuse(manifest_path: Path, fmt: str, cells: dict[int, str], row: int,
-                                                    match: str) -> None:
+def test_validate_refuses_ids_backfill_would_refuse(
+    manifest_path: Path, fmt: str, cells: dict[int, str], row: int, match: str
+) -> None:
     path = _with_ids(manifest_path, cells, fmt)
     out = CliRunner().invoke(app, ["data", "validate", str(path), "--no-images"])
     assert out.exit_code == 1 and "manifest OK" not in out.stdout
@@ -65,8 +66,19 @@ def test_ids_at_the_int64_bounds_are_kept_exactly(manifest_path: Path) -> None:
 
 def test_train_refuses_a_duplicate_id_before_training(manifest_path: Path, tmp_path: Path) -> None:
     rewrite_rows(manifest_path, {9: {"id": "1003"}})
-    out = CliRunner().invoke(app, ["train", "--manifest", str(manifest_path), "--out", str(tmp_path / "run"),
-                                   *TINY_ARGS, "--epochs", "1"])
+    out = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--manifest",
+            str(manifest_path),
+            "--out",
+            str(tmp_path / "run"),
+            *TINY_ARGS,
+            "--epochs",
+            "1",
+        ],
+    )
     assert out.exit_code == 1 and isinstance(out.exception, ManifestError), out.output
     assert "duplicate id 1003" in str(out.exception) and not (tmp_path / "run" / "checkpoints").exists()
 
@@ -80,13 +92,17 @@ def _with_bomb(manifest_path: Path, row: int) -> Path:
 def test_validate_skips_and_counts_a_decompression_bomb(manifest_path: Path) -> None:
     _with_bomb(manifest_path, 1)
     out = CliRunner().invoke(app, ["data", "validate", str(manifest_path), "--json"])
-    assert out.exit_code == 1 and not isinstance(out.exception, Exception), out.output  # bad rows, not a crash
+    assert out.exit_code == 1 and not isinstance(out.exception, Exception), (
+        out.output
+    )  # bad rows, not a crash
     report = json.loads(out.stdout)
     assert report["skipped"] == 1 and report["good"] == report["total"] - 1
     assert report["bad"][0].startswith("row 1: too large image") and "bomb.png" in report["bad"][0]
 
 
-def test_train_data_skips_and_counts_a_bomb_and_the_dataset_raises_typed(manifest_path: Path, tmp_path: Path) -> None:
+def test_train_data_skips_and_counts_a_bomb_and_the_dataset_raises_typed(
+    manifest_path: Path, tmp_path: Path
+) -> None:
     from embsdk.preprocess import InputSpec
     from trainer._setup import prepare_data
     from trainer.data.dataset import ImageDataset, train_transform

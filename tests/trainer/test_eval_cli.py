@@ -34,7 +34,10 @@ def _brute_force_r1(q: np.ndarray, g: np.ndarray, q_lab: list[str], g_lab: list[
     else:
         qn, gn = q / np.linalg.norm(q, axis=1, keepdims=True), g / np.linalg.norm(g, axis=1, keepdims=True)
         dist = -(qn @ gn.T)
-    hits = [g_lab[min(range(len(g_lab)), key=lambda j, i=i: (dist[i, j], j))] == q_lab[i] for i in range(len(q_lab))]
+    hits = [
+        g_lab[min(range(len(g_lab)), key=lambda j, i=i: (dist[i, j], j))] == q_lab[i]
+        for i in range(len(q_lab))
+    ]
     return float(np.mean(hits))
 
 
@@ -44,13 +47,27 @@ def test_eval_writes_report_and_matches_reference(manifest: Path, tmp_path: Path
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert set(data["tasks"]) == {"coarse", "fine", "catalog"}
-    for name in ("metrics.json", "summary.md", "recall_at_k.png", "embeddings.npz", "grids/fine_binary.png", "grids/catalog_float.png"):
+    for name in (
+        "metrics.json",
+        "summary.md",
+        "recall_at_k.png",
+        "embeddings.npz",
+        "grids/fine_binary.png",
+        "grids/catalog_float.png",
+    ):
         assert (report / name).stat().st_size > 0, name
     assert json.loads((report / "metrics.json").read_text())["tasks"] == data["tasks"]
     assert "| fine | photo (16) | binary |" in (report / "summary.md").read_text()
     cat = data["tasks"]["catalog"]
-    assert (cat["kind"], cat["queries"], cat["gallery"]) == ("catalog", 8, 4)  # test photos -> the 4 catalog images
-    assert (data["tasks"]["fine"]["kind"], data["tasks"]["fine"]["gallery"]) == ("photo", 16)  # train photos only
+    assert (cat["kind"], cat["queries"], cat["gallery"]) == (
+        "catalog",
+        8,
+        4,
+    )  # test photos -> the 4 catalog images
+    assert (data["tasks"]["fine"]["kind"], data["tasks"]["fine"]["gallery"]) == (
+        "photo",
+        16,
+    )  # train photos only
 
     # recompute R@1 from the cached embeddings with a brute-force reference
     import pandas as pd
@@ -61,7 +78,14 @@ def test_eval_writes_report_and_matches_reference(manifest: Path, tmp_path: Path
         floats = cache["floats"]
     for task in ("fine", "catalog"):
         lab = rows[f"task.{task}"]
-        gal = rows.index[(lab != "") & ((rows.domain == "catalog") if task == "catalog" else (rows.split == "train") & (rows.domain == "photo"))]
+        gal = rows.index[
+            (lab != "")
+            & (
+                (rows.domain == "catalog")
+                if task == "catalog"
+                else (rows.split == "train") & (rows.domain == "photo")
+            )
+        ]
         qry = rows.index[(lab != "") & (rows.split == "test") & (rows.domain == "photo")]
         q, g = floats[[pos[i] for i in qry]], floats[[pos[i] for i in gal]]
         for kind, binary in (("float", False), ("binary", True)):
@@ -71,7 +95,9 @@ def test_eval_writes_report_and_matches_reference(manifest: Path, tmp_path: Path
     assert data["tasks"]["fine"]["binary_float_r1_ratio"] == pytest.approx(ratio)
 
     # second run: embeddings come from the cache, same numbers
-    again = _eval("imagenet:tiny-cnn", "--manifest", str(manifest), "--report", str(report), "--json", "--task", "fine")
+    again = _eval(
+        "imagenet:tiny-cnn", "--manifest", str(manifest), "--report", str(report), "--json", "--task", "fine"
+    )
     assert again.exit_code == 0, again.output
     second = json.loads(again.stdout)
     assert second["cached"] is True and set(second["tasks"]) == {"fine"}
@@ -104,7 +130,9 @@ def test_unknown_run_folder(manifest: Path, tmp_path: Path) -> None:
     ],
 )
 def test_task_and_split_errors(manifest: Path, tmp_path: Path, extra: list[str], message: str | None) -> None:
-    res = _eval("imagenet:tiny-cnn", "--manifest", str(manifest), "--report", str(tmp_path / "r"), "--json", *extra)
+    res = _eval(
+        "imagenet:tiny-cnn", "--manifest", str(manifest), "--report", str(tmp_path / "r"), "--json", *extra
+    )
     if message is None:
         assert res.exit_code == 0, res.output
         assert json.loads(res.stdout)["tasks"]["fine"]["queries"] == 4
@@ -115,14 +143,30 @@ def test_task_and_split_errors(manifest: Path, tmp_path: Path, extra: list[str],
 def test_empty_split_is_a_clear_one_line_error(tmp_path: Path) -> None:
     manifest = write_tiny_manifest(tmp_path / "data", per_class={"train": 2, "test": 1})
     proc = subprocess.run(
-        [sys.executable, "-m", "cli.main", "eval", "imagenet:tiny-cnn", "--manifest", str(manifest), "--report", str(tmp_path / "r"), "--split", "val"],
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "eval",
+            "imagenet:tiny-cnn",
+            "--manifest",
+            str(manifest),
+            "--report",
+            str(tmp_path / "r"),
+            "--split",
+            "val",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert proc.returncode == 1
-    assert proc.stderr.startswith("error: ") and "split 'val' is empty" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.stderr.startswith("error: ")
+        and "split 'val' is empty" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )
     assert not (tmp_path / "r").exists()
 
 
@@ -133,5 +177,7 @@ def test_task_without_gallery(tmp_path: Path) -> None:
     df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
     df.loc[df.split == "train", "task.coarse"] = ""
     df.to_csv(manifest, index=False)
-    res = _eval("imagenet:tiny-cnn", "--manifest", str(manifest), "--report", str(tmp_path / "r"), "--task", "coarse")
+    res = _eval(
+        "imagenet:tiny-cnn", "--manifest", str(manifest), "--report", str(tmp_path / "r"), "--task", "coarse"
+    )
     assert isinstance(res.exception, ManifestError) and "no labelled 'train' photos" in str(res.exception)

@@ -67,7 +67,9 @@ def test_hamming_matches_reference_and_breaks_ties_by_index() -> None:
     g = rng.integers(0, 256, size=(300, 4), dtype=np.uint8)
     ref = hamming(q, g)
     np.testing.assert_array_equal(hamming_matrix(q, g), ref)
-    many = rng.integers(0, 256, size=(600, 4), dtype=np.uint8)  # more queries than one block: every block is filled
+    many = rng.integers(
+        0, 256, size=(600, 4), dtype=np.uint8
+    )  # more queries than one block: every block is filled
     np.testing.assert_array_equal(hamming_matrix(many, g[:20]), hamming(many, g[:20]))
     expected = np.array([sorted(range(g.shape[0]), key=lambda j, row=row: (row[j], j)) for row in ref])
     np.testing.assert_array_equal(rank_hamming(q, g), expected)
@@ -78,7 +80,9 @@ def test_hamming_matches_reference_and_breaks_ties_by_index() -> None:
 
 
 def test_hamming_rank_of_packed_floats() -> None:
-    gallery = np.array([[1, 1, -1, -1, 1, 1, 1, 1], [-1, -1, -1, -1, -1, -1, -1, -1], [1, 1, 1, -1, 1, 1, 1, 1]], float)
+    gallery = np.array(
+        [[1, 1, -1, -1, 1, 1, 1, 1], [-1, -1, -1, -1, -1, -1, -1, -1], [1, 1, 1, -1, 1, 1, 1, 1]], float
+    )
     query = np.array([[1, 1, 1, 1, 1, 1, 1, 1]], float)
     # distances: 2, 8, 1
     assert rank_hamming(pack_codes(query), pack_codes(gallery)).tolist() == [[2, 0, 1]]

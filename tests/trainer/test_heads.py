@@ -170,8 +170,17 @@ def test_emb_train_with_binary_loss_weight(tmp_path) -> None:
     with pytest.raises(ConfigError, match="binary_loss_weight"):
         TrainConfig(manifest="m.csv", out=str(tmp_path / "x"), binary_loss_weight=-1.0).check()
     manifest = write_images_manifest(tmp_path / "data", per_class=4, test_per_class=0)
-    cfg = TrainConfig(manifest=str(manifest), out=str(tmp_path / "run"), backbone="tiny-cnn", image_size=32,
-                      batch_size=8, num_workers=0, embedding_dim=32, epochs=1, binary_loss_weight=1.0)
+    cfg = TrainConfig(
+        manifest=str(manifest),
+        out=str(tmp_path / "run"),
+        backbone="tiny-cnn",
+        image_size=32,
+        batch_size=8,
+        num_workers=0,
+        embedding_dim=32,
+        epochs=1,
+        binary_loss_weight=1.0,
+    )
     summary = train(cfg, progress=False)
     assert summary["status"] == "finished"
     import yaml

@@ -304,8 +304,14 @@ def test_resume_refuses_options_that_would_be_ignored(tmp_path: Path) -> None:
     import sys
 
     emb = str(Path(sys.executable).with_name("emb"))
-    res = subprocess.run([emb, "train", "--resume", str(tmp_path / "run"), "--epochs", "9", "--lr", "0.1"],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [emb, "train", "--resume", str(tmp_path / "run"), "--epochs", "9", "--lr", "0.1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert res.returncode == 1
-    assert res.stderr.startswith("error: --resume continues") and "--epochs, --lr cannot be given" in res.stderr
+    assert (
+        res.stderr.startswith("error: --resume continues") and "--epochs, --lr cannot be given" in res.stderr
+    )
     assert "Traceback" not in res.stderr

@@ -106,7 +106,10 @@ def embed_paths(
     model.eval().to(memory_format=torch.channels_last)
     outs, oks, errs = [], [], []
     start = time.perf_counter()
-    with torch.inference_mode(), tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, leave=False) as bar:
+    with (
+        torch.inference_mode(),
+        tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, leave=False) as bar,
+    ):
         for images, ok, err in loader:
             emb = model(images.contiguous(memory_format=torch.channels_last)).float()
             outs.append(emb.cpu().numpy())
@@ -127,7 +130,13 @@ def save_embeddings(path: Path, embedded: EmbeddedRows, *, key: str) -> None:
     err_rows = np.array(sorted(embedded.errors), dtype=np.int64)
     err_text = np.array([embedded.errors[int(r)] for r in err_rows], dtype=str)
     np.savez_compressed(
-        tmp, key=np.array(key), rows=embedded.rows, floats=embedded.floats, valid=embedded.valid, err_rows=err_rows, err_text=err_text
+        tmp,
+        key=np.array(key),
+        rows=embedded.rows,
+        floats=embedded.floats,
+        valid=embedded.valid,
+        err_rows=err_rows,
+        err_text=err_text,
     )
     tmp.replace(path)
 

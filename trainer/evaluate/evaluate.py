@@ -74,7 +74,13 @@ def evaluate(
         workers = min(2, os.cpu_count() or 1) if workers is None else workers
         paths = [m.image_path(int(r)) for r in rows]
         floats, valid, errs, ips = embed_paths(
-            embedder.module, paths, embedder.input_spec, batch_size=batch_size, workers=workers, desc="eval embed", progress=progress
+            embedder.module,
+            paths,
+            embedder.input_spec,
+            batch_size=batch_size,
+            workers=workers,
+            desc="eval embed",
+            progress=progress,
         )
         errors = {int(r): e for r, ok, e in zip(rows, valid, errs, strict=True) if not ok}
         embedded = EmbeddedRows(rows=rows, floats=floats, valid=valid, errors=errors, images_per_second=ips)

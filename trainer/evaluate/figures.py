@@ -40,7 +40,10 @@ def plot_recall_curves(results: Sequence[TaskResult], path: Path, *, title: str 
         ax.set_ylabel("recall@K")
         ax.set_ylim(0, 1.02)
         ax.grid(True, which="both", alpha=0.3)
-        ax.set_title(f"{res.protocol.task} ({res.protocol.kind} gallery, n={len(res.protocol.query_rows)})", fontsize=10)
+        ax.set_title(
+            f"{res.protocol.task} ({res.protocol.kind} gallery, n={len(res.protocol.query_rows)})",
+            fontsize=10,
+        )
         ax.legend(loc="lower right", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=11)
@@ -101,7 +104,12 @@ def draw_result_grid(
     draw = ImageDraw.Draw(canvas)
     small, big = _font(11), _font(14)
     metric = "cosine" if kind == "float" else "Hamming"
-    draw.text((_PAD, 4), f"{p.task}: query (blue) and top {top.shape[1]} by {metric} ({kind}); green = same class", fill="black", font=big)
+    draw.text(
+        (_PAD, 4),
+        f"{p.task}: query (blue) and top {top.shape[1]} by {metric} ({kind}); green = same class",
+        fill="black",
+        font=big,
+    )
     for r, qi in enumerate(picks):
         y = header + r * cell_h
         q_label = str(p.query_labels[qi])
@@ -115,7 +123,9 @@ def draw_result_grid(
     return path
 
 
-def _paste(canvas, draw, file: Path, xy: tuple[int, int], color: tuple[int, int, int], caption: str, font) -> None:
+def _paste(
+    canvas, draw, file: Path, xy: tuple[int, int], color: tuple[int, int, int], caption: str, font
+) -> None:
     from PIL import Image
 
     from embsdk.errors import ImageDecodeError
@@ -132,7 +142,9 @@ def _paste(canvas, draw, file: Path, xy: tuple[int, int], color: tuple[int, int,
     draw.rectangle([x, y, x + _THUMB - 1, y + _THUMB - 1], fill=color)
     ox = x + _BORDER + (_THUMB - 2 * _BORDER - thumb.width) // 2
     oy = y + _BORDER + (_THUMB - 2 * _BORDER - thumb.height) // 2
-    draw.rectangle([x + _BORDER, y + _BORDER, x + _THUMB - _BORDER - 1, y + _THUMB - _BORDER - 1], fill="white")
+    draw.rectangle(
+        [x + _BORDER, y + _BORDER, x + _THUMB - _BORDER - 1, y + _THUMB - _BORDER - 1], fill="white"
+    )
     canvas.paste(thumb, (ox, oy))
     text = caption if len(caption) <= 18 else caption[:17] + "…"
     draw.text((x, y + _THUMB + 2), text, fill="black", font=font)

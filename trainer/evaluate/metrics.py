@@ -74,12 +74,16 @@ def rank_cosine(query: np.ndarray, gallery: np.ndarray, *, depth: int | None = N
     return _stable_topk(-sims, depth)
 
 
-def rank_hamming(query_codes: np.ndarray, gallery_codes: np.ndarray, *, depth: int | None = None) -> np.ndarray:
+def rank_hamming(
+    query_codes: np.ndarray, gallery_codes: np.ndarray, *, depth: int | None = None
+) -> np.ndarray:
     """Gallery indices (Q, depth) ordered by increasing Hamming distance; ties by gallery index."""
     return _stable_topk(hamming_matrix(query_codes, gallery_codes), depth)
 
 
-def rank_gallery(query: np.ndarray, gallery: np.ndarray, metric: Metric, *, depth: int | None = None) -> np.ndarray:
+def rank_gallery(
+    query: np.ndarray, gallery: np.ndarray, metric: Metric, *, depth: int | None = None
+) -> np.ndarray:
     """Rank the gallery for each query with *metric* (``"cosine"`` on floats, ``"hamming"`` on packed codes).
 
     Args:
@@ -107,7 +111,9 @@ def _stable_topk(dist: np.ndarray, depth: int | None) -> np.ndarray:
     return np.argsort(dist, axis=1, kind="stable")[:, :depth].astype(np.int64)
 
 
-def match_matrix(ranked: np.ndarray, query_labels: Sequence[object], gallery_labels: Sequence[object]) -> np.ndarray:
+def match_matrix(
+    ranked: np.ndarray, query_labels: Sequence[object], gallery_labels: Sequence[object]
+) -> np.ndarray:
     """Bool (Q, depth): whether the item at each rank has the query's label."""
     q = np.asarray(query_labels, dtype=object)
     g = np.asarray(gallery_labels, dtype=object)
@@ -142,7 +148,9 @@ def retrieval_metrics(
     gallery_arr = np.asarray(gallery_labels, dtype=object)
     query_arr = np.asarray(query_labels, dtype=object)
     if ranked.shape[0] != len(query_arr) or ranked.shape[1] != len(gallery_arr):
-        raise ValueError(f"ranked has shape {ranked.shape}, expected ({len(query_arr)}, {len(gallery_arr)}): rank the full gallery")
+        raise ValueError(
+            f"ranked has shape {ranked.shape}, expected ({len(query_arr)}, {len(gallery_arr)}): rank the full gallery"
+        )
     labels, counts = np.unique(gallery_arr.astype(str), return_counts=True)
     per_label = dict(zip(labels.tolist(), counts.tolist(), strict=True))
     n_relevant = np.array([per_label.get(str(lbl), 0) for lbl in query_arr], dtype=np.int64)
@@ -167,7 +175,9 @@ def _map_at_r(hits: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
     return (precision_at_i * hits * within_r).sum(axis=1) / n_relevant
 
 
-def recall_curve(ranked: np.ndarray, query_labels: Sequence[object], gallery_labels: Sequence[object], *, max_k: int = 50) -> np.ndarray:
+def recall_curve(
+    ranked: np.ndarray, query_labels: Sequence[object], gallery_labels: Sequence[object], *, max_k: int = 50
+) -> np.ndarray:
     """Recall@K for K = 1..max_k (float array of length ``min(max_k, G)``), answerable queries only."""
     gallery_arr = np.asarray(gallery_labels, dtype=object)
     query_arr = np.asarray(query_labels, dtype=object)

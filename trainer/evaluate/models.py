@@ -84,7 +84,9 @@ def load_embedder(ref: str | Path) -> Embedder:
     from trainer.run import load_model
 
     model, info = load_model(run_dir)
-    return Embedder(name=text, module=model, input_spec=info.input_spec, cache_key=_run_key(run_dir, info.input_spec))
+    return Embedder(
+        name=text, module=model, input_spec=info.input_spec, cache_key=_run_key(run_dir, info.input_spec)
+    )
 
 
 def _imagenet_embedder(backbone: str) -> Embedder:
@@ -93,7 +95,9 @@ def _imagenet_embedder(backbone: str) -> Embedder:
     net = create_backbone(backbone, pretrained=True)
     spec = net.default_input_spec
     key = f"imagenet:{backbone}|{sorted(spec.to_dict().items())}"
-    return Embedder(name=f"{IMAGENET_PREFIX}{backbone}", module=LayerNormEmbedding(net), input_spec=spec, cache_key=key)
+    return Embedder(
+        name=f"{IMAGENET_PREFIX}{backbone}", module=LayerNormEmbedding(net), input_spec=spec, cache_key=key
+    )
 
 
 def _run_key(run_dir: Path, spec: InputSpec) -> str:

@@ -45,7 +45,9 @@ class TaskProtocol:
         return f"{self.task}: {len(self.query_rows)} query photos → {len(self.gallery_rows)} {target}"
 
 
-def build_protocols(manifest: Manifest, *, split: str = "test", tasks: list[str] | None = None) -> list[TaskProtocol]:
+def build_protocols(
+    manifest: Manifest, *, split: str = "test", tasks: list[str] | None = None
+) -> list[TaskProtocol]:
     """Build the query/gallery sets of each task for evaluating *split*.
 
     Args:
@@ -67,15 +69,26 @@ def build_protocols(manifest: Manifest, *, split: str = "test", tasks: list[str]
     rows = manifest.rows
     where = str(manifest.path)
     if "split" not in rows.columns:
-        raise ManifestError("the manifest has no 'split' column; evaluation needs held-out queries", path=where)
+        raise ManifestError(
+            "the manifest has no 'split' column; evaluation needs held-out queries", path=where
+        )
     if split == GALLERY_SPLIT:
-        raise ManifestError(f"cannot evaluate the {GALLERY_SPLIT!r} split: it is the gallery; use --split test or val", path=where)
+        raise ManifestError(
+            f"cannot evaluate the {GALLERY_SPLIT!r} split: it is the gallery; use --split test or val",
+            path=where,
+        )
     tasks = list(tasks) if tasks else manifest.tasks
     splits = rows["split"].astype(str).to_numpy()
     if not (splits == split).any():
         present = sorted(set(splits.tolist()) - {""})
-        raise ManifestError(f"the split {split!r} is empty (splits present: {', '.join(present) or 'none'})", path=where)
-    domains = rows["domain"].fillna("").astype(str).to_numpy() if "domain" in rows.columns else np.full(len(rows), "")
+        raise ManifestError(
+            f"the split {split!r} is empty (splits present: {', '.join(present) or 'none'})", path=where
+        )
+    domains = (
+        rows["domain"].fillna("").astype(str).to_numpy()
+        if "domain" in rows.columns
+        else np.full(len(rows), "")
+    )
     is_catalog = domains == CATALOG_DOMAIN
     out = []
     for task in tasks:
@@ -83,9 +96,13 @@ def build_protocols(manifest: Manifest, *, split: str = "test", tasks: list[str]
         labelled = np.array([v is not None for v in labels], dtype=bool)
         kind: Literal["photo", "catalog"] = "catalog" if (labelled & is_catalog).any() else "photo"
         query = labelled & ~is_catalog & (splits == split)
-        gallery = labelled & is_catalog if kind == "catalog" else labelled & ~is_catalog & (splits == GALLERY_SPLIT)
+        gallery = (
+            labelled & is_catalog if kind == "catalog" else labelled & ~is_catalog & (splits == GALLERY_SPLIT)
+        )
         if not query.any():
-            raise ManifestError(f"task {task!r} has no labelled {split!r} photos to use as queries", path=where)
+            raise ManifestError(
+                f"task {task!r} has no labelled {split!r} photos to use as queries", path=where
+            )
         if not gallery.any():
             what = "catalog images" if kind == "catalog" else f"labelled {GALLERY_SPLIT!r} photos"
             raise ManifestError(f"task {task!r} has no {what} to use as the gallery", path=where)

@@ -57,7 +57,11 @@ def write_report(
     data = {**header, "metric_notes": _NOTES, "tasks": {r.protocol.task: r.to_dict() for r in results}}
     write_text_atomic(report_dir / "metrics.json", json.dumps(data, indent=2, default=float) + "\n")
     files = {"metrics": "metrics.json", "summary": "summary.md", "plot": "recall_at_k.png", "grids": []}
-    plot_recall_curves(results, report_dir / "recall_at_k.png", title=f"{header.get('model', '')} on {header.get('split', '')}")
+    plot_recall_curves(
+        results,
+        report_dir / "recall_at_k.png",
+        title=f"{header.get('model', '')} on {header.get('split', '')}",
+    )
     if image_path is not None:
         for res in results:
             for kind in KINDS:
@@ -82,8 +86,10 @@ def _summary(results: Sequence[TaskResult], header: dict[str, Any], files: dict[
         f"# Evaluation of `{header.get('model')}`",
         "",
         f"- manifest: `{header.get('manifest')}` (sha256 {str(header.get('manifest_sha256', ''))[:12]}…), split `{header.get('split')}`",
-        (f"- embedding: {header.get('dim')} floats → {header.get('dim')} bits; images embedded: {header.get('images')}, "
-        f"skipped (unreadable): {header.get('skipped_images', 0)}"),
+        (
+            f"- embedding: {header.get('dim')} floats → {header.get('dim')} bits; images embedded: {header.get('images')}, "
+            f"skipped (unreadable): {header.get('skipped_images', 0)}"
+        ),
     ]
     lines += [f"- {r.protocol.describe()}" for r in results]
     lines += ["", markdown_table(results), "", _NOTES, "", f"![recall@K]({files['plot']})", ""]

@@ -60,7 +60,9 @@ def _drop_invalid(p: TaskProtocol, embedded: EmbeddedRows) -> TaskProtocol:
         return p
     q = np.array([r not in bad for r in p.query_rows], dtype=bool)
     g = np.array([r not in bad for r in p.gallery_rows], dtype=bool)
-    return TaskProtocol(p.task, p.kind, p.query_rows[q], p.gallery_rows[g], p.query_labels[q], p.gallery_labels[g])
+    return TaskProtocol(
+        p.task, p.kind, p.query_rows[q], p.gallery_rows[g], p.query_labels[q], p.gallery_labels[g]
+    )
 
 
 def score_task(
@@ -87,7 +89,9 @@ def score_task(
     result = TaskResult(protocol=p)
     for kind, metric in KINDS.items():
         ranked = rank_gallery(*inputs[kind], metric)
-        result.metrics[kind] = retrieval_metrics(ranked, p.query_labels, p.gallery_labels, ks=ks, precision_at=precision_at)
+        result.metrics[kind] = retrieval_metrics(
+            ranked, p.query_labels, p.gallery_labels, ks=ks, precision_at=precision_at
+        )
         result.curves[kind] = recall_curve(ranked, p.query_labels, p.gallery_labels, max_k=curve_k)
         result.top_rows[kind] = p.gallery_rows[ranked[:, :TOP_SHOWN]]
     return result

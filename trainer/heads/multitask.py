@@ -27,8 +27,13 @@ class MultiTaskLoss(nn.Module):
     touching its parameters with a zero so DistributedDataParallel sees every parameter used).
     """
 
-    def __init__(self, heads: Mapping[str, nn.Module], weights: Mapping[str, float] | None = None,
-                 *, binary_weight: float = 0.0) -> None:
+    def __init__(
+        self,
+        heads: Mapping[str, nn.Module],
+        weights: Mapping[str, float] | None = None,
+        *,
+        binary_weight: float = 0.0,
+    ) -> None:
         super().__init__()
         self.binary_weight = float(binary_weight)
         self.tasks = list(heads)
