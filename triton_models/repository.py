@@ -139,7 +139,7 @@ class ModelRepository:
             DuplicateGeneration: the generation is already served.
             ConfigError: a bad name or backend.
         """
-        from trainer.export_format import read_export
+        from embsdk.export_format import read_export
 
         check_name(family, "family")
         check_name(generation, "generation")
