@@ -5,14 +5,36 @@ from __future__ import annotations
 import sys
 import traceback
 import warnings
+from typing import Any
 
 from embsdk.config import get_settings, redact_url
 from embsdk.errors import DeprecatedGenerationWarning, EmbsdkError
 
-__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "one_line_warnings", "report_error"]
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
+    "one_line_warnings",
+    "report_error",
+    "usage_error_line",
+]
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+def usage_error_line(exc: Any) -> str:
+    """A Click usage error (unknown option, missing value, bad choice) as one ``error: …`` line.
+
+    Names the command and where its help is, e.g.
+    ``error: emb search: No such option: --kk (Possible options: --k, --kind). See: emb search --help``.
+    """
+    message = " ".join(str(exc.format_message()).split())  # Click may wrap suggestions over lines
+    ctx = getattr(exc, "ctx", None)
+    where = f"{ctx.command_path}: " if ctx is not None else ""
+    see = f" See: {ctx.command_path} --help" if ctx is not None else ""
+    return redact_url(f"error: {where}{message}.{see}".replace("..", "."))
 
 
 def report_error(exc: BaseException) -> int:

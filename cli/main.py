@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Any
 
 import typer
+from typer._click import exceptions as click_exceptions  # typer 0.29 vendors Click as typer._click
+from typer.core import TyperGroup
 
-from cli._errors import report_error
+from cli._errors import EXIT_USAGE, report_error, usage_error_line
 from cli._output import JsonOpt, emit
 
 # One entry per command module under cli/. Keep sorted by workflow order.
@@ -30,7 +33,42 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.backfill",
 )
 
+
+class _OneLineUsageErrors(TyperGroup):
+    """The root group: bad usage prints one ``error: …`` line on stderr and exits 2 (no boxed usage panel).
+
+    Everything else is Typer's: ``--help``, no-args help, shell completion (``emb --install-completion``).
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_exceptions.NoArgsIsHelpError as exc:  # Typer has printed the group's help already
+            code = exc.exit_code
+        except click_exceptions.ClickException as exc:
+            sys.stderr.write(usage_error_line(exc) + "\n")
+            code = EXIT_USAGE if isinstance(exc, click_exceptions.UsageError) else exc.exit_code
+        except typer.Abort:
+            sys.stderr.write("interrupted\n")
+            code = 130
+        else:
+            if not standalone_mode:
+                return rv
+            code = rv if isinstance(rv, int) else 0  # non-standalone _main returns typer.Exit codes
+        if not standalone_mode:
+            raise SystemExit(code)
+        sys.exit(code)
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     name="emb",
     help=(
         "embsdk: one unified, binarized image embedding for visual search.\n\n"
@@ -39,7 +77,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # emb --install-completion / --show-completion (bash, zsh, fish, powershell)
 )
 
 
