@@ -4,6 +4,11 @@
     >>> e = embsdk.get_embedding(123, version="unified-v1")                    # doctest: +SKIP
     >>> embsdk.search(e, version="unified-v1", k=10).ids                       # doctest: +SKIP
 
+Every ``version`` defaults to :data:`DEFAULT_VERSION`, the ``production`` alias: with ``production`` on
+``unified-v2``, ``get_embedding(123)`` reads v2 (the returned Embedding says ``generation='unified-v2'``);
+with no ``production`` alias it raises :class:`DefaultAliasNotSet` (an ``AliasNotFound``) naming the
+command that sets it.
+
 Module-level functions use a cached default :class:`Client` configured by ``get_settings()``
 (``EMB_HOME``, ``EMB_REGISTRY_URL``, ``EMB_STORE``). Imports numpy only; the registry (SQLAlchemy) and
 faiss load on first use; torch never.
@@ -22,7 +27,12 @@ import numpy as np
 from embsdk.config import get_settings
 from embsdk.embed import embed  # re-exported: embsdk.embed is light (numpy; PIL on first use)
 from embsdk.errors import GenerationNotFound, StoreError, StoreNotFound
-from embsdk.hamming._client_search import DEFAULT_VERSION, SearchMixin
+from embsdk.hamming._client_search import (
+    DEFAULT_VERSION,
+    DefaultAliasNotSet,
+    SearchMixin,
+    default_alias_error,
+)
 from embsdk.hamming.query import QueryLike
 from embsdk.resolver import check_lifecycle
 from embsdk.store._manifest import generation_root, read_manifest
@@ -33,6 +43,7 @@ from embsdk.types import Embedding, SearchResult
 __all__ = [
     "DEFAULT_VERSION",
     "Client",
+    "DefaultAliasNotSet",
     "EmbeddingBatch",
     "Resolved",
     "embed",
@@ -97,7 +108,7 @@ class Client(SearchMixin):
         if self._registry is None:
             from registry import Registry
 
-            self._registry = Registry(self.registry_url)
+            self._registry = Registry(self.registry_url, create=False)  # a read never creates a registry
         return self._registry
 
     def resolve(self, version: str) -> Resolved:
@@ -132,7 +143,10 @@ class Client(SearchMixin):
                     f"store is in {self.store_dir}.",
                 ) from None
             return Resolved(m.generation, m.spec, None, version)
-        info = self.registry.resolve(version)
+        try:
+            info = self.registry.resolve(version)
+        except GenerationNotFound as exc:
+            raise default_alias_error(version, exc) from None
         return Resolved(info.name, info.embedding_spec, str(info.status), version)
 
     def open_store(self, version: str = DEFAULT_VERSION) -> EmbeddingStore:
@@ -221,7 +235,7 @@ def default_client() -> Client:
 
 
 def get_embedding(item_id: int, version: str = DEFAULT_VERSION, *, with_vector: bool = False) -> Embedding:
-    """The stamped code of one item (see :meth:`Client.get_embedding`)."""
+    """The stamped code of one item (see :meth:`Client.get_embedding`); *version* defaults to ``production``."""
     return default_client().get_embedding(item_id, version, with_vector=with_vector)
 
 
@@ -240,9 +254,12 @@ def search(
     exact: bool = True,
     rerank: bool = False,
     kind: str = "hnsw",
+    exclude_self: bool = False,
 ) -> SearchResult:
-    """Hamming search (see :meth:`Client.search`)."""
-    return default_client().search(query, version, k=k, exact=exact, rerank=rerank, kind=kind)
+    """Hamming search (see :meth:`Client.search`); iterate the result for ``(id, distance, score)`` hits."""
+    return default_client().search(
+        query, version, k=k, exact=exact, rerank=rerank, kind=kind, exclude_self=exclude_self
+    )
 
 
 def search_batch(

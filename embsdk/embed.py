@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from embsdk.errors import InferenceError
+from embsdk.errors import GenerationNotFound, InferenceError
 from embsdk.preprocess import load_images
 from embsdk.types import Embedding
 
@@ -34,7 +34,7 @@ def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
 
 def embed(
     images: ImageInput | Sequence[ImageInput],
-    version: str = "unified-v1",
+    version: str = "production",
     *,
     url: str | None = None,
     protocol: Literal["http", "grpc"] = "http",
@@ -49,7 +49,8 @@ def embed(
     Args:
         images: image files, encoded bytes, uint8 HxWx3 pixel arrays or preprocessed float (3, S, S)
             arrays (or one of them). Preprocessing follows the generation's input spec.
-        version: generation name or alias (resolved through the registry), or an ``emb export`` folder.
+        version: generation name or alias (resolved through the registry), or an ``emb export`` folder;
+            default: the ``production`` alias (DefaultAliasNotSet when it is not set).
         url: Triton address ``host:port``; None runs the generation's ONNX model in-process.
         protocol: ``"http"`` or ``"grpc"`` (with ``url``).
         return_float: also return the float embedding (``Embedding.vector``).
@@ -63,7 +64,7 @@ def embed(
 
     Raises:
         ImageDecodeError: an image is missing, truncated or not an image.
-        GenerationNotFound: no such generation or alias.
+        GenerationNotFound: no such generation or alias (DefaultAliasNotSet: no ``production`` alias).
         RetiredGeneration: the generation is retired (a deprecated one warns: DeprecatedGenerationWarning).
         ServerUnavailable: the server cannot be reached (after the retries).
         ModelNotLoaded: the server does not serve this generation.
@@ -74,9 +75,12 @@ def embed(
     if batch_size <= 0:
         raise InferenceError(f"batch_size must be positive, got {batch_size}.")
     items = _as_list(images)
-    target = resolve_target(
-        version, registry_url=registry_url, stacklevel=2
-    )  # retired refused, deprecated warns
+    try:  # retired refused, deprecated warns
+        target = resolve_target(version, registry_url=registry_url, stacklevel=2)
+    except GenerationNotFound as exc:
+        from embsdk.hamming._client_search import default_alias_error
+
+        raise default_alias_error(str(version), exc) from None
     if not items:
         return []
     if url is None:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from embsdk.errors import CodeLengthError, IncompatibleGenerationError, MissingExtraError, StoreError
 
-__all__ = ["Embedding", "SearchResult"]
+__all__ = ["Embedding", "Hit", "SearchResult"]
 
 
 @dataclass(frozen=True, eq=False)
 class Embedding:
     """One item's binary code, stamped with the generation that produced it.
+
+    Two embeddings are equal when their generation, bits and code are (``item_id`` and ``vector`` do not
+    count: the same image embedded twice, or fetched from the store, is the same embedding); they hash
+    alike, so they work as dict keys. ``np.asarray(e)`` is the packed uint8 code.
 
     Attributes:
         code: packed bits, uint8 array of ``ceil(bits / 8)`` bytes (``numpy.packbits`` big-endian order).
@@ -39,6 +44,26 @@ class Embedding:
     @property
     def nbytes(self) -> int:
         return int(self.code.size)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Embedding):
+            return NotImplemented
+        return (
+            self.generation == other.generation
+            and self.bits == other.bits
+            and self.code.tobytes() == other.code.tobytes()
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.generation, self.bits, self.code.tobytes()))
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """``np.asarray(embedding)``: the packed code (uint8, ``ceil(bits / 8)`` bytes), read-only."""
+        code = self.code.view()
+        code.flags.writeable = False
+        if dtype is not None and np.dtype(dtype) != code.dtype:
+            return code.astype(dtype)
+        return code.copy() if copy else code
 
     def bit_array(self) -> np.ndarray:
         """The bits as a uint8 0/1 array of length ``bits``."""
@@ -101,14 +126,36 @@ class Embedding:
         return d
 
 
+class Hit(NamedTuple):
+    """One search result: the item id, its Hamming distance to the query, and its re-ranked score (or None)."""
+
+    id: int
+    distance: int
+    score: float | None
+
+
 @dataclass(frozen=True)
 class SearchResult:
-    """Nearest neighbours of one query: ids by increasing Hamming distance (and re-ranked scores)."""
+    """Nearest neighbours of one query: ids by increasing Hamming distance (and re-ranked scores).
+
+    Iterating yields :class:`Hit` tuples ``(id, distance, score)`` in rank order; ``len()`` is the number of hits::
+
+        for hit in embsdk.search(123, k=5):
+            print(hit.id, hit.distance)
+    """
 
     generation: str
     ids: np.ndarray
     distances: np.ndarray
     scores: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self) -> Iterator[Hit]:
+        scores = [None] * len(self.ids) if self.scores is None else [float(s) for s in self.scores]
+        for i, d, s in zip(self.ids.tolist(), self.distances.tolist(), scores):
+            yield Hit(int(i), int(d), s)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

@@ -14,14 +14,43 @@ from typing import Any
 
 import numpy as np
 
-from embsdk.errors import DeprecatedGenerationWarning, IndexMissing, IndexStale, StoreError
+from embsdk.errors import (
+    AliasNotFound,
+    DeprecatedGenerationWarning,
+    GenerationNotFound,
+    IndexMissing,
+    IndexStale,
+    StoreError,
+)
 from embsdk.hamming.query import MAX_K, QueryLike, check_k, to_query
 from embsdk.store.reader import EmbeddingStore
 from embsdk.types import Embedding, SearchResult
 
-__all__ = ["DEFAULT_VERSION", "SearchMixin"]
+__all__ = ["DEFAULT_VERSION", "DefaultAliasNotSet", "SearchMixin", "default_alias_error"]
 
-DEFAULT_VERSION = "unified-v1"
+DEFAULT_VERSION = "production"
+"""What every SDK call and ``emb`` command uses when no version is given: the ``production`` alias (as the
+Hub defaults to ``main``), so a caller follows the generation in production without naming it."""
+
+
+class DefaultAliasNotSet(AliasNotFound):
+    """No version was given and the registry has no ``production`` alias to default to."""
+
+    def __init__(self, alias: str = DEFAULT_VERSION) -> None:
+        super().__init__(alias)
+        message = (
+            f"No version given and the default alias {alias!r} is not set. Set it with: "
+            f"emb registry alias set {alias} NAME (or pass a version: --version NAME, version=NAME)."
+        )
+        self.args = (message,)
+
+
+def default_alias_error(version: str, exc: GenerationNotFound) -> GenerationNotFound:
+    """The error to raise for *exc* (the registry knows no *version*): :class:`DefaultAliasNotSet` when
+    *version* is the default alias, else *exc* itself."""
+    if version == DEFAULT_VERSION and getattr(exc, "name", None) == DEFAULT_VERSION:
+        return DefaultAliasNotSet(version)
+    return exc
 
 
 class SearchMixin:
@@ -144,11 +173,15 @@ class SearchMixin:
         rerank: bool = False,
         kind: str = "hnsw",
         candidates: int | None = None,
+        exclude_self: bool = False,
     ) -> SearchResult:
         """Nearest items by Hamming distance to *query* (an id, an Embedding, a packed code, or an image path).
 
         Args:
+            version: generation name or alias (default: the ``production`` alias).
             k: how many results: an integer from 1 to ``MAX_K`` (10,000); fewer when the store holds fewer.
+            exclude_self: leave the query item out of the results (a query by id, or an Embedding with an
+                ``item_id``), still returning *k* hits; ``emb search`` does this unless ``--include-self``.
             exact: faiss ``IndexBinaryFlat`` (exact); False uses the saved approximate index of *kind*.
             rerank: re-order the top ``candidates`` (default ``max(10 k, 100)``) by cosine similarity of the
                 stored float16 vectors; needs vectors in the store and for the query.
@@ -171,8 +204,12 @@ class SearchMixin:
             embed_image=lambda p: self._embed_one(p, res.name, with_vector=rerank),
         )
         ix = self._index(res, store, "flat" if exact else kind)
+        skip = q.item_id if exclude_self else None
         if not rerank:
-            ((ids, dist),) = ix.hits(q.code, k)
+            ((ids, dist),) = ix.hits(q.code, k + (skip is not None), limit=MAX_K + 1)
+            if skip is not None:
+                keep = ids != skip
+                ids, dist = ids[keep][:k], dist[keep][:k]
             return SearchResult(res.name, ids, dist)
         if q.vector is None:
             raise StoreError(
@@ -188,6 +225,9 @@ class SearchMixin:
         ((cand, cdist),) = ix.hits(
             q.code, max(10 * k, 100) if candidates is None else max(candidates, k), limit=10 * MAX_K
         )
+        if skip is not None:
+            keep = cand != skip
+            cand, cdist = cand[keep], cdist[keep]
         _, _, vecs = store.get(cand, with_vectors=True)
         top, scores = cosine_rerank(q.vector, cand, vecs, k)  # type: ignore[arg-type]
         hd = dict(zip(cand.tolist(), cdist.tolist()))
