@@ -45,6 +45,7 @@ class RegistryCore:
         artifact_dir: Path | None = None,
         user: str | None = None,
         auto_migrate: bool | None = None,
+        create: bool = True,
     ) -> None:
         """Open (and on first use create) a registry.
 
@@ -55,10 +56,14 @@ class RegistryCore:
             auto_migrate: ``None`` (default): migrate SQLite to head and create the schema in an empty
                 database; an outdated non-SQLite database raises :class:`SchemaOutdated`. ``True``: always
                 migrate to head. ``False``: do not touch the schema (for ``migrate()`` itself).
+            create: ``True`` (writers: register, publish, migrate): create a missing SQLite database.
+                ``False`` (readers: the SDK's get/search/embed): a missing one raises
+                :class:`~registry.db.RegistryNotFound` naming the path, and nothing is created.
 
         Raises:
             ConfigError: the URL is invalid or its driver is not installed.
             SchemaOutdated: the database needs ``emb registry migrate``.
+            RegistryNotFound: ``create=False`` and the SQLite database does not exist.
             RegistryError: the database cannot be reached (message has the password redacted).
         """
         settings = get_settings()
@@ -66,7 +71,7 @@ class RegistryCore:
         self.artifact_dir = Path(artifact_dir or settings.artifact_dir).expanduser().absolute()
         self.user = user or settings.user
         self.store = ArtifactStore(self.artifact_dir)
-        self._engine = create_registry_engine(self.url)
+        self._engine = create_registry_engine(self.url, create=create)
         if auto_migrate is not False:
             self._ensure_schema(force=bool(auto_migrate))
 

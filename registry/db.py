@@ -23,6 +23,7 @@ from embsdk.errors import ConfigError, RegistryError
 
 __all__ = [
     "SQLITE_BUSY_TIMEOUT_MS",
+    "RegistryNotFound",
     "create_registry_engine",
     "parse_registry_url",
     "read_session",
@@ -31,6 +32,17 @@ __all__ = [
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class RegistryNotFound(RegistryError, FileNotFoundError):
+    """A reader opened a registry that does not exist (nothing was created)."""
+
+    def __init__(self, path: Path, url: str) -> None:
+        super().__init__(
+            f"No registry at {path} (registry URL {redact_url(url)}): check EMB_REGISTRY_URL / --registry-url. "
+            "Reads never create a registry; `emb registry migrate` or `emb publish` creates one."
+        )
+        self.path = path
 
 
 def _sqlite_path(url: sa.URL) -> Path | None:
@@ -59,11 +71,17 @@ def parse_registry_url(url: str) -> sa.URL:
     return make_url(url)
 
 
-def create_registry_engine(url: str) -> Engine:
+def create_registry_engine(url: str, *, create: bool = True) -> Engine:
     """Create the engine for *url*; SQLite gets WAL mode, a busy timeout and foreign keys.
+
+    Args:
+        url: the SQLAlchemy URL.
+        create: whether a missing SQLite database (and its folder) may be created. ``False`` (readers):
+            a missing database file raises :class:`RegistryNotFound` and nothing is created.
 
     Raises:
         ConfigError: the URL cannot be parsed or names an unknown driver.
+        RegistryNotFound: ``create=False`` and the SQLite database file does not exist.
     """
     try:
         parsed = parse_registry_url(url)
@@ -72,7 +90,9 @@ def create_registry_engine(url: str) -> Engine:
     try:
         if parsed.get_backend_name() == "sqlite":
             path = _sqlite_path(parsed)
-            if path is not None:
+            if path is not None and not create and not path.is_file():
+                raise RegistryNotFound(path.expanduser().absolute(), url)
+            if path is not None and create:
                 path.parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
             _configure_sqlite(engine)

@@ -77,7 +77,7 @@ def registry_target(version: str, *, registry_url: str | None = None, stacklevel
     """
     from registry import Registry  # lazy: SQLAlchemy only when a name must be resolved
 
-    with Registry(registry_url) as reg:
+    with Registry(registry_url, create=False) as reg:  # a read never creates a registry
         gen = resolve_generation(reg, version, stacklevel=stacklevel + 1)
         try:
             gen.artifact(ONNX_ARTIFACT)
