@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from cli._output import JsonOpt, emit
+from cli._sdk import DEFAULT_VERSION, resolved_label
 
 __all__ = ["register"]
 
@@ -19,9 +20,10 @@ def embed_command(
         typer.Option(
             "--version",
             "-v",
-            help="Generation name or alias (resolved in the registry), or an export folder.",
+            help="Generation name or alias (resolved in the registry), or an export folder "
+            "(default: the production alias).",
         ),
-    ] = "unified-v1",
+    ] = DEFAULT_VERSION,
     url: Annotated[
         str | None,
         typer.Option(
@@ -37,7 +39,8 @@ def embed_command(
 ) -> None:
     """Embed images with a generation (Triton or in-process) and print their codes.
 
-    Each image's code (hex) is printed with the generation that made it.
+    Each image's code (hex) is printed with the generation that made it; VERSION defaults to the production
+    alias, and what it resolved to is printed first (e.g. "production → unified-v2").
 
     Example: emb embed photo.jpg --version unified-v1 --url 127.0.0.1:8001 --protocol grpc --json
     """
@@ -52,12 +55,21 @@ def embed_command(
         batch_size=batch_size,
         timeout=timeout,
     )
-    rows: list[dict[str, Any]] = [{"image": str(p), **e.to_dict()} for p, e in zip(images, result)]
+    rows: list[dict[str, Any]] = [
+        {"image": str(p), "requested": str(version), **e.to_dict()} for p, e in zip(images, result)
+    ]
     for row in rows:
         row.pop("item_id", None)
 
     def human(data: list[dict[str, Any]]) -> str:
-        return "\n".join(f"{r['image']}\t{r['generation']}\t{r['bits']} bits\t{r['code_hex']}" for r in data)
+        head = (
+            [f"{resolved_label(str(version), data[0]['generation'])} ({data[0]['bits']} bits)"]
+            if data
+            else []
+        )
+        return "\n".join(
+            head + [f"{r['image']}\t{r['generation']}\t{r['bits']} bits\t{r['code_hex']}" for r in data]
+        )
 
     emit(rows, as_json=as_json, human=human)
 

@@ -7,13 +7,13 @@ from typing import Annotated, Any
 import typer
 
 from cli._output import JsonOpt, emit
-from cli._sdk import NoRegistryOpt, StoreOpt, VersionOpt, make_client
+from cli._sdk import DEFAULT_VERSION, NoRegistryOpt, StoreOpt, VersionOpt, make_client, resolved_label
 
 __all__ = ["register"]
 
 
 def _human(data: dict[str, Any]) -> str:
-    lines = [f"{data['generation']} ({data['bits']} bits)"]
+    lines = [f"{resolved_label(data['requested'], data['generation'])} ({data['bits']} bits)"]
     for item in data["items"]:
         lines.append(f"{item['item_id']}\t{item['code_hex']}")
     return "\n".join(lines)
@@ -21,7 +21,7 @@ def _human(data: dict[str, Any]) -> str:
 
 def get_command(
     ids: Annotated[list[int], typer.Argument(help="Item ids (64-bit signed integers).", metavar="ID...")],
-    version: VersionOpt,
+    version: VersionOpt = DEFAULT_VERSION,
     vectors: Annotated[
         bool, typer.Option("--vectors", help="Also print the float16 vectors, when stored.")
     ] = False,
@@ -34,14 +34,15 @@ def get_command(
 ) -> None:
     """Print the binary code (hex, numpy.packbits order) of each ID in the store of generation VERSION.
 
-    Unknown ids fail with the list of them unless --skip-missing.
+    VERSION defaults to the production alias; the first line says what it resolved to
+    (e.g. "production → unified-v2"). Unknown ids fail with the list of them unless --skip-missing.
 
-    Example: emb get 12 7 --version unified-v1 --json
+    Example: emb get 12 7 -v unified-v1 --json
     """
     batch = make_client(store, no_registry).get_embeddings(
         ids, version, skip_missing=skip_missing, with_vectors=vectors
     )
-    emit(batch.to_dict(), as_json=as_json, human=_human)
+    emit({"requested": version, **batch.to_dict()}, as_json=as_json, human=_human)
 
 
 def register(app: typer.Typer) -> None:

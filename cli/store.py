@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from cli._output import JsonOpt, emit, info
-from cli._sdk import NoRegistryOpt, StoreOpt, VersionOpt, make_client
+from cli._sdk import DEFAULT_VERSION, NoRegistryOpt, StoreOpt, VersionOpt, make_client, resolved_label
 
 __all__ = ["register"]
 
@@ -18,7 +18,8 @@ app = typer.Typer(
 
 def _info_human(d: dict[str, Any]) -> str:
     head = (
-        f"{d['generation']}: {d['items']} items, {len(d['shards'])} shard(s), version {d['version']}, "
+        f"{resolved_label(d['requested'], d['generation'])}: {d['items']} items, {len(d['shards'])} shard(s), "
+        f"version {d['version']}, "
         f"{d['spec'].get('bits')} bits, vectors: {'yes' if d['has_vectors'] else 'no'}"
     )
     lines = [head, f"root: {d['root']}"]
@@ -28,33 +29,41 @@ def _info_human(d: dict[str, Any]) -> str:
 
 @app.command("info")
 def info_command(
-    version: VersionOpt, store: StoreOpt = None, no_registry: NoRegistryOpt = False, as_json: JsonOpt = False
+    version: VersionOpt = DEFAULT_VERSION,
+    store: StoreOpt = None,
+    no_registry: NoRegistryOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show a store: item count, shards (data and tombstones), spec, version.
 
-    Example: emb store info --version unified-v1
+    Example: emb store info -v unified-v1
     """
-    emit(make_client(store, no_registry).open_store(version).info(), as_json=as_json, human=_info_human)
+    data = make_client(store, no_registry).open_store(version).info()
+    emit({"requested": version, **data}, as_json=as_json, human=_info_human)
 
 
 @app.command("verify")
 def verify_command(
-    version: VersionOpt, store: StoreOpt = None, no_registry: NoRegistryOpt = False, as_json: JsonOpt = False
+    version: VersionOpt = DEFAULT_VERSION,
+    store: StoreOpt = None,
+    no_registry: NoRegistryOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Check every live shard (generation, spec, sizes, sha256 of every file); exit 1 when damaged.
 
-    Example: emb store verify --version unified-v1
+    Example: emb store verify --version production
     """
     from embsdk.store import verify_store
 
     client = make_client(store, no_registry)
     report = verify_store(client.store_dir, client.resolve(version).name)
     emit(
-        report.to_dict(),
+        {"requested": version, **report.to_dict()},
         as_json=as_json,
         human=lambda d: "\n".join(
             [
-                f"{d['generation']}: {'ok' if d['ok'] else 'DAMAGED'} ({d['shards']} shards, {d['items']} items)"
+                f"{resolved_label(d['requested'], d['generation'])}: {'ok' if d['ok'] else 'DAMAGED'} "
+                + f"({d['shards']} shards, {d['items']} items)"
             ]
             + [f"  problem: {p}" for p in d["problems"]]
             + [f"  orphan (removed by compact): {o}" for o in d["orphans"]]
@@ -67,7 +76,7 @@ def verify_command(
 
 @app.command("compact")
 def compact_command(
-    version: VersionOpt,
+    version: VersionOpt = DEFAULT_VERSION,
     publish: Annotated[
         bool, typer.Option("--publish", help="Register the compacted shard as artifacts of the generation.")
     ] = False,
@@ -77,7 +86,7 @@ def compact_command(
 ) -> None:
     """Merge all shards into one, dropping deleted and superseded rows and crashed-write leftovers.
 
-    Example: emb store compact --version unified-v1
+    Example: emb store compact -v unified-v1 --publish
     """
     from embsdk.store import compact_store
 
@@ -86,17 +95,17 @@ def compact_command(
         client.store_dir, client.resolve(version).name, registry=client.registry if publish else None
     )
     emit(
-        result.to_dict(),
+        {"requested": version, **result.to_dict()},
         as_json=as_json,
         human=lambda d: (
-            f"{d['generation']}: {d['shards_before']} → {d['shards_after']} shard(s), {d['items']} items, version {d['version']}"
+            f"{resolved_label(d['requested'], d['generation'])}: {d['shards_before']} → {d['shards_after']} shard(s), {d['items']} items, version {d['version']}"
         ),
     )
 
 
 @app.command("index")
 def index_command(
-    version: VersionOpt,
+    version: VersionOpt = DEFAULT_VERSION,
     kind: Annotated[
         str, typer.Option("--kind", help="hnsw (IndexBinaryHNSW) or ivf (IndexBinaryIVF).")
     ] = "hnsw",
@@ -109,14 +118,22 @@ def index_command(
 ) -> None:
     """Build and save an approximate search index over the store's live codes (used by emb search --approx).
 
-    Example: emb store index --version unified-v1 --kind hnsw
+    Example: emb store index -v unified-v1 --kind hnsw
     """
     client = make_client(store, no_registry)
     ix = client.build_index(version, kind=kind, publish=publish)
     emit(
-        {"generation": ix.generation, "kind": ix.kind, "items": len(ix), "params": ix.params},
+        {
+            "requested": version,
+            "generation": ix.generation,
+            "kind": ix.kind,
+            "items": len(ix),
+            "params": ix.params,
+        },
         as_json=as_json,
-        human=lambda d: f"{d['generation']}: {d['kind']} index over {d['items']} items saved",
+        human=lambda d: (
+            f"{resolved_label(d['requested'], d['generation'])}: {d['kind']} index over {d['items']} items saved"
+        ),
     )
 
 

@@ -97,6 +97,22 @@ def _config_for(
     return config, spec
 
 
+def _record_source(writer: Any, manifest: str | Path, rows: int) -> None:
+    """Record in the store's MANIFEST.json (under the writer's lock) the manifest it was filled from, with its
+    sha256, so ``emb search`` can print the label and image path of each hit."""
+    import hashlib
+
+    from embsdk.store._manifest import read_manifest, write_manifest
+
+    path = Path(manifest).resolve()
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    m = read_manifest(writer.root, writer.generation)
+    write_manifest(writer.root, m.with_source(str(path), digest.hexdigest(), rows))
+
+
 def _chunks(items: BackfillItems, size: int) -> Iterator[tuple[np.ndarray, list[str]]]:
     for start in range(0, len(items), size):
         yield items.ids[start : start + size], items.paths[start : start + size]
@@ -229,6 +245,7 @@ def backfill(
         if writer.pending:
             writer.commit(registry=registry)
             report.commits += 1
+        _record_source(writer, manifest, report.total)
     finally:
         bar.close()
         writer.close()  # releases the generation's store lock

@@ -39,8 +39,8 @@ class DefaultAliasNotSet(AliasNotFound):
     def __init__(self, alias: str = DEFAULT_VERSION) -> None:
         super().__init__(alias)
         message = (
-            f"No version given and the default alias {alias!r} is not set. Set it with: "
-            f"emb registry alias set {alias} NAME (or pass a version: --version NAME, version=NAME)."
+            f"The alias {alias!r} (the default version) is not set. Set it with: "
+            f"emb registry alias set {alias} NAME (or name a generation: --version NAME, version=NAME)."
         )
         self.args = (message,)
 

@@ -75,6 +75,9 @@ class StoreManifest:
     shards: tuple[ShardEntry, ...] = field(default_factory=tuple)
     updated_at: str = ""
     format: str = STORE_FORMAT
+    sources: tuple[dict[str, Any], ...] = ()
+    """Manifests the store was backfilled from (``path``, ``sha256``, ``rows``, ``recorded_at``), newest last;
+    ``emb search`` reads item labels and image paths from them. Not part of the live state (no version bump)."""
 
     @cached_property
     def state_token(self) -> str:
@@ -90,7 +93,14 @@ class StoreManifest:
             "next_seq": self.next_seq,
             "updated_at": self.updated_at,
             "shards": [s.to_dict() for s in self.shards],
+            **({"sources": [dict(x) for x in self.sources]} if self.sources else {}),
         }
+
+    def with_source(self, path: str, sha256: str, rows: int) -> StoreManifest:
+        """A copy recording that the store was filled from manifest *path* (replacing an entry for that path)."""
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        entry = {"path": path, "sha256": sha256, "rows": int(rows), "recorded_at": now}
+        return replace(self, sources=(*(x for x in self.sources if x.get("path") != path), entry))
 
     def bumped(self, shards: tuple[ShardEntry, ...], next_seq: int) -> StoreManifest:
         now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -140,6 +150,7 @@ def read_manifest(root: Path, generation: str) -> StoreManifest:
             shards=shards,
             updated_at=d.get("updated_at", ""),
             format=d["format"],
+            sources=tuple(dict(x) for x in d.get("sources", ()) if isinstance(x, dict)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ShardCorrupt(f"Store manifest {path} is malformed ({exc!r}).") from None
