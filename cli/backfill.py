@@ -53,8 +53,16 @@ def backfill(
         str | None,
         typer.Option("--ray-address", help="Ray cluster address (default: start a local instance)."),
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Ray actors embedding in parallel.")] = 2,
-    report: Annotated[Path | None, typer.Option("--report", help="Where to write the JSON report.")] = None,
+    ray_actors: Annotated[
+        int, typer.Option("--ray-actors", min=1, help="With --engine ray: Ray actors embedding in parallel.")
+    ] = 2,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Report folder to write backfill.json into (default: $EMB_HOME/reports/backfill-<generation>-<time>.json).",
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Embed every image of MANIFEST with generation VERSION and write its store.
@@ -62,9 +70,11 @@ def backfill(
     Kill it at any point and rerun with --resume: every id ends up in the store exactly once. Unreadable
     images are skipped, counted and listed in the report, never fatal.
 
+    The store records MANIFEST (path and sha256), so emb search can print each hit's label and image path.
+
     Examples:
-      emb backfill --version unified-v1 --manifest data/grocery.csv
-      emb backfill --version production --manifest m.parquet --engine ray --resume
+      emb backfill --version unified-v1 --manifest data/grocery.csv --report reports/backfill-v1
+      emb backfill -v production -m m.parquet --engine ray --ray-actors 4 --resume
     """
     from embsdk.backfill import backfill as run_backfill
     from embsdk.errors import ConfigError
@@ -84,8 +94,8 @@ def backfill(
         commit_every=commit_every,
         keep_vectors=vectors,  # type: ignore[arg-type]
         ray_address=ray_address,
-        workers=workers,
-        report_path=report,
+        workers=ray_actors,
+        report_path=report / "backfill.json" if report is not None else None,
         progress=not json_,
     )
     data = result.to_dict()
