@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from embsdk.spec import EmbeddingSpec
+
 __all__ = [
     "AliasEvent",
     "ArtifactInfo",
@@ -141,6 +143,15 @@ class GenerationInfo(_Dict):
     @property
     def bits(self) -> int | None:
         return (self.embedding_spec or {}).get("bits")
+
+    @property
+    def spec(self) -> EmbeddingSpec | None:
+        """The embedding spec, typed (None when the generation records none).
+
+        Raises:
+            InvalidEmbeddingSpec: the recorded spec breaks the contract (e.g. it has no ``bits``).
+        """
+        return EmbeddingSpec.from_dict(self.embedding_spec) if self.embedding_spec else None
 
 
 @dataclass(frozen=True)

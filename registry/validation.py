@@ -10,6 +10,8 @@ from typing import Any
 
 from embsdk._fileio import sha256_file
 from embsdk.errors import InvalidRegistryInput
+from embsdk.names import check_generation_name
+from embsdk.spec import EmbeddingSpec
 from registry.entities import DatasetRef
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "dataset_from_path",
     "default_embedding_spec",
     "derive_family",
+    "parse_parent_spec",
 ]
 
 LINEAGE_KINDS: tuple[str, ...] = ("fine-tuned-from", "distilled-from", "replaces", "compatible-with")
@@ -36,17 +39,33 @@ ARTIFACT_ROLES: tuple[str, ...] = (
     "eval-report",
     "attachment",
 )
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
 _KEY_RE = re.compile(r"^[^\s/]+(/[^\s/]+)*$")
 
 
 def check_name(name: str, what: str = "generation") -> str:
-    """Names of generations, aliases, families and teams: letters, digits, ``.``, ``_``, ``-``; ≤128 chars."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    """Names of generations, aliases, families and teams: the one rule, :func:`embsdk.names.check_generation_name`."""
+    return check_generation_name(name, what)
+
+
+def parse_parent_spec(text: str, default_kind: str = "fine-tuned-from") -> tuple[str, str]:
+    """``NAME[:KIND]`` (the CLI's ``--parent``) → ``(name, kind)``, both checked; KIND defaults to *default_kind*.
+
+    Example:
+        >>> parse_parent_spec("unified-v1:replaces"), parse_parent_spec("unified-v1")
+        (('unified-v1', 'replaces'), ('unified-v1', 'fine-tuned-from'))
+
+    Raises:
+        InvalidRegistryInput: a bad name, an unknown kind, or an empty KIND after ``:``.
+    """
+    if not isinstance(text, str):
+        raise InvalidRegistryInput(f"A parent is NAME or NAME:KIND, got {text!r}.")
+    name, sep, kind = text.partition(":")
+    if sep and not kind:
         raise InvalidRegistryInput(
-            f"Invalid {what} name {name!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit."
+            f"Parent {text!r} has an empty kind after ':'; use NAME or NAME:KIND, KIND one of: "
+            f"{', '.join(LINEAGE_KINDS)}."
         )
-    return name
+    return check_name(name, "parent generation"), check_kind(kind or default_kind)
 
 
 def check_kind(kind: str) -> str:
@@ -80,24 +99,17 @@ def check_metrics(metrics: Mapping[str, float] | None) -> dict[str, float]:
 
 
 def default_embedding_spec(bits: int, *, dim: int | None = None) -> dict[str, Any]:
-    """The spec of a unified binarized embedding: LayerNorm, sign at 0, numpy packbits big-endian.
+    """The spec of a unified binarized embedding (LayerNorm, sign at 0, numpy packbits big-endian), serialized.
+
+    ``EmbeddingSpec(bits, dim).to_dict()``; see :class:`embsdk.spec.EmbeddingSpec`.
 
     Raises:
         InvalidRegistryInput: *bits* is not a positive multiple of 8, or *dim* is not a positive integer.
     """
-    from embsdk.codes import BIT_ORDER, THRESHOLD
-
     check_code_bits(bits, "bits")
     if dim is not None:
         check_positive_int(dim, "dim")
-    return {
-        "dim": dim if dim is not None else bits,
-        "bits": bits,
-        "binarization": "layernorm-sign",
-        "threshold": THRESHOLD,
-        "bit_order": BIT_ORDER,
-        "float_dtype": "float32",
-    }
+    return EmbeddingSpec(bits=bits, dim=dim if dim is not None else bits).to_dict()
 
 
 def check_positive_int(value: object, what: str) -> int:
@@ -114,20 +126,21 @@ def check_code_bits(value: object, what: str) -> int:
     return value
 
 
-def check_embedding_spec(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Check the known keys of an embedding spec (others are kept as given)."""
+def check_embedding_spec(spec: EmbeddingSpec | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Validate an embedding spec through :meth:`EmbeddingSpec.from_dict` → the dict the registry stores.
+
+    A dict is stored as given once it passes (records keep their exact bytes; unknown keys are kept), an
+    :class:`EmbeddingSpec` as its :meth:`~EmbeddingSpec.to_dict`.
+
+    Raises:
+        InvalidEmbeddingSpec (an InvalidRegistryInput): the spec breaks the contract.
+    """
     if spec is None:
         return None
-    spec = dict(spec)
-    if "dim" in spec:
-        check_positive_int(spec["dim"], "embedding_spec['dim']")
-    if "bits" in spec:
-        check_code_bits(spec["bits"], "embedding_spec['bits']")
-    if "threshold" in spec and not isinstance(spec["threshold"], (int, float)):
-        raise InvalidRegistryInput(
-            f"embedding_spec['threshold'] must be a number, got {spec['threshold']!r}."
-        )
-    return spec
+    if isinstance(spec, EmbeddingSpec):
+        return spec.to_dict()
+    EmbeddingSpec.from_dict(spec)
+    return dict(spec)
 
 
 def dataset_from_path(path: Path, *, role: str = "train") -> DatasetRef:

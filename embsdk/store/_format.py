@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import numpy as np
 
 from embsdk._fileio import fsync_dir, sha256_file
 from embsdk.errors import CodeLengthError, IncompatibleGenerationError, ShardCorrupt, StoreError
+from embsdk.spec import EmbeddingSpec
 from embsdk.store._blocks import BlockCheck, block_crcs, block_rows_for, link
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "ShardHeader",
     "code_bytes",
     "open_shard",
+    "same_spec",
     "verify_shard",
     "write_shard",
 ]
@@ -53,17 +56,22 @@ HEADER = "header.json"
 IDS, CODES, VECTORS = "ids.npy", "codes.npy", "vectors.npy"
 
 
-def code_bytes(spec: dict[str, Any]) -> int:
-    """Bytes per packed code for an embedding spec (``ceil(bits / 8)``)."""
-    try:
-        bits = int(spec["bits"])
-    except (KeyError, TypeError, ValueError):
-        raise StoreError(
-            f"Embedding spec {spec!r} has no integer 'bits'; give at least {{'bits': N}}."
-        ) from None
-    if bits <= 0:
-        raise StoreError(f"Embedding spec bits must be > 0, got {bits}.")
-    return (bits + 7) // 8
+def code_bytes(spec: EmbeddingSpec | Mapping[str, Any]) -> int:
+    """Bytes per packed code for an embedding spec (:attr:`EmbeddingSpec.code_bytes`).
+
+    Raises:
+        InvalidEmbeddingSpec (a StoreError): the spec breaks the contract (e.g. no ``bits``).
+    """
+    return EmbeddingSpec.coerce(spec).code_bytes
+
+
+def same_spec(a: EmbeddingSpec | Mapping[str, Any], b: EmbeddingSpec | Mapping[str, Any]) -> bool:
+    """Whether two specs are the same contract (compared as :class:`EmbeddingSpec`, not as dict spellings).
+
+    Raises:
+        InvalidEmbeddingSpec: either breaks the contract.
+    """
+    return EmbeddingSpec.coerce(a) == EmbeddingSpec.coerce(b)
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,7 @@ class ShardHeader:
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, where: str) -> ShardHeader:
         try:
+            EmbeddingSpec.from_dict(d["spec"])  # a header's spec is checked like any other
             return cls(
                 generation=str(d["generation"]),
                 spec=dict(d["spec"]),
@@ -107,9 +116,9 @@ class ShardHeader:
                 files=dict(d["files"]),
                 format=str(d["format"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:  # InvalidEmbeddingSpec is a ValueError
             raise ShardCorrupt(
-                f"Shard {where}: header.json is malformed ({exc!r}). Run: emb store verify"
+                f"Shard {where}: header.json is malformed ({exc}). Run: emb store verify"
             ) from None
 
 
@@ -163,7 +172,7 @@ def write_shard(
     final_dir: Path,
     *,
     generation: str,
-    spec: dict[str, Any],
+    spec: EmbeddingSpec | Mapping[str, Any],
     kind: str,
     seq: int,
     ids: np.ndarray,
@@ -177,11 +186,13 @@ def write_shard(
     ``ids`` must be sorted and unique. A crash before the rename leaves only a ``.tmp`` folder that readers
     never look at (compaction removes it).
     """
+    typed = EmbeddingSpec.coerce(spec)
+    spec = typed.to_dict() if isinstance(spec, EmbeddingSpec) else dict(spec)
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     if ids.ndim != 1 or (ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1]))):
         raise StoreError("Shard ids must be a 1-D strictly increasing int64 array.")
     if kind == "data":
-        nb = code_bytes(spec)
+        nb = typed.code_bytes
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         if codes.ndim != 2 or codes.shape[0] != ids.size:
             raise StoreError(
@@ -191,12 +202,8 @@ def write_shard(
             raise CodeLengthError(codes.shape[1], nb, generation)
         if vectors is not None:
             vectors = np.ascontiguousarray(vectors, dtype=np.float16)
-            dim = spec.get("dim")
-            if (
-                vectors.ndim != 2
-                or vectors.shape[0] != ids.size
-                or (dim is not None and vectors.shape[1] != int(dim))
-            ):
+            dim = typed.dim
+            if vectors.ndim != 2 or vectors.shape[0] != ids.size or vectors.shape[1] != dim:
                 raise StoreError(f"vectors must be (N, {dim}) with N = {ids.size}; got {vectors.shape}.")
     elif kind != "tombstone":
         raise StoreError(f"Unknown shard kind {kind!r} (data or tombstone).")
@@ -249,10 +256,8 @@ _DTYPES = {IDS: np.dtype("<i8"), CODES: np.dtype("u1"), VECTORS: np.dtype("<f2")
 def _shape(name: str, header: ShardHeader) -> tuple[int, ...]:
     if name == IDS:
         return (header.rows,)
-    if name == CODES:
-        return (header.rows, code_bytes(header.spec))
-    dim = header.spec.get("dim")
-    return (header.rows, int(dim)) if dim is not None else (header.rows, -1)
+    spec = EmbeddingSpec.from_dict(header.spec)  # checked when the header was read
+    return (header.rows, spec.code_bytes) if name == CODES else (header.rows, spec.dim)
 
 
 def _corrupt(shard_dir: Path, what: str) -> ShardCorrupt:
@@ -340,7 +345,11 @@ def _load_legacy(shard_dir: Path, name: str, header: ShardHeader) -> BlockCheck:
 
 
 def open_shard(
-    shard_dir: Path, *, generation: str, spec: dict[str, Any], header_sha256: str | None = None
+    shard_dir: Path,
+    *,
+    generation: str,
+    spec: EmbeddingSpec | Mapping[str, Any],
+    header_sha256: str | None = None,
 ) -> ShardArrays:
     """Open a shard by memory map after checking its header against the expected generation and spec.
 
@@ -363,7 +372,7 @@ def open_shard(
         )
     if header.generation != generation:
         raise IncompatibleGenerationError(header.generation, generation)
-    if header.spec != spec:
+    if not same_spec(header.spec, spec):
         raise ShardCorrupt(
             f"Shard {shard_dir.name}: embedding spec {header.spec} differs from the store's {spec} for {generation!r}; "
             "the shard cannot be read as this generation."
@@ -386,7 +395,7 @@ def open_shard(
 
 
 def verify_shard(
-    shard_dir: Path, *, generation: str, spec: dict[str, Any], header_sha256: str | None
+    shard_dir: Path, *, generation: str, spec: EmbeddingSpec | Mapping[str, Any], header_sha256: str | None
 ) -> list[str]:
     """Full check of one shard (header + sha256 of every file + id order). Returns problems, empty when sound."""
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -27,6 +27,8 @@ from embsdk.errors import (
     StoreNotFound,
     UnsafePath,
 )
+from embsdk.names import NAME_RULE, is_generation_name
+from embsdk.spec import EmbeddingSpec
 
 __all__ = [
     "STORE_FORMAT",
@@ -41,7 +43,6 @@ __all__ = [
 STORE_FORMAT = "embsdk-store/1"
 MANIFEST = "MANIFEST.json"
 LOCK = ".writer.lock"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+\-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,8 @@ class StoreManifest:
 
 def generation_root(store_dir: Path, generation: str) -> Path:
     """``<store_dir>/<generation>``, refusing names that could escape the store."""
-    if not _SAFE_NAME.match(generation) or generation in {".", ".."}:
-        raise UnsafePath(generation, "a generation name may hold only letters, digits, '.', '_', '+', '-'")
+    if not is_generation_name(generation):  # the registry's one name rule (embsdk.names)
+        raise UnsafePath(generation, f"a generation name is {NAME_RULE}")
     return Path(store_dir) / generation
 
 
@@ -142,6 +143,7 @@ def read_manifest(root: Path, generation: str) -> StoreManifest:
             )
             for s in d["shards"]
         )
+        EmbeddingSpec.from_dict(d["spec"])  # InvalidEmbeddingSpec is a ValueError: a malformed manifest
         m = StoreManifest(
             generation=d["generation"],
             spec=dict(d["spec"]),
@@ -219,19 +221,29 @@ def _holder_pid(fd: int) -> int | None:
         return None
 
 
-def ensure_store(root: Path, generation: str, spec: dict[str, Any]) -> StoreManifest:
-    """Create an empty store for *generation* if none exists; check the spec of an existing one."""
+def ensure_store(root: Path, generation: str, spec: EmbeddingSpec | Mapping[str, Any]) -> StoreManifest:
+    """Create an empty store for *generation* if none exists; check the spec of an existing one.
+
+    Specs compare as :class:`~embsdk.spec.EmbeddingSpec` (``{"bits": 64}`` is ``{"bits": 64, "dim": 64}``); a
+    new store records the dict as given (an EmbeddingSpec as its ``to_dict()``).
+
+    Raises:
+        InvalidEmbeddingSpec (a StoreError): *spec* breaks the contract.
+        StoreError: the existing store was written with another spec.
+    """
+    typed = EmbeddingSpec.coerce(spec)
+    spec = typed.to_dict() if isinstance(spec, EmbeddingSpec) else dict(spec)
     root.mkdir(parents=True, exist_ok=True)
     (root / "shards").mkdir(exist_ok=True)
     try:
         m = read_manifest(root, generation)
     except StoreNotFound:
-        m = StoreManifest(generation=generation, spec=dict(spec)).bumped((), 1)
+        m = StoreManifest(generation=generation, spec=spec).bumped((), 1)
         write_manifest(root, m)
         return m
-    if m.spec != dict(spec):
+    if EmbeddingSpec.from_dict(m.spec) != typed:
         raise StoreError(
-            f"The store of {generation!r} was written with spec {m.spec}, not {dict(spec)}; "
+            f"The store of {generation!r} was written with spec {m.spec}, not {spec}; "
             "a generation's spec never changes. Register a new generation instead."
         )
     return m
