@@ -17,14 +17,18 @@ def _human(d: dict[str, Any]) -> str:
     lines = [
         f"published {d['generation']} → Triton model {d['family']!r} version {d['triton_version']} ({d['repository']})",
         f"  parity: float max |diff| {p['max_abs_diff']:.2e}, bits agree {p['bit_agreement']:.4%} on {p['n_images']} images",
-        "  artifacts: " + ", ".join(f"{n} sha256:{s[:12]}…" for n, s in d["artifacts"].items()),
+        "  artifacts: "
+        + ", ".join(f"{n} sha256:{s[:12]}…" for n, s in d["artifacts"].items() if not n.startswith("eval/")),
     ]
+    report_files = [n for n in d["artifacts"] if n.startswith("eval/")]
+    if report_files:
+        lines.append(f"  eval report: {len(report_files)} files attached ({', '.join(report_files)})")
     if d["parents"]:
         lines.append("  parents: " + ", ".join(f"{x['name']} ({x['kind']})" for x in d["parents"]))
     lines.append(
         f"  metrics: {len(d['metrics'])} from {d['eval_report']}"
         if d["eval_report"]
-        else "  metrics: none (no emb eval report)"
+        else "  metrics: none (no emb eval report of this run: emb eval RUN --manifest M --report RUN/eval)"
     )
     if d["aliases"]:
         lines.append("  aliases: " + ", ".join(d["aliases"]))
@@ -60,7 +64,9 @@ def publish_command(
     eval_report: Annotated[
         Path | None,
         typer.Option(
-            "--eval-report", help="emb eval report folder (default: the run's latest one under RUN/, if any)."
+            "--eval-report",
+            help="emb eval report folder of this run (default: RUN/eval, else the newest report whose "
+            "metrics.json names this run: under RUN/, next to it, or under the current directory).",
         ),
     ] = None,
     description: Annotated[str, typer.Option("--description", help="Free text for the registry.")] = "",
@@ -75,14 +81,17 @@ def publish_command(
 ) -> None:
     """Publish a run as a new generation: export, parity check, register, serve.
 
-    Exports ONNX and checks parity against PyTorch (a failing check is refused with the reason), attaches the
-    metrics of the run's latest emb eval report, stores the artifacts by sha256, registers the generation with
-    its lineage and training dataset, and places it as a new version in the Triton repository. A publish that
-    fails or is killed leaves no registered generation without files and no half-written model version.
+    Exports ONNX and checks parity against PyTorch (a failing check is refused with the reason), stores the
+    artifacts by sha256, registers the generation with its lineage, training dataset and the metrics of the
+    run's emb eval report (whose summary.md and plots become artifacts eval/<file>, role eval-report), and
+    places it as a new version in the Triton repository. A publish that fails or is killed leaves no
+    registered generation without its model files and no half-written model version.
 
     Example: emb publish runs/unified --name unified-v2 --parent unified-v1:fine-tuned-from --alias staging
+
+    Example: emb publish runs/unified --name unified-v3 --eval-report reports/unified
     """
-    from trainer.publish import publish
+    from publishing.publish import publish
 
     info(f"publishing {run} as {name} …")
     result = publish(

@@ -7,6 +7,7 @@ import builtins
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from embsdk._faults import crash_point
 from embsdk.errors import (
     AliasNotFound,
     ConsumerNotFound,
@@ -14,7 +15,6 @@ from embsdk.errors import (
     ProtectedAlias,
     RetiredGeneration,
 )
-from registry import _hooks
 from registry._core import RegistryCore
 from registry.entities import AliasEvent, ConsumerInfo
 from registry.lifecycle import Status
@@ -76,7 +76,7 @@ class AliasesMixin(RegistryCore):
                 return last  # already there: nothing moved, nothing to record
             previous = None if row is None else row.generation_id
             if row is None:
-                _hooks.before_alias_insert()
+                crash_point("registry.before_alias_insert")
                 session.add(Alias(name=alias, generation_id=gen.id, protected=protect, updated_at=now))
                 try:
                     session.flush()
@@ -145,7 +145,7 @@ class AliasesMixin(RegistryCore):
             find = sa.select(Consumer).where(Consumer.team == team, Consumer.ref == ref)
             row = session.scalars(find).one_or_none()
             if row is None:
-                _hooks.before_consumer_insert()
+                crash_point("registry.before_consumer_insert")
                 try:
                     with session.begin_nested():  # a savepoint absorbs another process adding it first
                         row = Consumer(team=team, ref=ref, created_at=utcnow(), created_by=self.user)

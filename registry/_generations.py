@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from embsdk._faults import crash_point
 from embsdk.errors import (
     ArtifactSourceNotFound,
     DuplicateGeneration,
@@ -23,7 +24,6 @@ from embsdk.errors import (
     InvalidRegistryInput,
     RegistryError,
 )
-from registry import _hooks
 from registry._core import _Q, RegistryCore
 from registry.artifacts import StoredBlob, validate_artifact_name
 from registry.entities import (
@@ -178,7 +178,7 @@ class GenerationsMixin(RegistryCore):
                     self._gen_id(session, parent)
 
         blobs: list[tuple[str, str, StoredBlob]] = [(n, role, self.store.put(p)) for n, p, role in files]
-        _hooks.after_blobs_written()
+        crash_point("registry.after_blobs_written")
 
         try:
             with self._write(f"register {name}") as session:
@@ -246,7 +246,7 @@ class GenerationsMixin(RegistryCore):
                     )
                 )
                 session.flush()
-                _hooks.before_commit()
+                crash_point("registry.before_commit")
             # Everything in the new generation is known here; build the view without reading it back.
             return GenerationInfo(
                 name=name,

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from embsdk._faults import crash_point
 from embsdk._fileio import fsync_dir, sha256_file
 from embsdk.errors import ArtifactCorrupt, ArtifactMissing, ArtifactSourceNotFound, UnsafePath
-from registry import _hooks
 
 __all__ = ["TEMP_PREFIX", "ArtifactStore", "StoredBlob", "sha256_file", "validate_artifact_name"]
 
@@ -130,7 +130,7 @@ class ArtifactStore:
                     written += len(chunk)
                     if not hooked and written * 2 >= total:
                         out.flush()
-                        _hooks.during_blob_write(tmp)
+                        crash_point("registry.during_blob_write", tmp)
                         hooked = True
                 out.flush()
                 os.fsync(out.fileno())

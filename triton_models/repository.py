@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from embsdk._faults import crash_point
 from embsdk._fileio import fsync_dir, fsync_tree, write_json_atomic, write_text_atomic
 from embsdk.config import get_settings
 from embsdk.errors import ConfigError, DuplicateGeneration, ExportError
@@ -43,7 +44,6 @@ from triton_models.config import (
     render_config,
     validate_config,
 )
-from triton_models.faults import crash_point
 from triton_models.python_backend import MODEL_FILE
 
 __all__ = ["MAPPING_FILE", "STAGING_PREFIX", "ModelRepository", "StagedVersion"]

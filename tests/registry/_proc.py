@@ -10,19 +10,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# A child registers NAME with one artifact. HOOK names a registry._hooks point where it prints
+# A child registers NAME with one artifact. HOOK names a crash point (embsdk._faults.POINTS) where it prints
 # "<hook>-reached" and then sleeps SLEEP seconds; GO is a file it waits for before starting (a start barrier).
 CHILD = textwrap.dedent(
     """
     import json, os, sys, time
     from pathlib import Path
-    from registry import Registry, _hooks
+    from embsdk import _faults
+    from registry import Registry
     url, art_dir, name, artifact, hook, sleep, go = sys.argv[1:8]
     def pause(*_):
         print(f"{hook}-reached", flush=True)
         time.sleep(float(sleep))
     if hook != "none":
-        setattr(_hooks, hook, pause)
+        _faults.arm(hook, pause)
     print("ready", flush=True)
     while go != "none" and not os.path.exists(go):
         time.sleep(0.005)
@@ -96,9 +97,11 @@ def wait_for_line(proc: subprocess.Popen[str], expected: str, timeout: float = 6
 ALIAS_CHILD = textwrap.dedent(
     """
     import json, os, sys, time
-    from registry import Registry, _hooks
+    from embsdk import _faults
+    from registry import Registry
     url, name, aliases, go, pause = sys.argv[1:6]
-    _hooks.before_alias_insert = _hooks.before_consumer_insert = lambda: time.sleep(float(pause))
+    for point in ("registry.before_alias_insert", "registry.before_consumer_insert"):
+        _faults.arm(point, lambda: time.sleep(float(pause)))
     reg = Registry(url)
     reg.resolve(name)  # connected and warm before the barrier
     print("ready", flush=True)

@@ -124,10 +124,8 @@ def test_nothing_is_unpickled() -> None:
         assert needle not in code, needle
 
 
-def test_blob_write_crash_leaves_no_partial_blob(
-    tmp_path: Path, make_file, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from registry import _hooks
+def test_blob_write_crash_leaves_no_partial_blob(tmp_path: Path, make_file) -> None:
+    from embsdk import _faults
 
     store = ArtifactStore(tmp_path / "store")
     src = make_file("big.bin", os.urandom(4 << 20))
@@ -136,7 +134,6 @@ def test_blob_write_crash_leaves_no_partial_blob(
         assert tmp.exists() and tmp.name.startswith(TEMP_PREFIX)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_hooks, "during_blob_write", boom)
-    with pytest.raises(KeyboardInterrupt):
+    with _faults.on("registry.during_blob_write", boom), pytest.raises(KeyboardInterrupt):
         store.put(src)
     assert list(store.iter_blobs()) == [] and list(store.iter_temp_files()) == []

@@ -24,7 +24,7 @@ def test_two_processes_register_the_same_name(
     arts = [make_file("a.onnx"), make_file("b.onnx")]
     # both pause after writing their blobs, so both have passed the early name check before either commits
     procs = [
-        spawn(registry_url, artifact_dir, "race-v1", a, hook="after_blobs_written", sleep=0.5, go=go)
+        spawn(registry_url, artifact_dir, "race-v1", a, hook="registry.after_blobs_written", sleep=0.5, go=go)
         for a in arts
     ]
     for p in procs:
@@ -71,9 +71,9 @@ def test_readers_and_writers_keep_working_while_a_writer_writes(
     reg.register("base-v1", code_version="test")
     reg.set_alias("production", "base-v1")
     writer = spawn(
-        registry_url, artifact_dir, "slow-v1", make_file("slow.onnx"), hook="before_commit", sleep=3
+        registry_url, artifact_dir, "slow-v1", make_file("slow.onnx"), hook="registry.before_commit", sleep=3
     )
-    wait_for_line(writer, "before_commit-reached")  # the child now holds an open write transaction
+    wait_for_line(writer, "registry.before_commit-reached")  # the child now holds an open write transaction
     t0 = time.monotonic()
     for _ in range(20):
         assert reg.resolve("production").name == "base-v1"
@@ -89,7 +89,9 @@ def test_readers_and_writers_keep_working_while_a_writer_writes(
     assert [g.name for g in reg.list()] == ["base-v1", "slow-v1", "queued-v1"]
 
 
-@pytest.mark.parametrize("point", ["during_blob_write", "after_blobs_written", "before_commit"])
+@pytest.mark.parametrize(
+    "point", ["registry.during_blob_write", "registry.after_blobs_written", "registry.before_commit"]
+)
 def test_kill_9_mid_register_leaves_registry_consistent(
     registry_url: str, artifact_dir: Path, make_file, point: str
 ) -> None:
@@ -105,7 +107,7 @@ def test_kill_9_mid_register_leaves_registry_consistent(
     assert [g.name for g in reg.list()] == ["base-v1"]  # no row for the killed registration
     report = reg.fsck()
     assert report.ok, report  # nothing referenced is missing or corrupt
-    if point == "during_blob_write":
+    if point == "registry.during_blob_write":
         assert len(report.temp_files) == 1 and report.orphans == ()
     else:
         assert report.temp_files == () and len(report.orphans) == 1

@@ -34,9 +34,9 @@ def _served(repo_root: Path) -> dict[str, int]:
 
 
 def test_publish_registers_and_places_the_model(tiny_run: Path, tmp_path: Path, registry_url: str) -> None:
+    from embsdk.export_format import sha256_file
+    from publishing.publish import publish
     from trainer.evaluate import evaluate
-    from trainer.export_format import sha256_file
-    from trainer.publish import publish
     from trainer.run import read_run_info
 
     info = read_run_info(tiny_run)
@@ -87,7 +87,7 @@ def test_publish_registers_and_places_the_model(tiny_run: Path, tmp_path: Path, 
 def test_failing_parity_is_refused_with_the_reason(tiny_run: Path, tmp_path: Path) -> None:
     import torch
 
-    from trainer.publish import publish
+    from publishing.publish import publish
 
     run = tmp_path / "diverged"
     shutil.copytree(tiny_run, run)
@@ -113,7 +113,7 @@ _PUBLISH = [sys.executable, "-m", "cli.main", "publish"]
     [
         "publish.after_export",
         "publish.after_stage",
-        "publish.before_registry_commit",
+        "registry.before_commit",
         "publish.after_register",
         "repository.before_rename",
         "repository.after_rename",
@@ -124,7 +124,7 @@ _PUBLISH = [sys.executable, "-m", "cli.main", "publish"]
 def test_kill_at_each_step_leaves_a_consistent_state(
     step: str, tiny_run: Path, tmp_path: Path, emb_home: Path
 ) -> None:
-    from trainer.publish import CRASH_POINTS, publish
+    from publishing.publish import CRASH_POINTS, publish
     from triton_models.repository import ModelRepository
 
     assert step in CRASH_POINTS
@@ -143,7 +143,7 @@ def test_kill_at_each_step_leaves_a_consistent_state(
                 assert reg.artifact_path(name, artifact, verify=True).is_file()
     registered = names == ["unified-v1"]
     assert registered == (
-        step not in {"publish.after_export", "publish.after_stage", "publish.before_registry_commit"}
+        step not in {"publish.after_export", "publish.after_stage", "registry.before_commit"}
     )
     fam = repo.root / "unified"
     for number in [p.name for p in fam.iterdir() if p.name.isdigit()] if fam.is_dir() else []:
@@ -190,8 +190,8 @@ def test_cli_publish_json(tiny_run: Path, tmp_path: Path) -> None:
 
 
 def test_repository_rebuilds_from_the_registry(tiny_run: Path, tmp_path: Path) -> None:
-    from trainer.export_format import sha256_file
-    from trainer.publish import publish
+    from embsdk.export_format import sha256_file
+    from publishing.publish import publish
     from triton_models.sync import sync_from_registry
 
     repo = tmp_path / "repo"
@@ -214,14 +214,14 @@ def test_repository_rebuilds_from_the_registry(tiny_run: Path, tmp_path: Path) -
 
 _PAUSED_PUBLISH = """
 import sys, time
-from registry import _hooks
-from trainer.publish import publish
+from embsdk import _faults
+from publishing.publish import publish
 
 def pause():
     print("paused", flush=True)
     time.sleep(600)
 
-_hooks.after_blobs_written = pause  # inside the registration: exported, staged, work folder in use
+_faults.arm("registry.after_blobs_written", pause)  # inside the registration: exported, staged, work folder in use
 publish(sys.argv[1], sys.argv[2], repository=sys.argv[3])
 """
 
@@ -231,8 +231,8 @@ def test_killed_publish_work_folder_is_removed_and_a_live_ones_kept(
     tiny_run: Path, tmp_path: Path, emb_home: Path
 ) -> None:
     """A SIGKILLed publish used to leave $EMB_HOME/tmp/publish-* (its export) forever; nothing removed it."""
+    from publishing.publish import publish
     from tests.registry._proc import wait_for_line
-    from trainer.publish import publish
 
     repo, scratch = tmp_path / "repo", emb_home / "tmp"
     env = {**os.environ, "EMBSDK_TEST_CRASH_AT": "publish.after_export"}
@@ -265,3 +265,125 @@ def test_killed_publish_work_folder_is_removed_and_a_live_ones_kept(
         report = reg.fsck(repair=True)
     assert report.stale_workdirs == (str(live_dir),) and str(live_dir) in report.removed
     assert list(scratch.iterdir()) == []
+
+
+def _evaluated_copy(tiny_run: Path, tmp_path: Path, report: Path | None) -> tuple[Path, Path | None]:
+    """A copy of the tiny run (so that no report of it leaks into other tests), evaluated into ``report``."""
+    from trainer.evaluate import evaluate
+    from trainer.run import read_run_info
+
+    run = tmp_path / "runs" / "unified"
+    shutil.copytree(tiny_run, run)
+    if report is not None:
+        evaluate(run, read_run_info(run).manifest_path, report, progress=False, workers=0)
+    return run, report
+
+
+def _check_report_registered(data: dict, report: Path, registry_url: str | None = None) -> None:
+    """The report's metrics and files (summary, plots, metrics.json) are the generation's, by sha256."""
+    from embsdk.export_format import sha256_file
+    from publishing.eval_report import eval_metrics
+
+    expected = eval_metrics(report)
+    assert expected and data["metrics"] == expected
+    assert data["eval_report"] == str(report.resolve())
+    files = {
+        "eval/metrics.json": report / "metrics.json",
+        "eval/summary.md": report / "summary.md",
+        "eval/recall_at_k.png": report / "recall_at_k.png",
+        **{f"eval/grids/{p.name}": p for p in (report / "grids").glob("*.png")},
+    }
+    assert len(files) > 4  # result grids too
+    with _registry(registry_url) as reg:
+        gen = reg.get(data["generation"])
+        assert gen.metrics == expected
+        by_name = {a.name: a for a in gen.artifacts}
+        assert set(by_name) == {"model.onnx", "export.json", *files}
+        for name, src in files.items():
+            assert by_name[name].role == "eval-report"
+            assert by_name[name].sha256 == sha256_file(src) == data["artifacts"][name]
+            assert reg.artifact_path(data["generation"], name, verify=True).read_bytes() == src.read_bytes()
+        assert by_name["model.onnx"].role == "model"
+
+
+def test_cli_publish_with_eval_report_elsewhere(tiny_run: Path, tmp_path: Path) -> None:
+    """`emb eval RUN --report DIR` then `emb publish RUN --eval-report DIR`: metrics and report files registered."""
+    from cli.main import app
+
+    run, report = _evaluated_copy(tiny_run, tmp_path, tmp_path / "elsewhere" / "deep" / "report")
+    res = CliRunner().invoke(
+        app,
+        ["publish", str(run), "--name", "unified-v1", "--eval-report", str(report), "--json"],
+    )
+    assert res.exit_code == 0, res.output
+    _check_report_registered(json.loads(res.stdout), report)
+
+
+def test_cli_publish_finds_a_report_of_the_run_next_to_it(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`emb eval runs/unified --report reports/unified` then `emb publish runs/unified` (no --eval-report)."""
+    from cli.main import app
+    from trainer.evaluate import evaluate
+    from trainer.run import read_run_info
+
+    _evaluated_copy(tiny_run, tmp_path, None)
+    monkeypatch.chdir(tmp_path)  # both commands from the project folder, with relative paths
+    report = tmp_path / "reports" / "unified"
+    evaluate(
+        "runs/unified",
+        read_run_info("runs/unified").manifest_path,
+        "reports/unified",
+        progress=False,
+        workers=0,
+    )
+    assert json.loads((report / "metrics.json").read_text())["model"] == "runs/unified"
+    res = CliRunner().invoke(app, ["publish", "runs/unified", "--name", "unified-v1"])
+    assert res.exit_code == 0, res.output
+    assert f"from {report.resolve()}" in res.output and "metrics: none" not in res.output
+    assert "eval/summary.md" in res.output
+    with _registry() as reg:
+        data = {
+            "generation": "unified-v1",
+            "metrics": reg.get("unified-v1").metrics,
+            "eval_report": str(report.resolve()),
+            "artifacts": {a.name: a.sha256 for a in reg.get("unified-v1").artifacts},
+        }
+    _check_report_registered(data, report)
+
+
+def test_publish_takes_the_run_eval_folder_by_default(tiny_run: Path, tmp_path: Path) -> None:
+    """RUN/eval wins over another report of the same run; without any report: 'metrics: none'."""
+    from cli.main import app
+    from publishing.publish import publish
+
+    run, _ = _evaluated_copy(tiny_run, tmp_path, None)
+    res = CliRunner().invoke(app, ["publish", str(run), "--name", "unified-v1"])
+    assert res.exit_code == 0 and "metrics: none" in res.output, res.output
+    with _registry() as reg:
+        assert reg.get("unified-v1").metrics == {}
+        assert {a.name for a in reg.get("unified-v1").artifacts} == {"model.onnx", "export.json"}
+
+    from trainer.evaluate import evaluate
+    from trainer.run import read_run_info
+
+    manifest = read_run_info(run).manifest_path
+    evaluate(run, manifest, run / "eval", progress=False, workers=0)
+    evaluate(run, manifest, tmp_path / "reports" / "newer", progress=False, workers=0)  # newer, elsewhere
+    result = publish(run, "unified-v2", repository=tmp_path / "repo")
+    _check_report_registered(result.to_dict(), run / "eval")
+
+
+def test_publish_refuses_a_report_of_another_model(tiny_run: Path, tmp_path: Path) -> None:
+    from embsdk.errors import RunError
+    from publishing.publish import publish
+
+    _, report = _evaluated_copy(tiny_run, tmp_path, tmp_path / "report")
+    run = tmp_path / "second"
+    shutil.copytree(tiny_run, run)
+    with pytest.raises(RunError, match="not of the run"):
+        publish(run, "unified-v1", eval_report=report, repository=tmp_path / "repo")
+    with pytest.raises(RunError, match="not an emb eval report"):
+        publish(run, "unified-v1", eval_report=tmp_path, repository=tmp_path / "repo")
+    with _registry() as reg:
+        assert reg.list() == []

@@ -1,50 +1,65 @@
 """``emb publish``: a training run becomes a registered, served generation, all or nothing.
 
+The orchestration layer: it is the one place that drives the trainer (export + parity), the registry and the
+Triton repository, so none of them imports another (see the layer contract in ``pyproject.toml``).
+
 Steps, in this order (each one leaves a state the next run can finish or undo):
 
-1. checks: the name is new, the parents exist; leftovers of killed publishes are reconciled, and their work
-   folders (``$EMB_HOME/tmp/publish-*`` whose owner lock no live process holds) removed;
+1. checks: the name is new, the parents exist, the eval report (if any) is this run's; leftovers of killed
+   publishes are reconciled, and their work folders (``$EMB_HOME/tmp/publish-*`` whose owner lock no live
+   process holds) removed;
 2. export to ONNX + parity check (a failing check stops here: nothing registered, nothing served);
 3. the model version is *staged* in the Triton repository (hidden folder, fully written and fsynced);
-4. the generation is registered (artifacts stored by hash first, then one DB transaction): the commit point;
-5. the staged version is committed (numbered folder + ``generations.json`` + ``config.pbtxt``);
-6. aliases are set.
+4. the generation is registered with the eval metrics (artifacts stored by hash first, then one DB
+   transaction): the commit point;
+5. the eval report's files are attached (role ``eval-report``, names ``eval/<file>``);
+6. the staged version is committed (numbered folder + ``generations.json`` + ``config.pbtxt``);
+7. aliases are set.
 
 A kill before 4 leaves at most a hidden staging folder, orphan blobs and a work folder (``reconcile``,
-the next publish and ``emb registry fsck --repair`` drop them). A kill after 4 leaves a registered generation with all its
-files, whose Triton version is committed by the next ``emb publish`` or ``emb serve`` (reconcile). No
-state has a registered generation without its files or a numbered Triton version half written.
+the next publish and ``emb registry fsck --repair`` drop them). A kill after 4 leaves a registered generation
+with all its model files, whose Triton version is committed by the next ``emb publish`` or ``emb serve``
+(reconcile); a kill between 4 and 5 leaves it without the report's files (its metrics are in): attach them
+with ``emb registry attach NAME FILE --role eval-report``. No state has a registered generation without its
+model files or a numbered Triton version half written.
 
-Fault injection for tests: ``EMBSDK_TEST_CRASH_AT=<step>`` SIGKILLs the process at that step
-(see :data:`CRASH_POINTS`).
+Fault injection for tests: crash points ``publish.*``, ``registry.*`` and ``repository.*`` of
+:data:`embsdk._faults.POINTS` (``EMBSDK_TEST_CRASH_AT=<name>`` SIGKILLs the process there).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embsdk._faults import POINTS, crash_point
 from embsdk._fileio import write_json_atomic
-from embsdk.errors import DuplicateGeneration, GenerationNotFound, RunError
-from triton_models.faults import armed, crash_point
+from embsdk.errors import DuplicateGeneration, GenerationNotFound
+from publishing.eval_report import EVAL_ROLE, eval_metrics, find_eval_report, report_files
+from registry import DatasetRef, Registry
+from registry.validation import check_name, dataset_from_path, derive_family
+from registry.workdirs import PUBLISH_PREFIX, owned_workdir, scratch_root, sweep_stale_workdirs
+from triton_models.repository import ModelRepository
+from triton_models.sync import registered_in_registry
 
-__all__ = ["CRASH_POINTS", "PublishResult", "eval_metrics", "find_eval_report", "publish"]
+__all__ = ["CRASH_POINTS", "PublishResult", "publish"]
 
 CRASH_POINTS = (
     "publish.after_export",
     "publish.after_stage",
-    "publish.before_registry_commit",
+    "registry.before_commit",
     "publish.after_register",
     "repository.before_rename",
     "repository.after_rename",
     "repository.after_mapping",
     "publish.before_alias",
 )
+"""The crash points a publish passes, in order (names of :data:`embsdk._faults.POINTS`)."""
+assert set(CRASH_POINTS) <= set(POINTS), set(CRASH_POINTS) - set(POINTS)
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,7 @@ class PublishResult:
     family: str
     triton_version: int
     parity: dict[str, Any]
-    artifacts: dict[str, str]  # name -> sha256
+    artifacts: dict[str, str]  # name -> sha256 (model files and the eval report's files)
     metrics: dict[str, float] = field(default_factory=dict)
     eval_report: str | None = None
     aliases: tuple[str, ...] = ()
@@ -75,49 +90,6 @@ class PublishResult:
             "parents": [{"name": n, "kind": k} for n, k in self.parents],
             "repository": self.repository,
         }
-
-
-def find_eval_report(run_dir: Path) -> Path | None:
-    """The run's latest ``emb eval`` report folder (``metrics.json`` whose model is this run), or None.
-
-    Looked for under the run folder (e.g. ``emb eval RUN --report RUN/eval``), and in any report folders the
-    run lists in ``run.json`` under ``eval_reports``.
-    """
-    run_dir = run_dir.resolve()
-    candidates = [p for p in run_dir.glob("**/metrics.json") if len(p.relative_to(run_dir).parts) <= 4]
-    try:
-        listed = json.loads((run_dir / "run.json").read_text()).get("eval_reports", [])
-        candidates += [Path(str(p)) / "metrics.json" for p in listed]
-    except (OSError, ValueError, AttributeError):
-        pass
-    best: tuple[float, Path] | None = None
-    for path in candidates:
-        try:
-            data = json.loads(path.read_text())
-            if Path(str(data.get("model", ""))).resolve() != run_dir or "tasks" not in data:
-                continue
-            mtime = path.stat().st_mtime
-        except (OSError, ValueError):
-            continue
-        if best is None or mtime > best[0]:
-            best = (mtime, path.parent)
-    return best[1] if best else None
-
-
-def eval_metrics(report_dir: Path) -> dict[str, float]:
-    """``metrics.json`` → registry metric keys ``task/<manifest>-<split>/<metric>/<float|binary>``."""
-    data = json.loads((report_dir / "metrics.json").read_text())
-    dataset = f"{Path(str(data.get('manifest', 'data'))).stem}-{data.get('split', 'test')}"
-    out: dict[str, float] = {}
-    for task, result in data.get("tasks", {}).items():
-        for kind in ("float", "binary"):
-            for metric, value in (result.get(kind) or {}).items():
-                if isinstance(value, (int, float)) and math.isfinite(value):
-                    out[f"{task}/{dataset}/{metric.lower()}/{kind}"] = float(value)
-        ratio = result.get("binary_float_r1_ratio")
-        if isinstance(ratio, (int, float)) and math.isfinite(ratio):
-            out[f"{task}/{dataset}/binary_float_r1_ratio"] = float(ratio)
-    return out
 
 
 def _parse_parent(text: str) -> tuple[str, str]:
@@ -147,7 +119,8 @@ def publish(
         aliases: aliases to point at the new generation once it is served.
         family: Triton model / registry family (default: the name without ``-vN``).
         images: parity images (default: images of the run's manifest).
-        eval_report: an ``emb eval`` report folder (default: the run's latest one, if any).
+        eval_report: an ``emb eval`` report folder of this run (default: ``RUN/eval``, else the newest report
+            naming this run; see :func:`publishing.eval_report.find_eval_report`).
         description: free text for the registry.
         registry_url: registry URL (default ``EMB_REGISTRY_URL``).
         repository: Triton repository (default ``EMB_TRITON_REPOSITORY``).
@@ -155,15 +128,10 @@ def publish(
     Raises:
         DuplicateGeneration: the name exists. GenerationNotFound: a parent does not exist.
         ParityError: the ONNX model disagrees with PyTorch (the message says by how much).
-        RunError, ExportError, ImageDecodeError: bad run or images.
+        RunError, ExportError, ImageDecodeError: bad run, eval report or images.
     """
-    from registry import Registry
-    from registry.validation import check_name, derive_family
-    from registry.workdirs import PUBLISH_PREFIX, owned_workdir, scratch_root, sweep_stale_workdirs
-    from trainer.export import export_run
+    from trainer.export import export_run  # torch: only once a publish really runs
     from trainer.run import read_run_info
-    from triton_models.repository import ModelRepository
-    from triton_models.sync import registered_in_registry
 
     check_name(name)
     family = family or derive_family(name)
@@ -171,10 +139,9 @@ def publish(
     run = Path(run_dir).expanduser().resolve()
     run_info = read_run_info(run)
     repo = ModelRepository(repository)
-    report = Path(eval_report) if eval_report else find_eval_report(run)
-    if eval_report and not (Path(eval_report) / "metrics.json").is_file():
-        raise RunError(f"{eval_report} is not an emb eval report folder (no metrics.json).")
+    report = find_eval_report(run, eval_report)
     metrics = eval_metrics(report) if report else {}
+    report_artifacts = report_files(report) if report else []
 
     repo.reconcile(registered_in_registry(registry_url))  # finish/undo what a killed publish left behind
     with Registry(registry_url) as reg:
@@ -197,7 +164,6 @@ def publish(
         crash_point("publish.after_stage")
         try:
             datasets = _datasets(run_info, report)
-            _arm_registry_crash()
             with Registry(registry_url) as reg:
                 gen = reg.register(
                     name,
@@ -219,6 +185,12 @@ def publish(
             shutil.rmtree(staged.path, ignore_errors=True)  # not registered: drop the staged version
             raise
         crash_point("publish.after_register")
+        artifacts = {a.name: a.sha256 for a in gen.artifacts}
+        if report_artifacts:
+            with Registry(registry_url) as reg:
+                for art_name, path in report_artifacts:
+                    art = reg.add_artifact(name, path, artifact_name=art_name, role=EVAL_ROLE)
+                    artifacts[art.name] = art.sha256
         number = repo.commit(staged)
         crash_point("publish.before_alias")
         if aliases:
@@ -230,7 +202,7 @@ def publish(
         family=family,
         triton_version=number,
         parity=info["parity"],
-        artifacts={a.name: a.sha256 for a in gen.artifacts},
+        artifacts=artifacts,
         metrics=metrics,
         eval_report=str(report) if report else None,
         aliases=tuple(aliases),
@@ -246,11 +218,8 @@ def _annotate(export: Path, *, name: str, family: str) -> None:
     write_json_atomic(export / "export.json", meta)
 
 
-def _datasets(run_info: Any, report: Path | None) -> list[Any]:
+def _datasets(run_info: Any, report: Path | None) -> list[DatasetRef]:
     """The run's training manifest (as hashed at training time), plus the eval manifest when it differs."""
-    from registry import DatasetRef
-    from registry.validation import dataset_from_path
-
     manifest = Path(run_info.manifest_path)
     refs = []
     try:
@@ -268,11 +237,3 @@ def _datasets(run_info: Any, report: Path | None) -> list[Any]:
         if sha and sha != run_info.manifest_sha256:
             refs.append(DatasetRef(Path(str(data.get("manifest", "eval"))).stem, sha, None, "eval"))
     return refs
-
-
-def _arm_registry_crash() -> None:
-    """For the fault test ``publish.before_registry_commit``: die inside the registry's write transaction."""
-    if armed("publish.before_registry_commit"):
-        from registry import _hooks
-
-        _hooks.before_commit = lambda: crash_point("publish.before_registry_commit")
