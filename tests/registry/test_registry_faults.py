@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from embsdk import _faults
 from registry import Registry
 from tests.registry._proc import spawn, spawn_alias_setter, wait_for_line
 
@@ -150,3 +154,95 @@ def test_processes_creating_the_same_new_aliases_at_once_all_succeed(
             assert current[alias] == history[-1].generation == reg.resolve(alias).name
         # every process added the same consumers: idempotent, one row each
         assert sorted(c.ref for c in reg.consumers() if c.team == "race-team") == sorted(aliases)
+
+
+# ---------------------------------------------------------------- the fault-injection mechanism itself
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _child(code: str, crash_at: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != _faults.ENV}
+    if crash_at is not None:
+        env[_faults.ENV] = crash_at
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_unknown_crash_point_names_are_refused() -> None:
+    with (
+        pytest.raises(_faults.UnknownCrashPoint, match="registry.befor_commit"),
+        _faults.on("registry.befor_commit", lambda: None),
+    ):
+        pass
+    with pytest.raises(_faults.UnknownCrashPoint):
+        _faults.arm("publish.after_exprot")
+    assert _faults._armed == {}
+    # armed: a misspelled call site raises too
+    with _faults.on("registry.before_commit", lambda: None), pytest.raises(_faults.UnknownCrashPoint):
+        _faults.crash_point("no.such.point")
+    # a typo in the environment of a child fails it loudly instead of never firing
+    proc = _child("import embsdk._faults; print('alive')", crash_at="publish.after_exprot")
+    assert proc.returncode == 1 and "alive" not in proc.stdout
+    assert "unknown crash point 'publish.after_exprot'" in proc.stderr
+
+
+def test_crash_points_are_no_ops_unless_armed(tmp_path: Path, make_file) -> None:
+    assert os.environ.get(_faults.ENV) is None and _faults._armed == {}
+    for name in _faults.POINTS:
+        assert _faults.crash_point(name, "arg") is None
+    _faults.crash_point("not.checked.when.disabled")  # disabled: one empty-dict test, nothing else
+    calls: list[tuple] = []
+    with _faults.on("registry.before_commit", lambda *a: calls.append(a)):
+        reg = Registry(f"sqlite:///{tmp_path / 'r.db'}", artifact_dir=tmp_path / "art")
+        reg.register("a-v1", artifacts=[make_file("a.onnx")], code_version="test")
+    assert calls == [()]
+    reg.register("b-v1", code_version="test")  # disarmed on leaving the block
+    assert calls == [()] and _faults._armed == {}
+    with _faults.on("registry.before_commit", lambda: calls.append("outer")):
+        with _faults.on("registry.before_commit", lambda: calls.append("inner")):
+            _faults.crash_point("registry.before_commit")
+        _faults.crash_point("registry.before_commit")  # the outer callback is restored
+    assert calls[1:] == ["inner", "outer"] and _faults._armed == {}
+
+
+def test_environment_kills_the_process_at_the_named_point() -> None:
+    code = "from embsdk._faults import crash_point\ncrash_point('publish.after_export')\nprint('alive')"
+    killed = _child(code, crash_at="publish.after_export")
+    assert killed.returncode == -signal.SIGKILL and "alive" not in killed.stdout
+    other = _child(code, crash_at="publish.after_stage")  # armed elsewhere: passes this point
+    assert other.returncode == 0 and "alive" in other.stdout, other.stderr
+
+
+def _crash_point_calls() -> dict[str, list[str]]:
+    """Every ``crash_point("<literal>")`` call in the packages: name -> where."""
+    found: dict[str, list[str]] = {}
+    for pkg in ("embsdk", "registry", "trainer", "triton_models", "publishing", "cli"):
+        for path in (ROOT / pkg).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Call)
+                    and getattr(node.func, "id", getattr(node.func, "attr", None)) == "crash_point"
+                    and node.args
+                ):
+                    arg = node.args[0]
+                    assert isinstance(arg, ast.Constant), (
+                        f"{path}:{node.lineno}: crash point name not a literal"
+                    )
+                    found.setdefault(arg.value, []).append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_every_crash_point_is_declared_and_used_once() -> None:
+    calls = _crash_point_calls()
+    assert set(calls) == set(_faults.POINTS), set(calls) ^ set(_faults.POINTS)
+    assert {n: w for n, w in calls.items() if len(w) > 1} == {}
+    # kept out of the hot paths: no crash point in the SDK's read/search/embed code
+    assert not [w for ws in calls.values() for w in ws if w.startswith("embsdk/")]
