@@ -51,6 +51,7 @@ __all__ = [
     "FLOAT_DTYPES",
     "INPUT_NAME",
     "OUTPUT_NAMES",
+    "TENSOR_NAMES",
     "THRESHOLD",
     "EmbeddingSpec",
     "InvalidEmbeddingSpec",
@@ -63,6 +64,8 @@ EMBEDDING_OUTPUT = "embedding"
 CODE_OUTPUT = "code"
 """The packed-code output tensor: uint8 ``(N, code_bytes)`` in :data:`BIT_ORDER`."""
 OUTPUT_NAMES: tuple[str, str] = (EMBEDDING_OUTPUT, CODE_OUTPUT)
+TENSOR_NAMES: tuple[str, str, str] = (INPUT_NAME, EMBEDDING_OUTPUT, CODE_OUTPUT)
+"""The standard ``(input, embedding output, code output)`` names."""
 
 BINARIZATION = "layernorm-sign"
 """The one binarization: LayerNorm (no affine), bit = value > :data:`THRESHOLD`."""

@@ -24,6 +24,7 @@ from embsdk.errors import (
     InvalidRegistryInput,
     RegistryError,
 )
+from embsdk.spec import EmbeddingSpec
 from registry._core import _Q, RegistryCore
 from registry.artifacts import StoredBlob, validate_artifact_name
 from registry.entities import (
@@ -52,6 +53,7 @@ from registry.validation import (
     check_name,
     dataset_from_path,
     derive_family,
+    parse_parent_spec,
 )
 
 __all__ = ["GenerationsMixin", "default_code_version"]
@@ -127,7 +129,7 @@ class GenerationsMixin(RegistryCore):
         artifacts: Sequence[ArtifactArg] = (),
         parents: Sequence[tuple[str, str] | str] = (),
         datasets: Sequence[DatasetRef | Path] = (),
-        embedding_spec: Mapping[str, Any] | None = None,
+        embedding_spec: EmbeddingSpec | Mapping[str, Any] | None = None,
         input_spec: Mapping[str, Any] | Any | None = None,
         training_config: Mapping[str, Any] | None = None,
         code_version: str | None = None,
@@ -143,9 +145,10 @@ class GenerationsMixin(RegistryCore):
             name: unique name, e.g. ``unified-v2``.
             family: default: the name without its ``-vN`` suffix.
             artifacts: files (named by their file name) or ``(artifact_name, path)`` pairs.
-            parents: ``(parent_name, kind)`` pairs (or bare names: ``fine-tuned-from``).
+            parents: ``(parent_name, kind)`` pairs, or ``NAME[:KIND]`` strings (KIND defaults to ``fine-tuned-from``).
             datasets: :class:`DatasetRef` or manifest paths (name, sha256 and row count are taken from the file).
-            embedding_spec: dim, bits, binarization, threshold, bit_order, float_dtype.
+            embedding_spec: an :class:`embsdk.spec.EmbeddingSpec` or its dict (dim, bits, binarization, threshold,
+                bit_order, float_dtype, code_bytes), checked by ``EmbeddingSpec.from_dict``.
             input_spec: ``embsdk.preprocess.InputSpec.to_dict()`` (or the InputSpec itself).
             training_config: the trainer's config (JSON).
             code_version: default: git commit of the working directory, else the embsdk version.
@@ -159,7 +162,7 @@ class GenerationsMixin(RegistryCore):
         """
         check_name(name)
         family = check_name(family or derive_family(name), "family")
-        edges = [(p, "fine-tuned-from") if isinstance(p, str) else (p[0], check_kind(p[1])) for p in parents]
+        edges = [parse_parent_spec(p) if isinstance(p, str) else (p[0], check_kind(p[1])) for p in parents]
         spec = check_embedding_spec(embedding_spec)
         input_dict = _jsonable_or_fail(input_spec, "input_spec")
         config = _jsonable_or_fail(training_config, "training_config")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,10 @@ import torch
 from torch import nn
 
 from embsdk._fileio import write_json_atomic
-from embsdk.codes import BIT_ORDER, THRESHOLD, pack_codes
+from embsdk.codes import THRESHOLD, pack_codes
 from embsdk.errors import ExportError, ParityError
 from embsdk.preprocess import InputSpec, load_images
+from embsdk.spec import INPUT_NAME, OUTPUT_NAMES, EmbeddingSpec
 from trainer.export_format import read_export, sha256_file
 
 __all__ = [
@@ -54,8 +55,6 @@ __all__ = [
 OPSET = 17
 FLOAT_TOL = 1e-4
 BIT_AGREEMENT_MIN = 0.999
-INPUT_NAME = "image"
-OUTPUT_NAMES = ("embedding", "code")
 EXPORT_FORMAT = 1
 _PARITY_IMAGES = 16
 
@@ -91,18 +90,23 @@ def _ort_session(onnx_path: Path) -> Any:
     return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
 
 
-def check_parity(model: nn.Module, onnx_path: str | Path, batch: np.ndarray) -> dict[str, Any]:
+def check_parity(
+    model: nn.Module, onnx_path: str | Path, batch: np.ndarray, spec: EmbeddingSpec | None = None
+) -> dict[str, Any]:
     """Compare the ONNX model with PyTorch on ``batch`` (N, 3, S, S) float32.
+
+    ``spec`` names the graph's tensors (default: the standard names of :mod:`embsdk.spec`).
 
     Returns:
         ``max_abs_diff`` (float outputs), ``bit_agreement`` (ONNX code bits vs PyTorch signs),
         ``code_consistent`` (ONNX ``code`` == packbits(ONNX ``embedding`` > 0)), ``n_images`` and ``passed``.
     """
     sess = _ort_session(Path(onnx_path))
+    inp, outs = (spec.input_name, list(spec.output_names)) if spec else (INPUT_NAME, list(OUTPUT_NAMES))
     with torch.no_grad():
         ref = model.eval()(torch.from_numpy(batch)).float().numpy()
-    emb, code = sess.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
-    single = sess.run(list(OUTPUT_NAMES), {INPUT_NAME: batch[:1]})  # the batch axis really is dynamic
+    emb, code = sess.run(outs, {inp: batch})
+    single = sess.run(outs, {inp: batch[:1]})  # the batch axis really is dynamic
     if emb.shape != ref.shape or code.shape != (len(batch), (ref.shape[1] + 7) // 8):
         raise ParityError(f"ONNX output shapes {emb.shape}, {code.shape} do not match PyTorch {ref.shape}.")
     ref_bits = np.unpackbits(pack_codes(ref), axis=1)
@@ -148,7 +152,7 @@ def export_model(
     *,
     input_spec: InputSpec,
     parity_images: Sequence[str | Path | np.ndarray],
-    embedding_spec: dict[str, Any] | None = None,
+    embedding_spec: EmbeddingSpec | Mapping[str, Any] | None = None,
     source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export ``model`` to ``out_dir/model.onnx`` (+ ``export.json``) and check parity on real images.
@@ -158,14 +162,18 @@ def export_model(
         out_dir: folder to write; created if needed. Files appear atomically, ``export.json`` last.
         input_spec: preprocessing used for the parity images (and recorded for serving).
         parity_images: image files (or preprocessed arrays) to compare PyTorch and ONNX Runtime on.
-        embedding_spec: extra fields to record (e.g. the run's embedding spec).
+        embedding_spec: the run's :class:`~embsdk.spec.EmbeddingSpec` (or its dict); its ``dim`` must be the
+            model's. Default: ``EmbeddingSpec(bits=D)`` for the model's output dimension D. The spec is built
+            once here and recorded as ``export.json``'s ``embedding_spec`` (its tensor names name the graph's).
         source: where the model came from (run folder, run id), recorded as is.
 
     Returns:
         The ``export.json`` content.
 
     Raises:
-        ExportError: the model cannot be exported or the ONNX checker rejects it.
+        ExportError: the model cannot be exported, the ONNX checker rejects it, or the spec does not
+            describe the model (another dim, a float dtype other than float32).
+        InvalidEmbeddingSpec: *embedding_spec* breaks the contract.
         ParityError: ONNX Runtime disagrees with PyTorch beyond tolerance (nothing is written).
         ImageDecodeError: a parity image cannot be read.
     """
@@ -178,6 +186,7 @@ def export_model(
     model = model.eval().cpu()
     with torch.no_grad():
         dim = int(model(torch.from_numpy(batch[:1])).shape[1])
+    spec = _export_spec(embedding_spec, dim)
     graph = PackedCodeGraph(model, dim).eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -195,18 +204,14 @@ def export_model(
                     str(tmp),
                     opset_version=OPSET,
                     dynamo=False,
-                    input_names=[INPUT_NAME],
-                    output_names=list(OUTPUT_NAMES),
-                    dynamic_axes={
-                        INPUT_NAME: {0: "batch"},
-                        OUTPUT_NAMES[0]: {0: "batch"},
-                        OUTPUT_NAMES[1]: {0: "batch"},
-                    },
+                    input_names=[spec.input_name],
+                    output_names=list(spec.output_names),
+                    dynamic_axes={name: {0: "batch"} for name in spec.tensor_names},
                 )
             onnx.checker.check_model(str(tmp), full_check=True)
         except Exception as exc:  # torch/onnx raise many types; one typed error at the boundary
             raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from exc
-        parity = check_parity(model, tmp, batch)
+        parity = check_parity(model, tmp, batch, spec)
         if not parity["passed"]:
             raise ParityError(
                 f"Parity check failed on {parity['n_images']} images: {_parity_failure(parity)}."
@@ -218,23 +223,16 @@ def export_model(
             "opset": OPSET,
             "inputs": [
                 {
-                    "name": INPUT_NAME,
+                    "name": spec.input_name,
                     "dtype": "float32",
                     "shape": [-1, 3, input_spec.image_size, input_spec.image_size],
                 }
             ],
             "outputs": [
-                {"name": OUTPUT_NAMES[0], "dtype": "float32", "shape": [-1, dim]},
-                {"name": OUTPUT_NAMES[1], "dtype": "uint8", "shape": [-1, (dim + 7) // 8]},
+                {"name": spec.embedding_output, "dtype": spec.float_dtype, "shape": [-1, spec.dim]},
+                {"name": spec.code_output, "dtype": "uint8", "shape": [-1, spec.code_bytes]},
             ],
-            "embedding_spec": {
-                **(embedding_spec or {}),
-                "dim": dim,
-                "bits": dim,
-                "code_bytes": (dim + 7) // 8,
-                "bit_order": BIT_ORDER,
-                "threshold": THRESHOLD,
-            },
+            "embedding_spec": spec.to_dict(),
             "input_spec": input_spec.to_dict(),
             "parity": parity,
             "source": source or {},
@@ -249,6 +247,29 @@ def export_model(
         tmp.unlink(missing_ok=True)
     write_json_atomic(out / "export.json", info)
     return info
+
+
+def _export_spec(given: EmbeddingSpec | Mapping[str, Any] | None, dim: int) -> EmbeddingSpec:
+    """The one :class:`EmbeddingSpec` of an export: *given* (checked against the model) or the default for *dim*."""
+    if dim % 8:
+        raise ExportError(
+            f"The model outputs {dim} dimensions, one bit each; codes are whole bytes, so the embedding "
+            "dim must be a positive multiple of 8."
+        )
+    if given is None:
+        return EmbeddingSpec(bits=dim, dim=dim)
+    spec = EmbeddingSpec.coerce(given)
+    if spec.dim != dim or spec.bits != dim:
+        raise ExportError(
+            f"The embedding spec says dim {spec.dim} / bits {spec.bits}, but the model outputs {dim} dimensions "
+            "(one bit each); export the run the spec belongs to."
+        )
+    if spec.float_dtype != "float32" or spec.threshold != THRESHOLD:
+        raise ExportError(
+            f"The exported graph outputs float32 and packs value > {THRESHOLD}; the spec says "
+            f"{spec.float_dtype}, threshold {spec.threshold}."
+        )
+    return spec
 
 
 def export_run(
@@ -281,7 +302,7 @@ def export_run(
         out_dir,
         input_spec=run_info.input_spec,
         parity_images=list(images),
-        embedding_spec=dict(run_info.embedding_spec),
+        embedding_spec=EmbeddingSpec.from_dict(run_info.embedding_spec),
         source={
             "run": str(run.resolve()),
             "step": run_info.step,

@@ -1,39 +1,24 @@
 """The export folder's format, readable without torch: ``model.onnx`` + ``export.json``.
 
-Used by the exporter (:mod:`trainer.export`), the Triton repository generator and publish.
+The reader lives in :mod:`embsdk.export_format` (standard library only); this module keeps the trainer's old
+import path and adds the typed view of an export's embedding contract.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-from embsdk._fileio import sha256_file
-from embsdk.errors import ExportError
+from embsdk.export_format import EXPORT_META, read_export, sha256_file
+from embsdk.spec import EmbeddingSpec
 
-__all__ = ["read_export", "sha256_file"]
+__all__ = ["EXPORT_META", "export_spec", "read_export", "sha256_file"]
 
 
-def read_export(export_dir: str | Path) -> dict[str, Any]:
-    """Read and verify an export folder: ``export.json`` present, ``model.onnx`` hashing to its recorded sha256.
+def export_spec(info: Mapping[str, Any]) -> EmbeddingSpec:
+    """The :class:`~embsdk.spec.EmbeddingSpec` an ``export.json`` (as read by :func:`read_export`) records.
 
     Raises:
-        ExportError: the folder is not a complete export, or the model file does not match its hash.
+        InvalidEmbeddingSpec: the recorded spec breaks the contract.
     """
-    d = Path(export_dir)
-    meta_path = d / "export.json"
-    if not meta_path.is_file():
-        raise ExportError(
-            f"{d} is not an export folder (no export.json). Create one with: emb export RUN --out {d}"
-        )
-    info = json.loads(meta_path.read_text())
-    model_path = d / info["model"]["file"]
-    if not model_path.is_file():
-        raise ExportError(f"{model_path} is missing; re-run emb export.")
-    actual = sha256_file(model_path)
-    if actual != info["model"]["sha256"]:
-        raise ExportError(
-            f"{model_path} hashes to {actual[:12]}…, but export.json records {info['model']['sha256'][:12]}…"
-        )
-    return info
+    return EmbeddingSpec.from_dict(info["embedding_spec"])

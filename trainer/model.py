@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from embsdk.codes import BIT_ORDER, THRESHOLD
+from embsdk.codes import THRESHOLD
+from embsdk.spec import EmbeddingSpec
 
 from .backbones import Backbone
 
@@ -66,12 +67,8 @@ class UnifiedEmbeddingModel(nn.Module):
 
 
 def embedding_spec(dim: int, float_dtype: str = "float32") -> dict[str, Any]:
-    """The embedding contract recorded with every run and generation."""
-    return {
-        "dim": dim,
-        "bits": dim,
-        "binarization": "layernorm-sign",
-        "threshold": THRESHOLD,
-        "bit_order": BIT_ORDER,
-        "float_dtype": float_dtype,
-    }
+    """The embedding contract recorded with every run and generation: one bit per dimension, serialized.
+
+    ``EmbeddingSpec(bits=dim, dim=dim, float_dtype=float_dtype).to_dict()`` (see :mod:`embsdk.spec`).
+    """
+    return EmbeddingSpec(bits=dim, dim=dim, float_dtype=float_dtype).to_dict()

@@ -26,6 +26,7 @@ from typing import Any
 from embsdk._fileio import sha256_file, write_json_atomic
 from embsdk.errors import EngineIncompatible, ExportError, MissingExtraError
 from embsdk.serving.engines import check_compatibility
+from embsdk.spec import CODE_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, OUTPUT_NAMES
 
 __all__ = [
     "MANIFEST_SUFFIX",
@@ -204,11 +205,13 @@ def verify(export_dir: str | Path) -> dict[str, Any]:
     batch = np.random.default_rng(0).normal(size=(8, *size)).astype(np.float32)
     got = run_engine(engine, batch)
     sess = ort.InferenceSession(str(export_dir / "model.onnx"), providers=["CPUExecutionProvider"])
-    emb, code = sess.run(["embedding", "code"], {"image": batch})
+    emb, code = sess.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
     report = {
         **manifest,
-        "max_abs_diff": float(np.abs(got["embedding"].astype(np.float32) - emb).max()),
-        "bit_agreement": float((np.unpackbits(got["code"], axis=1) == np.unpackbits(code, axis=1)).mean()),
+        "max_abs_diff": float(np.abs(got[EMBEDDING_OUTPUT].astype(np.float32) - emb).max()),
+        "bit_agreement": float(
+            (np.unpackbits(got[CODE_OUTPUT], axis=1) == np.unpackbits(code, axis=1)).mean()
+        ),
     }
     fake = dict(manifest, compute_capability="1.0", gpu="imaginary GPU")
     try:

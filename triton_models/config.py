@@ -19,13 +19,14 @@ Example:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from embsdk.errors import ConfigError
+from embsdk.names import NAME_RULE, is_generation_name
 from embsdk.serving.client import GENERATION_PARAM_PREFIX, IMAGE_SIZE_PARAM_PREFIX
+from embsdk.spec import CODE_OUTPUT, EMBEDDING_OUTPUT, INPUT_NAME, TENSOR_NAMES, EmbeddingSpec
 
 __all__ = [
     "BACKENDS",
@@ -44,20 +45,17 @@ __all__ = [
 
 Backend = Literal["python", "onnxruntime", "tensorrt"]
 BACKENDS: tuple[str, ...] = ("python", "onnxruntime", "tensorrt")
-INPUT_NAME, OUTPUT_EMBEDDING, OUTPUT_CODE = "image", "embedding", "code"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
+OUTPUT_EMBEDDING, OUTPUT_CODE = EMBEDDING_OUTPUT, CODE_OUTPUT  # the names live in embsdk.spec
 
 
 def check_name(name: str, what: str = "name") -> str:
-    """Family and generation names become directory names and config keys: keep them plain.
+    """Family and generation names become directory names and config keys: the one rule of :mod:`embsdk.names`.
 
     Raises:
-        ConfigError: the name has characters other than letters, digits, ``.``, ``_`` and ``-``.
+        ConfigError: the name breaks the rule.
     """
-    if not _NAME.match(name or ""):
-        raise ConfigError(
-            f"Invalid {what} {name!r}: use letters, digits, '.', '_' and '-' (at most 128, no leading dot)."
-        )
+    if not is_generation_name(name):
+        raise ConfigError(f"Invalid {what} {name!r}: use {NAME_RULE}.")
     return name
 
 
@@ -100,17 +98,34 @@ class ServedVersion:
     Attributes:
         generation: the generation name (never an alias).
         image_size: input side S; the input is float32 (3, S, S) per item.
-        dim: float embedding dimension D; the code has ceil(D / 8) bytes.
+        dim: float embedding dimension D.
+        code_bytes: bytes of the packed code (0: ceil(D / 8), the one-bit-per-dimension default).
+        tensor_names: ``(input, embedding output, code output)`` (default: :mod:`embsdk.spec`'s names).
+
+    Build one from the generation's spec with :meth:`from_spec`.
     """
 
     generation: str
     image_size: int
     dim: int
+    code_bytes: int = 0
+    tensor_names: tuple[str, str, str] = field(default=TENSOR_NAMES)
 
     def __post_init__(self) -> None:
         check_name(self.generation, "generation")
-        if self.image_size <= 0 or self.dim <= 0:
+        if self.image_size <= 0 or self.dim <= 0 or self.code_bytes < 0:
             raise ConfigError(f"image_size and dim must be positive: {self}")
+        if not self.code_bytes:
+            object.__setattr__(self, "code_bytes", (self.dim + 7) // 8)
+        object.__setattr__(self, "tensor_names", tuple(self.tensor_names))
+
+    @classmethod
+    def from_spec(
+        cls, generation: str, image_size: int, spec: EmbeddingSpec | Mapping[str, Any]
+    ) -> ServedVersion:
+        """The version serving *generation*, its sizes and tensor names taken from its embedding spec."""
+        typed = EmbeddingSpec.coerce(spec)
+        return cls(generation, image_size, typed.dim, typed.code_bytes, typed.tensor_names)
 
 
 def _common(values: set[int]) -> int:
@@ -129,24 +144,30 @@ def render_config(spec: ModelSpec, versions: Mapping[int, ServedVersion]) -> str
     Triton model can serve, say, a 256-bit and a 512-bit generation side by side.
 
     Raises:
-        ConfigError: no versions, or a bad name.
+        ConfigError: no versions, a bad name, or versions whose tensor names differ (one model, one signature).
     """
     if not versions:
         raise ConfigError(f"Model {spec.family!r} has no versions to serve.")
     s, lines = spec, []
+    names = {v.tensor_names for v in versions.values()}
+    if len(names) != 1:
+        raise ConfigError(f"The versions of {spec.family!r} name their tensors differently: {sorted(names)}.")
+    input_name, embedding_name, code_name = names.pop()
     side = _common({v.image_size for v in versions.values()})
     dim = _common({v.dim for v in versions.values()})
-    code = _common({(v.dim + 7) // 8 for v in versions.values()})
+    code = _common({v.code_bytes for v in versions.values()})
     lines.append(f"name: {_quote(s.family)}")
     if s.backend == "python":
         lines.append('backend: "python"')
     else:
         lines.append(f'platform: "{"onnxruntime_onnx" if s.backend == "onnxruntime" else "tensorrt_plan"}"')
     lines.append(f"max_batch_size: {s.max_batch_size}")
-    lines.append(f'input [ {{ name: "{INPUT_NAME}", data_type: TYPE_FP32, dims: [ 3, {side}, {side} ] }} ]')
+    lines.append(
+        f"input [ {{ name: {_quote(input_name)}, data_type: TYPE_FP32, dims: [ 3, {side}, {side} ] }} ]"
+    )
     lines.append("output [")
-    lines.append(f'  {{ name: "{OUTPUT_EMBEDDING}", data_type: TYPE_FP32, dims: [ {dim} ] }},')
-    lines.append(f'  {{ name: "{OUTPUT_CODE}", data_type: TYPE_UINT8, dims: [ {code} ] }}')
+    lines.append(f"  {{ name: {_quote(embedding_name)}, data_type: TYPE_FP32, dims: [ {dim} ] }},")
+    lines.append(f"  {{ name: {_quote(code_name)}, data_type: TYPE_UINT8, dims: [ {code} ] }}")
     lines.append("]")
     numbers = sorted(int(v) for v in versions)
     lines.append(f"version_policy: {{ specific: {{ versions: [ {', '.join(map(str, numbers))} ] }} }}")
@@ -164,8 +185,10 @@ def render_config(spec: ModelSpec, versions: Mapping[int, ServedVersion]) -> str
     return "\n".join(lines) + "\n"
 
 
-def validate_config(text: str) -> Any:
+def validate_config(text: str, tensor_names: tuple[str, str, str] = TENSOR_NAMES) -> Any:
     """Parse ``text`` with Triton's own ``ModelConfig`` protobuf schema and check our invariants.
+
+    ``tensor_names``: the ``(input, embedding, code)`` names the config must declare (default: embsdk.spec's).
 
     Returns:
         The parsed ``ModelConfig`` message.
@@ -181,8 +204,11 @@ def validate_config(text: str) -> Any:
     except text_format.ParseError as exc:
         raise ConfigError(f"config.pbtxt does not parse as a Triton ModelConfig: {exc}") from None
     names = {i.name for i in cfg.input}, {o.name for o in cfg.output}
-    if names != ({INPUT_NAME}, {OUTPUT_EMBEDDING, OUTPUT_CODE}):
-        raise ConfigError(f"config.pbtxt has inputs/outputs {names}, expected image → embedding, code.")
+    input_name, embedding_name, code_name = tensor_names
+    if names != ({input_name}, {embedding_name, code_name}):
+        raise ConfigError(
+            f"config.pbtxt has inputs/outputs {names}, expected {input_name} → {embedding_name}, {code_name}."
+        )
     if not cfg.HasField("version_policy") or not cfg.HasField("dynamic_batching") or cfg.max_batch_size <= 0:
         raise ConfigError("config.pbtxt needs a version policy, dynamic batching and max_batch_size > 0.")
     if not (cfg.backend == "python" or cfg.platform in {"onnxruntime_onnx", "tensorrt_plan"}):

@@ -36,6 +36,7 @@ from embsdk._faults import crash_point
 from embsdk._fileio import fsync_dir, fsync_tree, write_json_atomic, write_text_atomic
 from embsdk.config import get_settings
 from embsdk.errors import ConfigError, DuplicateGeneration, ExportError
+from embsdk.spec import TENSOR_NAMES, EmbeddingSpec
 from triton_models.config import (
     BACKENDS,
     ModelSpec,
@@ -52,6 +53,17 @@ MAPPING_FILE = "generations.json"
 STAGING_PREFIX = ".staging-"
 _LOCK_FILE = ".emb-repository.lock"
 _MARKER = "generation.json"  # inside a version dir: which generation it holds
+
+
+_SIZE_KEYS = ("dim", "code_bytes", "tensor_names")
+
+
+def _sizes(spec: EmbeddingSpec) -> dict[str, Any]:
+    """What a version entry records of its generation's spec: dim, code bytes, tensor names (when not standard)."""
+    sizes: dict[str, Any] = {"dim": spec.dim, "code_bytes": spec.code_bytes}
+    if spec.tensor_names != TENSOR_NAMES:
+        sizes["tensor_names"] = list(spec.tensor_names)
+    return sizes
 
 
 @dataclass(frozen=True)
@@ -147,6 +159,10 @@ class ModelRepository:
             raise ConfigError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
         src = Path(export_dir)
         info = read_export(src)
+        try:
+            spec = EmbeddingSpec.from_dict(info["embedding_spec"])  # sizes and tensor names come from here
+        except (KeyError, ValueError) as exc:  # InvalidEmbeddingSpec is a ValueError
+            raise ExportError(f"{src / 'export.json'} records no valid embedding spec: {exc}") from None
         if self.locate(generation) is not None:
             raise DuplicateGeneration(generation)
         fam_dir = self.root / family
@@ -159,7 +175,7 @@ class ModelRepository:
             "pid": os.getpid(),
             "complete": False,
             "image_size": info["input_spec"]["image_size"],
-            "dim": info["embedding_spec"]["dim"],
+            **_sizes(spec),
             "sha256": info["model"]["sha256"],
         }
         (dest / _MARKER).write_text(json.dumps(marker, indent=2))
@@ -229,7 +245,7 @@ class ModelRepository:
         mapping["versions"][str(number)] = {
             "generation": marker["generation"],
             "image_size": marker["image_size"],
-            "dim": marker["dim"],
+            **{k: marker[k] for k in _SIZE_KEYS if k in marker},
             "sha256": marker["sha256"],
             "added": datetime.now(UTC).isoformat(timespec="seconds"),
         }
@@ -240,8 +256,9 @@ class ModelRepository:
         write_json_atomic(fam_dir / MAPPING_FILE, mapping)  # the commit point
         crash_point("repository.after_mapping")
         if mapping["versions"]:
-            text = render_config(ModelSpec(**mapping["spec"]), self._served_versions(mapping))
-            validate_config(text)
+            versions = self._served_versions(mapping)
+            text = render_config(ModelSpec(**mapping["spec"]), versions)
+            validate_config(text, next(iter(versions.values())).tensor_names)
             write_text_atomic(fam_dir / "config.pbtxt", text)
         else:
             (fam_dir / "config.pbtxt").unlink(missing_ok=True)
@@ -249,7 +266,13 @@ class ModelRepository:
     @staticmethod
     def _served_versions(mapping: dict[str, Any]) -> dict[int, ServedVersion]:
         return {
-            int(n): ServedVersion(e["generation"], image_size=e["image_size"], dim=e["dim"])
+            int(n): ServedVersion(
+                e["generation"],
+                image_size=e["image_size"],
+                dim=e["dim"],
+                code_bytes=e.get("code_bytes", 0),  # 0 (older entries): ceil(dim / 8)
+                tensor_names=tuple(e.get("tensor_names", TENSOR_NAMES)),
+            )
             for n, e in mapping["versions"].items()
         }
 

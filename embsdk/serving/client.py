@@ -23,6 +23,7 @@ import numpy as np
 
 from embsdk.config import get_settings
 from embsdk.errors import InferenceError, MissingExtraError, ModelNotLoaded, ServerUnavailable
+from embsdk.spec import TENSOR_NAMES, EmbeddingSpec
 
 __all__ = ["GENERATION_PARAM_PREFIX", "IMAGE_SIZE_PARAM_PREFIX", "Protocol", "TritonClient", "param_value"]
 
@@ -228,10 +229,18 @@ class TritonClient:
         return version
 
     # ------------------------------------------------------------------ inference
-    def infer(self, family: str, version: int | str, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def infer(
+        self,
+        family: str,
+        version: int | str,
+        batch: np.ndarray,
+        *,
+        spec: EmbeddingSpec | dict[str, Any] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Run ``batch`` (N, 3, S, S) through ``family`` version ``version`` → ``(embedding, code)``.
 
-        The array's own dtype is declared to the server, which rejects anything but FP32.
+        The array's own dtype is declared to the server, which rejects anything but FP32. The tensor names
+        come from *spec* (the generation's :class:`~embsdk.spec.EmbeddingSpec`; default: the standard names).
 
         Raises:
             InferenceError: the server rejected the request (shape, dtype, batch size).
@@ -247,14 +256,16 @@ class TritonClient:
             raise InferenceError(
                 f"Cannot send an array of dtype {batch.dtype} to Triton; the model takes float32."
             )
-        inp = self._tc.InferInput("image", list(batch.shape), dtype)
+        names = EmbeddingSpec.coerce(spec).tensor_names if spec is not None else TENSOR_NAMES
+        input_name, embedding_name, code_name = names
+        inp = self._tc.InferInput(input_name, list(batch.shape), dtype)
         inp.set_data_from_numpy(batch)
-        outputs = [self._tc.InferRequestedOutput("embedding"), self._tc.InferRequestedOutput("code")]
+        outputs = [self._tc.InferRequestedOutput(embedding_name), self._tc.InferRequestedOutput(code_name)]
         kwargs: dict[str, Any] = {"model_version": str(version), "outputs": outputs, **self._kw}
         result = self._call(
             f"inference on {family!r} v{version}", lambda: self._client.infer(family, [inp], **kwargs)
         )
-        return result.as_numpy("embedding"), result.as_numpy("code")
+        return result.as_numpy(embedding_name), result.as_numpy(code_name)
 
     # ------------------------------------------------------------------ resource
     def close(self) -> None:

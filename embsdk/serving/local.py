@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from embsdk.errors import InferenceError, MissingExtraError
+from embsdk.spec import TENSOR_NAMES, EmbeddingSpec
 
 __all__ = ["LocalRunner"]
 
@@ -43,19 +44,28 @@ class LocalRunner:
     Args:
         onnx_path: the model file.
         threads: ONNX Runtime intra-op threads (0: its default, all cores).
+        spec: the generation's :class:`~embsdk.spec.EmbeddingSpec` (or its dict); its tensor names are the
+            graph's. Default: the standard names (:data:`embsdk.spec.INPUT_NAME`, ...).
 
     Example:
         >>> emb, code = LocalRunner("exports/tiny/model.onnx").run(batch)   # doctest: +SKIP
     """
 
-    def __init__(self, onnx_path: str | Path, *, threads: int = 0) -> None:
+    def __init__(
+        self, onnx_path: str | Path, *, threads: int = 0, spec: EmbeddingSpec | dict[str, Any] | None = None
+    ) -> None:
         self.path = Path(onnx_path)
         if not self.path.is_file():
             raise InferenceError(f"ONNX model {self.path} does not exist.")
+        names = EmbeddingSpec.coerce(spec).tensor_names if spec is not None else TENSOR_NAMES
+        self.input_name, self.output_names = names[0], list(names[1:])
         self.session = _session(self.path, threads)
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        self.input_shape = list(inp.shape)
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        if self.input_name not in inputs:
+            raise InferenceError(
+                f"ONNX model {self.path} has inputs {sorted(inputs)}, not {self.input_name!r} (see embsdk.spec)."
+            )
+        self.input_shape = list(inputs[self.input_name].shape)
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``batch`` float32 (N, 3, S, S) → ``(embedding float32 (N, D), code uint8 (N, ceil(D/8)))``.
@@ -72,7 +82,7 @@ class LocalRunner:
                 f"Input shape {list(batch.shape)} does not match the model's [N, {', '.join(map(str, want))}]."
             )
         try:
-            emb, code = self.session.run(["embedding", "code"], {self.input_name: batch})
+            emb, code = self.session.run(self.output_names, {self.input_name: batch})
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own types never escape
             raise InferenceError(f"ONNX Runtime failed: {exc}") from None
         return emb, code

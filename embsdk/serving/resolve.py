@@ -18,6 +18,7 @@ from typing import Any
 from embsdk.errors import ExportError, InferenceError
 from embsdk.preprocess import InputSpec
 from embsdk.resolver import resolve_generation
+from embsdk.spec import EmbeddingSpec
 
 __all__ = ["ONNX_ARTIFACT", "ServingTarget", "registry_target", "resolve_target"]
 
@@ -35,7 +36,8 @@ class ServingTarget:
         bits: code length in bits.
         onnx_path: the ONNX file for in-process inference (None when not available locally).
         resolved_from: the alias or folder that was given, when not the name itself.
-        embedding_spec: the generation's embedding spec (its store is written with it).
+        embedding_spec: the generation's embedding spec as recorded (its store is written with it); checked
+            by :meth:`EmbeddingSpec.from_dict` when the target was resolved. :attr:`spec` is its typed view.
     """
 
     generation: str
@@ -46,6 +48,15 @@ class ServingTarget:
     resolved_from: str | None = None
     embedding_spec: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def spec(self) -> EmbeddingSpec:
+        """The typed :class:`~embsdk.spec.EmbeddingSpec` (tensor names, code bytes, dim).
+
+        Raises:
+            InvalidEmbeddingSpec: :attr:`embedding_spec` breaks the contract (or is empty).
+        """
+        return EmbeddingSpec.from_dict(self.embedding_spec)
+
 
 def _from_export_dir(path: Path) -> ServingTarget:
     meta = path / "export.json"
@@ -53,11 +64,15 @@ def _from_export_dir(path: Path) -> ServingTarget:
         info: dict[str, Any] = json.loads(meta.read_text())
     except (OSError, ValueError) as exc:
         raise ExportError(f"{meta} is unreadable: {exc}") from None
+    try:
+        spec = EmbeddingSpec.from_dict(info["embedding_spec"])
+    except (KeyError, ValueError) as exc:  # InvalidEmbeddingSpec is a ValueError
+        raise ExportError(f"{meta} records no valid embedding spec: {exc}") from None
     return ServingTarget(
         generation=str(info.get("generation") or path.name),
         family=str(info.get("family") or "unified"),
         input_spec=InputSpec.from_dict(info["input_spec"]),
-        bits=int(info["embedding_spec"]["bits"]),
+        bits=spec.bits,
         onnx_path=path / info["model"]["file"],
         resolved_from=str(path),
         embedding_spec=dict(info["embedding_spec"]),
@@ -73,7 +88,7 @@ def registry_target(version: str, *, registry_url: str | None = None, stacklevel
     Raises:
         GenerationNotFound / AliasNotFound: the registry has no such name.
         RetiredGeneration: it is retired.
-        InferenceError: it records no embedding/input spec.
+        InferenceError: it records no embedding/input spec, or one that breaks the contract.
     """
     from registry import Registry  # lazy: SQLAlchemy only when a name must be resolved
 
@@ -87,11 +102,15 @@ def registry_target(version: str, *, registry_url: str | None = None, stacklevel
     spec = gen.embedding_spec or {}
     if "bits" not in spec or not gen.input_spec:
         raise InferenceError(f"Generation {gen.name!r} records no embedding/input spec; it cannot be served.")
+    try:
+        typed = EmbeddingSpec.from_dict(spec)
+    except ValueError as exc:  # InvalidEmbeddingSpec
+        raise InferenceError(f"Generation {gen.name!r} cannot be served: {exc}") from None
     return ServingTarget(
         generation=gen.name,
         family=gen.family,
         input_spec=InputSpec.from_dict(gen.input_spec),
-        bits=int(spec["bits"]),
+        bits=typed.bits,
         onnx_path=onnx_path,
         resolved_from=version if version != gen.name else None,
         embedding_spec=dict(spec),

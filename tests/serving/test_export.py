@@ -60,12 +60,17 @@ def test_export_graph_contract_and_parity(tmp_path: Path, images: list[Path]) ->
 
 
 def test_code_padding_for_dims_not_multiple_of_8(tmp_path: Path, images: list[Path]) -> None:
-    from trainer.export import export_model
+    """The graph pads like numpy.packbits; the export refuses such a model (an EmbeddingSpec's bits are whole bytes)."""
+    from trainer.export import PackedCodeGraph, export_model
 
-    export_model(make_tiny_model(0, dim=13), tmp_path, input_spec=SPEC, parity_images=images[:4])
-    emb, code = _run(tmp_path / "model.onnx", load_images(images, SPEC))
+    model = make_tiny_model(0, dim=13)
+    with torch.no_grad():
+        emb, code = PackedCodeGraph(model, 13).eval()(torch.from_numpy(load_images(images, SPEC)))
     assert code.shape == (len(images), 2)
-    np.testing.assert_array_equal(code, np.packbits(emb > 0, axis=1))
+    np.testing.assert_array_equal(code.numpy(), np.packbits(emb.numpy() > 0, axis=1))
+    with pytest.raises(ExportError, match="multiple of 8"):
+        export_model(model, tmp_path, input_spec=SPEC, parity_images=images[:4])
+    assert not (tmp_path / "model.onnx").exists()
 
 
 class _NoisyModel(torch.nn.Module):

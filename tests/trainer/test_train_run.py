@@ -53,6 +53,7 @@ def test_cli_train_writes_the_run_folder_contract(manifest: Path, tmp_path: Path
         "threshold": 0.0,
         "bit_order": "numpy-packbits-big",
         "float_dtype": "float32",
+        "code_bytes": 4,
     }
     assert meta["input_spec"]["image_size"] == 32 and meta["backbone"] == "tiny-cnn"
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)  # no pickled objects
