@@ -1,10 +1,15 @@
-"""Numpy Hamming search: the reference every faiss result is tested against (exact, block-wise, slow)."""
+"""Numpy Hamming distances and search: the one reference (exact, block-wise, slow).
+
+Every other Hamming computation is tested against (or delegates to) :func:`hamming_matrix`: faiss results, the
+evaluator's ranking (``trainer.evaluate.metrics``), ``embsdk.codes.hamming`` and ``Embedding.hamming``. numpy
+only; importing this module never imports faiss.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["POPCOUNT", "hamming_matrix", "hamming_topk"]
+__all__ = ["POPCOUNT", "hamming_distance", "hamming_matrix", "hamming_topk"]
 
 POPCOUNT = np.array([i.bit_count() for i in range(256)], dtype=np.uint8)
 
@@ -14,6 +19,19 @@ def hamming_matrix(queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
     q = np.atleast_2d(np.asarray(queries, np.uint8))
     c = np.atleast_2d(np.asarray(codes, np.uint8))
     return POPCOUNT[q[:, None, :] ^ c[None, :, :]].sum(-1, dtype=np.int32)
+
+
+def hamming_distance(a: np.ndarray | bytes, b: np.ndarray | bytes) -> int:
+    """The Hamming distance between two packed codes of the same length (1-D uint8 or ``bytes``).
+
+    Raises:
+        ValueError: the codes have different byte lengths.
+    """
+    x = np.frombuffer(a, np.uint8) if isinstance(a, bytes) else np.asarray(a, np.uint8).ravel()
+    y = np.frombuffer(b, np.uint8) if isinstance(b, bytes) else np.asarray(b, np.uint8).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"codes of {x.size} and {y.size} bytes do not compare")
+    return int(hamming_matrix(x, y)[0, 0])
 
 
 def hamming_topk(
