@@ -1,15 +1,27 @@
-"""``emb train``: train the unified multi-task embedding (or resume a run)."""
+"""``emb train``: train the unified multi-task embedding (or resume a run).
+
+The training options are generated from :class:`trainer.config.TrainConfig`'s fields (flag, help, default in
+each field's metadata), so flags, config-file keys and defaults cannot drift; only ``--resume``, ``--config``,
+``--quiet`` and ``--json`` are declared here.
+"""
 
 from __future__ import annotations
 
+import inspect
+import typing
+from dataclasses import MISSING, Field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cli._output import JsonOpt, emit
+from trainer.config import RESUMABLE_OPTIONS, TrainConfig, cli_fields
 
-__all__ = ["register"]
+__all__ = ["OWN_OPTIONS", "register", "train"]
+
+OWN_OPTIONS = ("resume_run", "config_file", "quiet", "json_")
+"""Parameters of ``emb train`` that are not TrainConfig fields."""
 
 
 def _emit(summary: dict, as_json: bool) -> None:
@@ -26,213 +38,142 @@ def _human(s: dict) -> str:
     )
 
 
-def train(
-    manifest: Annotated[
-        Path | None,
-        typer.Option("--manifest", "-m", help="Training manifest (.csv/.parquet); its train split is used."),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option(
-            "--out", "-o", help="Run folder to create (config.yaml, run.json, checkpoints/, metrics.jsonl)."
+def _flags(f: Field[Any]) -> str:
+    """How a field is spelled on the command line, e.g. ``--amp/--no-amp`` or ``--manifest``."""
+    m = f.metadata
+    return f"{m['flag']}/{m['off_flag']}" if m["off_flag"] else m["flag"]
+
+
+def _option_type(f: Field[Any], hint: Any) -> Any:
+    """The command-line type of a field: str for csv lists, Path for paths, else its own (None stripped)."""
+    kind = f.metadata["cli_type"]
+    if kind == "csv":
+        return str
+    if kind == "path":
+        return Path
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def _shown_default(f: Field[Any]) -> str:
+    m = f.metadata
+    if m["shown_default"] is not None:
+        return str(m["shown_default"])
+    value = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+    if isinstance(value, bool):
+        return (m["flag"] if value else m["off_flag"]).lstrip("-")
+    return str(value)
+
+
+def _config_parameters() -> list[inspect.Parameter]:
+    """One keyword parameter per TrainConfig option, default None (= not given: the config file or the default)."""
+    hints = typing.get_type_hints(TrainConfig)
+    params = []
+    for f in cli_fields():
+        m = f.metadata
+        names = [_flags(f), *([m["short"]] if m["short"] else [])]
+        help_text = m["help"] + (" May change on --resume." if m["resumable"] else "")
+        option = typer.Option(*names, help=help_text, show_default=_shown_default(f))
+        annotation = Annotated[_option_type(f, hints[f.name]) | None, option]  # type: ignore[operator]
+        params.append(
+            inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+        )
+    return params
+
+
+def _own_parameters() -> list[inspect.Parameter]:
+    kw = inspect.Parameter.KEYWORD_ONLY
+    return [
+        inspect.Parameter(
+            "resume_run",
+            kw,
+            default=None,
+            annotation=Annotated[
+                Path | None,
+                typer.Option("--resume", help="Continue the run in this folder exactly where it stopped."),
+            ],
         ),
-    ] = None,
-    resume_run: Annotated[
-        Path | None,
-        typer.Option("--resume", help="Continue the run in this folder exactly where it stopped."),
-    ] = None,
-    config_file: Annotated[
-        Path | None, typer.Option("--config", help="YAML file of options (flags override it).")
-    ] = None,
-    backbone: Annotated[
-        str | None,
-        typer.Option(
-            "--backbone",
-            help="efficientnet-lite0 (default), efficientnet-lite2, resnet50, resnext50_32x4d, tiny-cnn.",
+        inspect.Parameter(
+            "config_file",
+            kw,
+            default=None,
+            annotation=Annotated[
+                Path | None,
+                typer.Option(
+                    "--config",
+                    help="YAML file of training options (keys as the flags without '--'; flags override it).",
+                ),
+            ],
         ),
-    ] = None,
-    weights: Annotated[
-        Path | None,
-        typer.Option("--weights", help="Local backbone state_dict to start from (e.g. for resnet50)."),
-    ] = None,
-    embedding_dim: Annotated[
-        int | None,
-        typer.Option("--embedding-dim", help="Embedding size = code length in bits (multiple of 8)."),
-    ] = None,
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Passes over the training rows.")] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option("--batch-size", help="Batch size per process (tasks mixed uniformly in each batch)."),
-    ] = None,
-    image_size: Annotated[
-        int | None, typer.Option("--image-size", help="Input size (default: the backbone's native size).")
-    ] = None,
-    lr: Annotated[
-        float | None,
-        typer.Option(
-            "--lr", help="Learning rate of embedding layer and heads (backbone: × backbone_lr_mult)."
+        inspect.Parameter(
+            "quiet",
+            kw,
+            default=False,
+            annotation=Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")],
         ),
-    ] = None,
-    tasks: Annotated[
-        str | None,
-        typer.Option("--tasks", help="Comma-separated tasks to train on (default: all task.* columns)."),
-    ] = None,
-    freeze_backbone: Annotated[
-        bool | None,
-        typer.Option(
-            "--freeze-backbone/--train-backbone",
-            help="Freeze the whole backbone (then train on cached features).",
-        ),
-    ] = None,
-    trainable_blocks: Annotated[
-        int | None, typer.Option("--trainable-blocks", help="Train only the last K backbone blocks.")
-    ] = None,
-    cache_views: Annotated[
-        int | None,
-        typer.Option(
-            "--cache-views",
-            help="With a frozen backbone: cached views per image (1 = eval view only; more adds augmented views).",
-        ),
-    ] = None,
-    temperature: Annotated[
-        float | None, typer.Option("--temperature", help="Normalized-softmax temperature (default 0.05).")
-    ] = None,
-    binary_loss_weight: Annotated[
-        float | None,
-        typer.Option(
-            "--binary-loss-weight",
-            help="Binarization-aware loss: also score sign(embedding) (straight-through) with this weight (0: off).",
-        ),
-    ] = None,
-    sampler: Annotated[
-        str | None, typer.Option("--sampler", help="uniform (tasks mixed uniformly) or class-balanced.")
-    ] = None,
-    sample_negatives: Annotated[
-        int | None,
-        typer.Option(
-            "--sample-negatives", help="Class subsampling: score positives + this many sampled negatives."
-        ),
-    ] = None,
-    grad_accum: Annotated[
-        int | None, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")
-    ] = None,
-    amp: Annotated[
-        bool | None,
-        typer.Option(
-            "--amp/--no-amp", help="Mixed precision on CUDA (bf16, or fp16 + GradScaler); ignored on CPU."
-        ),
-    ] = None,
-    checkpoint_every: Annotated[
-        int | None,
-        typer.Option(
-            "--checkpoint-every", help="Also checkpoint every N optimizer steps (0: end of epoch only)."
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option("--workers", help="DataLoader worker processes (decode + augment).")
-    ] = None,
-    max_steps: Annotated[
-        int | None,
-        typer.Option("--max-steps", help="Stop (checkpointed, resumable) after this many optimizer steps."),
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option("--seed", help="Seed of init, sampling and augmentation.")
-    ] = None,
-    strict: Annotated[
-        bool | None,
-        typer.Option(
-            "--strict/--no-strict", help="Fail on the first bad manifest row (default: skip and count)."
-        ),
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", help="cpu, cuda, cuda:1 (default: cuda if available).")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
-    json_: JsonOpt = False,
-) -> None:
+        inspect.Parameter("json_", kw, default=False, annotation=JsonOpt),
+    ]
+
+
+def _config_value(f: Field[Any], value: Any) -> Any:
+    """A flag's value as the TrainConfig field holds it (paths as str, csv as a list)."""
+    if value is None:
+        return None
+    kind = f.metadata["cli_type"]
+    if kind == "path":
+        return str(value)
+    if kind == "csv":
+        return [t.strip() for t in str(value).split(",") if t.strip()] or None
+    return value
+
+
+def train(**kwargs: Any) -> None:
     """Train the unified embedding on every task of a manifest and write a run folder.
+
+    Options come from the training config (trainer/config.py); a --config YAML file sets any of them (and
+    config-only ones such as optimizer, weight_decay, task_weights), flags override it. Values are checked:
+    a bad one is one error line naming the option.
 
     Example: emb train --manifest data/grocery.csv --out runs/unified --freeze-backbone --epochs 20
     Multi-GPU: torchrun --nproc-per-node 2 -m cli.main train ...
     """
     from embsdk.errors import ConfigError
-    from trainer.config import TrainConfig, load_config_file
+    from trainer.config import load_config_file
     from trainer.loop import resume
     from trainer.loop import train as run_train
 
+    resume_run, config_file = kwargs["resume_run"], kwargs["config_file"]
+    quiet, json_ = kwargs["quiet"], kwargs["json_"]
+    given = {f.name: _config_value(f, kwargs[f.name]) for f in cli_fields()}
     if resume_run is not None:
-        fixed = {
-            "--manifest": manifest,
-            "--out": out,
-            "--config": config_file,
-            "--backbone": backbone,
-            "--weights": weights,
-            "--embedding-dim": embedding_dim,
-            "--epochs": epochs,
-            "--batch-size": batch_size,
-            "--image-size": image_size,
-            "--lr": lr,
-            "--tasks": tasks,
-            "--freeze-backbone": freeze_backbone,
-            "--trainable-blocks": trainable_blocks,
-            "--cache-views": cache_views,
-            "--temperature": temperature,
-            "--binary-loss-weight": binary_loss_weight,
-            "--sampler": sampler,
-            "--sample-negatives": sample_negatives,
-            "--grad-accum": grad_accum,
-            "--amp": amp,
-            "--seed": seed,
-            "--strict": strict,
-        }
-        given = [flag for flag, value in fixed.items() if value is not None]
-        if given:  # a resumed run continues with its recorded config; silently ignoring these would mislead
+        fixed = [
+            _flags(f).split("/")[0]
+            for f in cli_fields()
+            if f.name not in RESUMABLE_OPTIONS and given[f.name] is not None
+        ]
+        fixed += ["--config"] if config_file is not None else []
+        if fixed:  # a resumed run continues with its recorded config; silently ignoring these would mislead
+            allowed = ", ".join(_flags(f) for f in cli_fields() if f.name in RESUMABLE_OPTIONS)
             raise ConfigError(
-                f"--resume continues {resume_run} with its recorded config, so {', '.join(given)} cannot be given; "
-                "only --workers, --max-steps, --checkpoint-every and --device may change. Start a new run instead."
+                f"--resume continues {resume_run} with its recorded config, so {', '.join(fixed)} cannot be given; "
+                f"only {allowed} may change. Start a new run instead."
             )
-        overrides = {
-            "num_workers": workers,
-            "max_steps": max_steps,
-            "checkpoint_every": checkpoint_every,
-            "device": device,
-        }
+        overrides = {name: given[name] for name in RESUMABLE_OPTIONS}
         summary = resume(resume_run, progress=not (quiet or json_), overrides=overrides)
         _emit(summary, json_)
         return
-    base = TrainConfig().merged(load_config_file(config_file)) if config_file else TrainConfig()
-    config = base.merged(
-        {
-            "manifest": str(manifest) if manifest else None,
-            "out": str(out) if out else None,
-            "backbone": backbone,
-            "weights_path": str(weights) if weights else None,
-            "embedding_dim": embedding_dim,
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "image_size": image_size,
-            "lr": lr,
-            "tasks": [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None,
-            "freeze_backbone": freeze_backbone,
-            "trainable_blocks": trainable_blocks,
-            "cache_views": cache_views,
-            "temperature": temperature,
-            "binary_loss_weight": binary_loss_weight,
-            "sampler": sampler,
-            "sample_negatives": sample_negatives,
-            "grad_accum": grad_accum,
-            "amp": amp,
-            "checkpoint_every": checkpoint_every,
-            "num_workers": workers,
-            "max_steps": max_steps,
-            "seed": seed,
-            "strict": strict,
-            "device": device,
-        }
-    )
+    base = TrainConfig()
+    if config_file is not None:
+        base = base.merged(load_config_file(config_file), source=f"config file {config_file}")
+    config = base.merged(given, source="emb train options")
     if not config.manifest or not config.out:
         raise ConfigError("emb train needs --manifest and --out (or --resume RUN)")
     _emit(run_train(config, progress=not (quiet or json_)), json_)
+
+
+_params = _own_parameters()[:2] + _config_parameters() + _own_parameters()[2:]
+train.__signature__ = inspect.Signature(_params)  # type: ignore[attr-defined]
+train.__annotations__ = {p.name: p.annotation for p in _params}
 
 
 def register(app: typer.Typer) -> None:
