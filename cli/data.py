@@ -33,6 +33,8 @@ def grocery(
 
     Photos keep the dataset's train/val/test splits; the 81 iconic images are split=train, domain=catalog,
     and serve as the catalog gallery for every split. Image paths are absolute (the dataset is not copied).
+
+    Example: emb data grocery --out data --root ../shared/data/grocery-store
     """
     from trainer.data.grocery import write_grocery_manifest
     from trainer.data.manifest import Manifest
@@ -73,7 +75,10 @@ def validate_cmd(
     split: Annotated[str | None, typer.Option("--split", help="Only check rows of this split.")] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Check a manifest: images readable, labels in the train vocabulary, every row labeled. Exit 1 if any row is bad."""
+    """Check a manifest: images readable, labels in the train vocabulary, every row labeled. Exit 1 if any row is bad.
+
+    Example: emb data validate data/grocery.csv --split test --json
+    """
     from embsdk.errors import ManifestError
     from trainer.data.manifest import SPLITS, Manifest, validate
 

@@ -88,7 +88,10 @@ def _root() -> None:
 
 @app.command("version")
 def version(json_: JsonOpt = False) -> None:
-    """Print the embsdk version."""
+    """Print the embsdk version.
+
+    Example: emb version --json
+    """
     import embsdk
 
     emit({"embsdk": embsdk.__version__}, as_json=json_, human=lambda d: d["embsdk"])

@@ -35,7 +35,10 @@ def alias_set(
 
 @alias_app.command("history")
 def alias_history(alias: Annotated[str, typer.Argument(help="Alias name.")], json_: JsonOpt = False) -> None:
-    """Every move of an alias, oldest first."""
+    """Every move of an alias, oldest first.
+
+    Example: emb registry alias history production --json
+    """
     evs = _open().alias_history(alias)
     emit(
         evs,
@@ -50,7 +53,10 @@ def alias_history(alias: Annotated[str, typer.Argument(help="Alias name.")], jso
 
 @alias_app.command("list")
 def alias_list(json_: JsonOpt = False) -> None:
-    """Every alias and where it points now."""
+    """Every alias and where it points now.
+
+    Example: emb registry alias list
+    """
     aliases = _open().aliases()
     emit(
         aliases,

@@ -18,7 +18,10 @@ def consumers_add(
     ref: Annotated[str, typer.Argument(help="Generation name or alias the team reads.")],
     json_: JsonOpt = False,
 ) -> None:
-    """Record that a team reads a generation or alias (deprecating it is then refused unless forced)."""
+    """Record that a team reads a generation or alias (deprecating it is then refused unless forced).
+
+    Example: emb registry consumers add visual-search-team production
+    """
     c = _open().add_consumer(team, ref)
     emit(c, as_json=json_, human=f"{team} reads {ref} (now {c.generation})")
 
@@ -28,7 +31,10 @@ def consumers_remove(
     team: Annotated[str, typer.Argument(help="Team name.")],
     ref: Annotated[str, typer.Argument(help="Generation name or alias.")],
 ) -> None:
-    """Forget that a team reads a generation or alias."""
+    """Forget that a team reads a generation or alias.
+
+    Example: emb registry consumers remove visual-search-team production
+    """
     _open().remove_consumer(team, ref)
     info(f"removed consumer {team} of {ref}")
 
@@ -38,7 +44,10 @@ def consumers_list(
     ref: Annotated[str | None, typer.Argument(help="Only consumers of this generation or alias.")] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Consumers and what they resolve to now."""
+    """Consumers and what they resolve to now.
+
+    Example: emb registry consumers list production --json
+    """
     cs = _open().consumers(ref)
     emit(
         cs,

@@ -19,7 +19,10 @@ def promote(
     reason: ReasonOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Move a generation forward: candidate → staging → production."""
+    """Move a generation forward: candidate → staging → production.
+
+    Example: emb registry promote unified-v2 --to production --reason "beats v1 on r@1"
+    """
     ev = _open().promote(name, to, reason=reason)
     emit(ev, as_json=json_, human=f"{name}: {ev.from_status} → {ev.to_status}")
 
@@ -31,7 +34,10 @@ def deprecate(
     force: ForceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Mark a production generation deprecated (refused while consumers still read it, unless --force)."""
+    """Mark a production generation deprecated (refused while consumers still read it, unless --force).
+
+    Example: emb registry deprecate unified-v1 --reason "replaced by unified-v2"
+    """
     ev = _open().deprecate(name, reason=reason, force=force)
     emit(ev, as_json=json_, human=f"{name}: {ev.from_status} → {ev.to_status}")
 
@@ -43,6 +49,9 @@ def retire(
     force: ForceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Retire a generation for good (refused while consumers or aliases point at it, unless --force)."""
+    """Retire a generation for good (refused while consumers or aliases point at it, unless --force).
+
+    Example: emb registry retire unified-v1 --reason "no readers since March"
+    """
     ev = _open().retire(name, reason=reason, force=force)
     emit(ev, as_json=json_, human=f"{name}: {ev.from_status} → {ev.to_status}")

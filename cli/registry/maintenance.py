@@ -30,6 +30,8 @@ def fsck(
     and $EMB_HOME/tmp/publish-* work folders left by killed publishes.
 
     Exits 1 when a referenced blob is missing or corrupt.
+
+    Example: emb registry fsck --repair --grace-seconds 3600
     """
     report = _open().fsck(repair=repair, grace_seconds=grace, progress=not json_)
 
@@ -56,7 +58,10 @@ def fsck(
 
 @app.command("migrate")
 def migrate(json_: JsonOpt = False) -> None:
-    """Upgrade the registry schema to this embsdk's newest revision (safe to run repeatedly)."""
+    """Upgrade the registry schema to this embsdk's newest revision (safe to run repeatedly).
+
+    Example: EMB_REGISTRY_URL=postgresql+psycopg://user@host/db emb registry migrate
+    """
     reg = _open(auto_migrate=False)
     before, after = reg.migrate()
     emit(

@@ -21,7 +21,10 @@ def list_cmd(
     family: Annotated[str | None, typer.Option("--family", help="Only this family.")] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """List generations, oldest first."""
+    """List generations, oldest first, with their aliases.
+
+    Example: emb registry list --status production --json
+    """
     reg = _open()
 
     def human(gs: list[Any]) -> str:
@@ -96,7 +99,10 @@ def show(
     ref: Annotated[str, typer.Argument(help="Generation name or alias.")],
     json_: JsonOpt = False,
 ) -> None:
-    """Everything about one generation: status, spec, parents, artifacts with sha256, aliases, metrics."""
+    """Everything about one generation: status, spec, parents, artifacts with sha256, aliases, metrics.
+
+    Example: emb registry show production --json
+    """
     emit(_open().resolve(ref), as_json=json_, human=_show_text)
 
 
@@ -105,7 +111,10 @@ def lineage(
     name: Annotated[str, typer.Argument(help="Generation name or alias.")],
     json_: JsonOpt = False,
 ) -> None:
-    """Ancestors and descendants of a generation, with typed edges."""
+    """Ancestors and descendants of a generation, with typed edges.
+
+    Example: emb registry lineage unified-v2
+    """
     graph = _open().lineage(name)
     emit(
         graph,
@@ -123,7 +132,10 @@ def lineage(
 
 @app.command("events")
 def events(name: Annotated[str, typer.Argument(help="Generation name.")], json_: JsonOpt = False) -> None:
-    """Every lifecycle transition of a generation (who, when, why)."""
+    """Every lifecycle transition of a generation (who, when, why).
+
+    Example: emb registry events unified-v2 --json
+    """
     evs = _open().events(name)
     emit(
         evs,
@@ -142,7 +154,10 @@ def compare(
     b: Annotated[str, typer.Argument(help="Generation name or alias.")],
     json_: JsonOpt = False,
 ) -> None:
-    """Metrics side by side (delta = B - A) and the spec fields that differ."""
+    """Metrics side by side (delta = B - A) and the spec fields that differ.
+
+    Example: emb registry compare unified-v1 production
+    """
     cmp = _open().compare(a, b)
 
     def fmt(x: float | None) -> str:
