@@ -164,7 +164,8 @@ def train(**kwargs: Any) -> None:
         return
     base = TrainConfig()
     if config_file is not None:
-        base = base.merged(load_config_file(config_file), source=f"config file {config_file}")
+        file_options = load_config_file(config_file)  # an explicit null is checked too (merged() skips None)
+        base = TrainConfig.from_dict({**base.to_dict(), **file_options}, source=f"config file {config_file}")
     config = base.merged(given, source="emb train options")
     if not config.manifest or not config.out:
         raise ConfigError("emb train needs --manifest and --out (or --resume RUN)")
