@@ -7,6 +7,8 @@ onnxruntime, tritonclient) inside its command functions, so ``emb --help`` stays
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import sys
 from typing import Any
 
@@ -101,8 +103,37 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
+LOGGERS: tuple[str, ...] = ("embsdk", "registry", "trainer", "triton_models", "cli")
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure_logging(level: str | None = None) -> int:
+    """Send embsdk's own loggers to stderr at ``EMB_LOG_LEVEL`` (default WARNING); returns the level.
+
+    Only embsdk's packages get the handler (other libraries' logging is left as it was), and nothing
+    embsdk logs is at WARNING or above where the CLI already prints the same event, so at the default
+    level the CLI's output is unchanged. ``EMB_LOG_LEVEL=INFO`` adds server start/stop/restarts,
+    store commits and compactions, backfill progress and registry writes.
+    """
+    name = (level or os.environ.get("EMB_LOG_LEVEL") or "WARNING").strip().upper()
+    value = logging.getLevelName(name)
+    if not isinstance(value, int):
+        sys.stderr.write(f"warning: EMB_LOG_LEVEL={name!r} is not a logging level; using WARNING\n")
+        value = logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    for logger_name in LOGGERS:
+        logger = logging.getLogger(logger_name)
+        logger.handlers = [h for h in logger.handlers if not getattr(h, "_emb_cli", False)]
+        handler._emb_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(value)
+    return value
+
+
 def main() -> None:
     """Console-script entry point: run the app, mapping library errors to one line and an exit code."""
+    configure_logging()
     try:
         app()  # standalone mode: usage errors and --help exit through SystemExit
     except SystemExit:

@@ -149,6 +149,8 @@ def _ready_human(d: dict[str, Any]) -> str:
         f"Triton ready: HTTP {d['http']}  gRPC {d['grpc']}  models: {', '.join(d['models']) or 'none'}",
         f"Embed with: emb embed IMAGE --version NAME --url {d['grpc']} --protocol grpc   (Ctrl-C stops)",
     ]
+    if d.get("metrics"):
+        lines.append(f"Prometheus metrics: {d['metrics']}")
     if d["admin_key_file"]:
         lines.append(
             f"Admin key (for {', '.join(d['restricted_apis'])}): generated for this run in {d['admin_key_file']}"
@@ -212,6 +214,22 @@ def serve_command(
             help="Largest HTTP request body and largest declared input, in MiB; bigger infer requests get 400/413 before tritonserver allocates.",
         ),
     ] = 64.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            help="Serve tritonserver's Prometheus metrics (nv_inference_request_success, latencies, ...) at "
+            "http://HOST:PORT/metrics (0: a free port). Default: metrics off.",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            "--metrics-host",
+            help="Address the metrics port binds to: loopback unless you name another one (the endpoint has no "
+            "access control; it does not follow --host).",
+        ),
+    ] = "127.0.0.1",
     as_json: JsonOpt = False,
 ) -> None:
     """Serve the model repository with the real tritonserver (or --check a running one).
@@ -221,7 +239,8 @@ def serve_command(
     (no orphan server/stub processes, no leftover shared memory). A tritonserver that dies is restarted
     with backoff (1 s doubling to 30 s), each restart logged on stderr and in the server log.
 
-    Examples: emb serve  ·  emb serve --http-port 0 --grpc-port 0 --json  ·  emb serve --check --url 127.0.0.1:8001 -p grpc
+    Examples: emb serve  ·  emb serve --http-port 0 --grpc-port 0 --json  ·  emb serve --metrics-port 8002  ·
+    emb serve --check --url 127.0.0.1:8001 -p grpc
     """
     if check:
         from embsdk.serving.health import check_server
@@ -249,6 +268,8 @@ def serve_command(
         grpc_port=grpc_port,
         ready_timeout=ready_timeout,
         max_request_bytes=int(max_request_mb * 2**20),
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
     stop: dict[str, Any] = {"signal": None, "started": False}
 
@@ -275,6 +296,8 @@ def serve_command(
             "admin_key_file": str(server.key_file) if server.key_generated else None,
             "max_request_bytes": server.guard.max_bytes,
         }
+        if server.metrics_url:
+            data["metrics"] = server.metrics_url
         emit(data, as_json=as_json, human=_ready_human)
         supervise(server, stop, watch=watch)
     finally:

@@ -7,6 +7,7 @@ The service is split by concern into mixins (``_generations``, ``_lineage``, ``_
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,8 @@ from registry.models import (
 )
 
 __all__ = ["RegistryCore"]
+
+logger = logging.getLogger(__name__)
 
 
 class RegistryCore:
@@ -119,6 +122,7 @@ class RegistryCore:
         with translate_db_errors(self.url, "migrate the registry"):
             _check_known(_migrate.current_revision(self._engine))
             before, after = _migrate.upgrade(self._engine)
+        logger.info("registry %s: migrated %s -> %s", self.url_redacted, before or "empty", after)
         return before, after or _migrate.head_revision()
 
     # ------------------------------------------------------------------ sessions
@@ -127,6 +131,7 @@ class RegistryCore:
     def _write(self, action: str) -> Iterator[Session]:
         with translate_db_errors(self.url, action), write_session(self._engine) as session:
             yield session
+        logger.info("registry %s: %s (by %s)", self.url_redacted, action, self.user)
 
     @contextlib.contextmanager
     def _read(self, action: str) -> Iterator[Session]:

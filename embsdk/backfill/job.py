@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -22,6 +23,8 @@ from embsdk.errors import InferenceError, StoreError
 __all__ = ["BackfillReport", "FailedImage", "backfill"]
 
 Engine = Literal["local", "ray"]
+
+logger = logging.getLogger(__name__)
 
 
 def _noop(*_args: object) -> None:
@@ -212,6 +215,13 @@ def backfill(
         present = writer.contains(items.ids)
         report.already_present = int(present.sum())
         items = items.take(~present)
+    logger.info(
+        "backfill %s: %d item(s) to embed (%d already present), engine %s",
+        config.generation,
+        len(items),
+        report.already_present,
+        engine,
+    )
 
     registry = None
     if register_shards:
@@ -264,4 +274,13 @@ def backfill(
     out.parent.mkdir(parents=True, exist_ok=True)
     report.report_path = str(out)
     write_json_atomic(out, report.to_dict())
+    logger.info(
+        "backfill %s: %d embedded, %d failed, %d commit(s) in %.1f s; report %s",
+        config.generation,
+        report.embedded,
+        len(report.failed),
+        report.commits,
+        report.seconds,
+        out,
+    )
     return report

@@ -16,6 +16,13 @@ Size bound: tritonserver's HTTP port sits behind :class:`~embsdk.serving.guard.H
 oversized infer requests before tritonserver allocates for them (2.51 aborts on a JSON input whose shape
 declares more memory than it can allocate).
 
+Metrics: off unless ``metrics_port`` is given; then tritonserver serves its Prometheus text
+(``nv_inference_request_success``, latencies, ...) on ``http://<metrics_host>:<metrics_port>/metrics``.
+That endpoint has no access control in tritonserver, so it binds to loopback unless ``metrics_host`` names
+another address explicitly (it does not follow ``host``): a scraper on another machine is an explicit choice.
+
+Events (start, ready, stop, restart, model reloads) are logged through :mod:`logging` (``embsdk.serving.server``).
+
 Example:
     >>> with TritonServer(repository, http_port=0, grpc_port=0) as server:   # doctest: +SKIP
     ...     print(server.endpoints.grpc_url)
@@ -24,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import re
 import secrets
@@ -56,6 +64,8 @@ __all__ = [
     "free_port",
     "restricted_apis",
 ]
+
+logger = logging.getLogger(__name__)
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 SHM_DIR = Path("/dev/shm")
@@ -127,6 +137,8 @@ class TritonServer:
         admin_key: secret for the restricted APIs; default ``EMB_TRITON_ADMIN_KEY``, else a random one
             generated now and written to :attr:`key_file` (mode 0600) while the server runs.
         max_request_bytes: the HTTP guard's bound on a request body and on any input's declared size.
+        metrics_port: serve tritonserver's Prometheus metrics on this port (0: a free one); None: metrics off.
+        metrics_host: the address the metrics port binds to (default loopback, whatever ``host`` is).
     """
 
     def __init__(
@@ -141,6 +153,8 @@ class TritonServer:
         log_path: str | Path | None = None,
         admin_key: str | None = None,
         max_request_bytes: int = DEFAULT_MAX_BYTES,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         settings = get_settings()
         self.repository = Path(repository or settings.triton_repository).expanduser().resolve()
@@ -158,6 +172,11 @@ class TritonServer:
         probe = "127.0.0.1" if host in {"0.0.0.0", "localhost"} else host
         self.endpoints = Endpoints(host, http_port or free_port(probe), grpc_port or free_port(probe))
         self.upstream_http_port = free_port("127.0.0.1")  # tritonserver's own HTTP port, behind the guard
+        self.metrics_host = metrics_host
+        metrics_probe = "127.0.0.1" if metrics_host in {"0.0.0.0", "localhost"} else metrics_host
+        self.metrics_port: int | None = (
+            None if metrics_port is None else (metrics_port or free_port(metrics_probe))
+        )
         self.guard = HttpGuard(
             host, self.endpoints.http_port, upstream_port=self.upstream_http_port, max_bytes=max_request_bytes
         )
@@ -193,7 +212,7 @@ class TritonServer:
             f"--http-port={self.upstream_http_port}",
             f"--grpc-address={self.host}",
             f"--grpc-port={ep.grpc_port}",
-            "--allow-metrics=false",
+            *self._metrics_flags(),
             "--model-control-mode=explicit",
             "--exit-timeout-secs=10",
             f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
@@ -204,6 +223,24 @@ class TritonServer:
             f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={self.admin_key}",
         ]
         return cmd
+
+    def _metrics_flags(self) -> list[str]:
+        if self.metrics_port is None:
+            return ["--allow-metrics=false"]
+        return [
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            f"--metrics-address={self.metrics_host}",
+            f"--metrics-port={self.metrics_port}",
+        ]
+
+    @property
+    def metrics_url(self) -> str | None:
+        """``http://host:port/metrics`` (Prometheus text), or None when metrics are off."""
+        if self.metrics_port is None:
+            return None
+        client = "127.0.0.1" if self.metrics_host in {"0.0.0.0", "localhost"} else self.metrics_host
+        return f"http://{client}:{self.metrics_port}/metrics"
 
     def _write_key_file(self) -> None:
         """Write a generated key to :attr:`key_file` (0600 in a 0700 folder), atomically."""
@@ -243,8 +280,17 @@ class TritonServer:
         try:
             self._spawn()
         except BaseException:
+            logger.info("tritonserver did not start on %s; stopping it", self.repository)
             self.stop(timeout=5)
             raise
+        logger.info(
+            "tritonserver ready: pid %s, HTTP %s (guard), gRPC %s, metrics %s, models %s",
+            self.proc.pid if self.proc else None,
+            self.endpoints.http_url,
+            self.endpoints.grpc_url,
+            self.metrics_url or "off",
+            ", ".join(self.model_names()) or "none",
+        )
         return self.endpoints
 
     def _spawn(self) -> None:
@@ -255,6 +301,7 @@ class TritonServer:
         env.pop(
             "EMB_TRITON_ADMIN_KEY", None
         )  # the server and its model stubs never need it from the environment
+        logger.info("starting tritonserver on %s (log: %s)", self.repository, self.log_path)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.command(install),
@@ -273,6 +320,7 @@ class TritonServer:
         Raises:
             ServerStartError: it did not become ready (the process is stopped again; call ``restart`` later).
         """
+        logger.info("restarting tritonserver (previous pid %s)", self.proc.pid if self.proc else None)
         self._terminate(timeout=5)
         self.upstream_http_port = free_port("127.0.0.1")  # the old one may have been taken meanwhile
         self.guard.retarget(self.upstream_http_port)
@@ -283,7 +331,8 @@ class TritonServer:
             raise
 
     def note(self, message: str) -> None:
-        """Append a line from embsdk to the server log (restarts, exits)."""
+        """Append a line from embsdk to the server log (restarts, exits); also logged (INFO)."""
+        logger.info("%s", message)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a") as log:
             log.write(f"[emb serve {time.strftime('%Y-%m-%d %H:%M:%S')}] {message}\n")
@@ -336,6 +385,7 @@ class TritonServer:
             ) from None
         except OSError as exc:
             raise ServerStartError(f"tritonserver did not answer the load of {model!r}: {exc}") from None
+        logger.info("loading model %r", model)
         deadline = time.monotonic() + timeout
         while self._get(f"/v2/models/{model}/ready") != 200:
             if time.monotonic() > deadline:
@@ -376,7 +426,10 @@ class TritonServer:
         self.guard.stop()
         if self.key_generated:
             self.key_file.unlink(missing_ok=True)
-        return self._terminate(timeout)
+        code = self._terminate(timeout)
+        if code is not None:
+            logger.info("tritonserver stopped (exit code %s)", code)
+        return code
 
     def _terminate(self, timeout: float) -> int | None:
         """SIGTERM, wait up to ``timeout``, then SIGKILL the whole group; remove this server's shm files."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from embsdk.store._manifest import (
     write_manifest,
 )
 from embsdk.store.reader import EmbeddingStore
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["CompactResult", "VerifyReport", "compact_store", "verify_store"]
 
@@ -128,6 +131,15 @@ def compact_store(store_dir: str | Path, generation: str, *, registry: Any | Non
             removed.append(p.name)
         for p in root.glob(".MANIFEST.json.*.tmp"):
             p.unlink(missing_ok=True)
+    logger.info(
+        "store %s: compacted %d shard(s) into %d (%d live rows), manifest v%s; removed %d folder(s)",
+        generation,
+        len(m.shards),
+        len(new),
+        int(live.ids.size),
+        m2.version,
+        len(removed),
+    )
     if registry is not None and new:
         from embsdk.store.publish import publish_shards
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from embsdk.store._manifest import (
     write_manifest,
 )
 from embsdk.store.reader import EmbeddingStore, as_item_ids
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from embsdk.store.publish import PublishedShard
@@ -216,6 +219,14 @@ class StoreWriter:
             seq += 1
         m2 = m.bumped(m.shards + tuple(new), seq)
         write_manifest(self.root, m2)
+        logger.info(
+            "store %s: committed manifest v%s (+%d upserted, %d deleted; shards %s)",
+            self.generation,
+            m2.version,
+            int(up_ids.size),
+            int(del_ids.size),
+            ", ".join(e.name for e in new),
+        )
         self._ops.clear()
         self._pending = 0
         published: tuple[PublishedShard, ...] = ()
