@@ -32,13 +32,30 @@ def test_get_and_search_json(populated, env):
     data = json.loads(r.stdout)
     assert data["generation"] == "unified-v1" and [it["item_id"] for it in data["items"]] == ids
     assert data["items"][0]["code_hex"] == populated.codes[3].tobytes().hex()
-    r = _emb("search", "--id", str(ids[0]), "--version", "unified-v1", "-k", "5", "--json", env=env)
+    r = _emb(
+        "search",
+        "--id",
+        str(ids[0]),
+        "--version",
+        "unified-v1",
+        "-k",
+        "5",
+        "--include-self",
+        "--json",
+        env=env,
+    )
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     ref = np.sort(np.unpackbits(populated.codes[3] ^ populated.codes, axis=1).sum(1))[:5]
     assert res["hamming"] == ref.tolist() and ids[0] in res["ids"]
+    r = _emb("search", "--id", str(ids[0]), "-v", "unified-v1", "-k", "5", "--json", env=env)
+    assert (
+        json.loads(r.stdout)["hamming"]
+        == np.sort(np.unpackbits(populated.codes[3] ^ populated.codes, axis=1).sum(1))[1:6].tolist()
+        and ids[0] not in json.loads(r.stdout)["ids"]
+    )  # the query item itself is left out
     human = _emb("search", "--id", str(ids[0]), "--version", "unified-v1", "-k", "3", env=env)
-    assert human.returncode == 0 and "rank" in human.stdout and str(ids[0]) in human.stdout
+    assert human.returncode == 0 and "rank" in human.stdout and f"({ids[0]} itself left out" in human.stdout
 
 
 @pytest.mark.parametrize("registry_url", ["sqlite"], indirect=True)

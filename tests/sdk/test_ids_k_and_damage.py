@@ -90,7 +90,8 @@ def test_search_finds_negative_ids(standalone):
         assert sorted(res.ids.tolist()) == sorted(IDS.tolist())
     r = _emb(store_dir, "search", "--id=-5", "-k", "4", "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["ids"] == client.search(-5, GEN, k=4).ids.tolist()
+    assert json.loads(r.stdout)["ids"] == client.search(-5, GEN, k=4, exclude_self=True).ids.tolist()
+    assert -5 not in json.loads(r.stdout)["ids"]  # emb search leaves the query item out by default
 
 
 def test_k_is_an_integer_in_range(standalone):
