@@ -9,7 +9,7 @@ Every step runs the public ``emb`` command, exactly as a user would type it:
   5. emb registry ...           show, lineage, consumers, fsck
   6. emb backfill               the store for every Grocery image
   7. emb serve + emb embed      the real tritonserver; embed a photo over gRPC and HTTP
-  8. emb search                 top-5 Hamming neighbours of one photo
+  8. emb search                 top-5 Hamming neighbours of one photo (labels and paths from the store's manifest)
 
 Run it again and it adds the next two generations (names are never reused: generations are immutable).
 """
@@ -155,8 +155,9 @@ def main() -> None:
 
     banner("8. Search: top-5 Hamming neighbours of one test photo")
     item_id = _id_of(manifest, photo)
-    emb("search", "--id", str(item_id), "--version", "production", "-k", "5")
-    hits = emb_json("search", "--id", str(item_id), "--version", "production", "-k", "6")
+    # no --version: the production alias; each hit shows its label and image path, the query itself left out
+    emb("search", "--id", str(item_id), "-k", "5")
+    hits = emb_json("search", "--id", str(item_id), "-k", "5")  # the query item itself is left out
     _print_hits(manifest, item_id, hits)  # type: ignore[arg-type]
 
     print(f"\ndemo finished in {time.monotonic() - t0:.0f}s; report: {report}", flush=True)
@@ -179,20 +180,16 @@ def _id_of(manifest: Path, photo: Path) -> int:
 
 
 def _print_hits(manifest: Path, query_id: int, hits: dict) -> None:
-    """The neighbours with their fine class, so a person can judge them (the query itself comes first)."""
+    """The neighbours marked by whether their fine class (printed by emb search) is the query's."""
     import pandas as pd
 
     df = pd.read_csv(manifest).set_index("id")
     want = df.loc[query_id, "task.fine"]
     print(f"query {query_id}: {want}  ({df.loc[query_id, 'image']})")
-    for rank, (i, d) in enumerate(zip(hits["ids"], hits["hamming"]), start=0):
-        if i == query_id:
-            continue
-        row = df.loc[i]
-        mark = "✓" if row["task.fine"] == want else "✗"
-        print(
-            f"  {rank}. {mark} hamming {d:>3}  {row['task.fine']:<24} {row['domain']:<8} {Path(row['image']).name}"
-        )
+    for rank, hit in enumerate(hits["hits"], start=1):
+        fine = hit.get("labels", {}).get("fine", "?")
+        mark = "✓" if fine == want else "✗"
+        print(f"  {rank}. {mark} hamming {hit['hamming']:>3}  {fine:<24} {Path(hit.get('image', '?')).name}")
 
 
 def _wait_ready(server: subprocess.Popen[str], timeout: float = 180) -> None:
