@@ -32,7 +32,8 @@ def item_details(store_dir: Path, generation: str, ids: list[int]) -> dict[int, 
         sources = read_manifest(generation_root(store_dir, generation), generation).sources
     except EmbsdkError:
         return {}
-    wanted, found = set(ids), {}
+    wanted = set(ids)
+    found: dict[int, dict[str, Any]] = {}
     for src in reversed(sources):
         path = Path(str(src.get("path", "")))
         if not path.is_file():

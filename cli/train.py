@@ -59,7 +59,7 @@ def _shown_default(f: Field[Any]) -> str:
     m = f.metadata
     if m["shown_default"] is not None:
         return str(m["shown_default"])
-    value = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+    value = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc,operator]
     if isinstance(value, bool):
         return (m["flag"] if value else m["off_flag"]).lstrip("-")
     return str(value)
@@ -74,7 +74,7 @@ def _config_parameters() -> list[inspect.Parameter]:
         names = [_flags(f), *([m["short"]] if m["short"] else [])]
         help_text = m["help"] + (" May change on --resume." if m["resumable"] else "")
         option = typer.Option(*names, help=help_text, show_default=_shown_default(f))
-        annotation = Annotated[_option_type(f, hints[f.name]) | None, option]  # type: ignore[operator]
+        annotation = Annotated[_option_type(f, hints[f.name]) | None, option]  # type: ignore[operator,valid-type]
         params.append(
             inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
         )
