@@ -60,6 +60,14 @@ def eval_command(
         int | None,
         typer.Option("--workers", min=0, help="DataLoader workers decoding images (default: min(2, CPUs))."),
     ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="auto (ONNX Runtime when installed), onnxruntime, or torch (the whole model in PyTorch, no "
+            "feature cache). Backbone features are reused from the frozen-backbone feature cache when present.",
+        ),
+    ] = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Evaluate retrieval per task: held-out photos query the train photos (coarse, fine) or the catalog
@@ -79,6 +87,7 @@ def eval_command(
         batch_size=batch_size,
         workers=workers,
         progress=not as_json,
+        engine=engine,
     )
     if data["skipped_images"]:
         info(f"skipped {data['skipped_images']} unreadable image(s); first: {data['skipped'][0]}")

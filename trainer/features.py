@@ -24,7 +24,13 @@ from .backbones import Backbone
 from .data.dataset import ImageDataset, eval_transform, train_transform
 from .data.manifest import Manifest
 
-__all__ = ["cached_features", "compute_features", "feature_cache_key"]
+__all__ = [
+    "cached_features",
+    "compute_features",
+    "feature_cache_key",
+    "read_cached_features",
+    "write_cached_features",
+]
 
 
 def feature_cache_key(
@@ -107,6 +113,63 @@ def compute_features(
     return out.reshape(views, len(rows), backbone.feature_dim)
 
 
+def _cache_dir(cache_dir: Path | None) -> Path:
+    return cache_dir or get_settings().home / "cache" / "features"
+
+
+def read_cached_features(
+    backbone: Backbone,
+    spec: InputSpec,
+    manifest: Manifest,
+    rows: Sequence[int],
+    *,
+    views: int = 1,
+    seed: int = 0,
+    extra: str = "",
+    cache_dir: Path | None = None,
+) -> np.ndarray | None:
+    """The cached ``(views, len(rows), feature_dim)`` array for exactly these inputs, or None.
+
+    The key hashes the weights, the input spec, the manifest, the rows, views and seed, so a hit is the
+    array :func:`compute_features` would return (``emb eval`` reuses view 0 of a frozen-backbone training
+    run's cache this way).
+    """
+    key = feature_cache_key(backbone, spec, manifest, rows, views, seed, extra)
+    path = _cache_dir(cache_dir) / f"{key}.npy"
+    if not path.is_file():
+        return None
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return None  # unreadable cache entry: recompute
+    if arr.shape != (views, len(rows), backbone.feature_dim):
+        return None
+    return np.asarray(arr)
+
+
+def write_cached_features(
+    feats: np.ndarray,
+    backbone: Backbone,
+    spec: InputSpec,
+    manifest: Manifest,
+    rows: Sequence[int],
+    *,
+    views: int = 1,
+    seed: int = 0,
+    extra: str = "",
+    cache_dir: Path | None = None,
+) -> Path:
+    """Store *feats* under the key of these inputs (atomically); returns the file."""
+    folder = _cache_dir(cache_dir)
+    path = folder / f"{feature_cache_key(backbone, spec, manifest, rows, views, seed, extra)}.npy"
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("wb") as f:
+        np.save(f, feats)
+    os.replace(tmp, path)
+    return path
+
+
 def cached_features(
     backbone: Backbone,
     manifest: Manifest,
@@ -121,16 +184,9 @@ def cached_features(
     progress: bool = True,
 ) -> np.ndarray:
     """Like :func:`compute_features`, but read from / written to the feature cache."""
-    cache_dir = cache_dir or get_settings().home / "cache" / "features"
-    key = feature_cache_key(backbone, spec, manifest, rows, views, seed)
-    path = cache_dir / f"{key}.npy"
-    if path.is_file():
-        try:
-            arr = np.load(path, mmap_mode="r")
-            if arr.shape == (views, len(rows), backbone.feature_dim):
-                return np.asarray(arr)
-        except (OSError, ValueError):
-            pass  # unreadable cache entry: recompute
+    hit = read_cached_features(backbone, spec, manifest, rows, views=views, seed=seed, cache_dir=cache_dir)
+    if hit is not None:
+        return hit
     feats = compute_features(
         backbone,
         manifest,
@@ -142,9 +198,5 @@ def cached_features(
         device=device,
         progress=progress,
     )
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("wb") as f:
-        np.save(f, feats)
-    os.replace(tmp, path)
+    write_cached_features(feats, backbone, spec, manifest, rows, views=views, seed=seed, cache_dir=cache_dir)
     return feats

@@ -11,8 +11,9 @@ same way as a trained model: LayerNorm without affine parameters, then sign, i.e
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,12 +36,21 @@ class Embedder:
         module: images (N, 3, S, S) → LayerNorm-ed float embeddings (N, D).
         input_spec: preprocessing contract of the model.
         cache_key: changes whenever the weights or the input contract change.
+        backbone: the module's backbone, images → pooled features (``module(x) == head(backbone(x))``):
+            ``emb eval`` runs it through ONNX Runtime and reuses the frozen-backbone feature cache.
+        head: pooled features → the LayerNorm-ed embedding.
+        training_cache: for a run trained on cached features (frozen backbone), what keyed that cache:
+            ``{"views": ..., "seed": ..., "tasks": [...], "rows": n}``; view 0 holds the evaluation
+            transform's features of the training rows (:mod:`trainer.features`).
     """
 
     name: str
     module: torch.nn.Module
     input_spec: InputSpec
     cache_key: str
+    backbone: Any = None
+    head: torch.nn.Module | None = None
+    training_cache: dict[str, Any] = field(default_factory=dict)
 
 
 class LayerNormEmbedding(nn.Module):
@@ -52,6 +62,13 @@ class LayerNormEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.features(x)
+        return F.layer_norm(f, f.shape[-1:])
+
+
+class _LayerNormHead(nn.Module):
+    """Pooled features → LayerNorm without affine parameters (the head of :class:`LayerNormEmbedding`)."""
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(f, f.shape[-1:])
 
 
@@ -84,8 +101,24 @@ def load_embedder(ref: str | Path) -> Embedder:
     from trainer.run import load_model
 
     model, info = load_model(run_dir)
+    cfg = info.config or {}
+    frozen = bool(cfg.get("freeze_backbone")) or cfg.get("trainable_blocks") == 0
+    training_cache: dict[str, Any] = {}
+    if frozen and cfg.get("feature_cache", True):
+        training_cache = {
+            "views": int(cfg.get("cache_views", 1)),
+            "seed": int(cfg.get("seed", 0)),
+            "tasks": list(cfg.get("tasks") or info.tasks),
+            "manifest_sha256": info.manifest_sha256,
+        }
     return Embedder(
-        name=text, module=model, input_spec=info.input_spec, cache_key=_run_key(run_dir, info.input_spec)
+        name=text,
+        module=model,
+        input_spec=info.input_spec,
+        cache_key=_run_key(run_dir, info.input_spec),
+        backbone=model.backbone,
+        head=model.embedding,
+        training_cache=training_cache,
     )
 
 
@@ -96,7 +129,12 @@ def _imagenet_embedder(backbone: str) -> Embedder:
     spec = net.default_input_spec
     key = f"imagenet:{backbone}|{sorted(spec.to_dict().items())}"
     return Embedder(
-        name=f"{IMAGENET_PREFIX}{backbone}", module=LayerNormEmbedding(net), input_spec=spec, cache_key=key
+        name=f"{IMAGENET_PREFIX}{backbone}",
+        module=LayerNormEmbedding(net),
+        input_spec=spec,
+        cache_key=key,
+        backbone=net,
+        head=_LayerNormHead(),
     )
 
 

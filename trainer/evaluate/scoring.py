@@ -11,7 +11,15 @@ import numpy as np
 from embsdk.codes import pack_codes
 
 from .embed import EmbeddedRows
-from .metrics import DEFAULT_KS, Metric, rank_gallery, recall_curve, retrieval_metrics
+from .metrics import (
+    DEFAULT_KS,
+    Metric,
+    rank_gallery,
+    rank_topk,
+    recall_curve,
+    required_depth,
+    retrieval_metrics,
+)
 from .protocol import TaskProtocol
 
 __all__ = ["KINDS", "TOP_SHOWN", "TaskResult", "score_task", "score_tasks"]
@@ -72,6 +80,7 @@ def score_task(
     ks: Sequence[int] = DEFAULT_KS,
     precision_at: int = 20,
     curve_k: int = 50,
+    reference: bool = False,
 ) -> TaskResult:
     """Rank the task's gallery for every query with both representations and compute the metrics.
 
@@ -81,14 +90,22 @@ def score_task(
         ks: recall@K values.
         precision_at: K of precision@K.
         curve_k: length of the recall@K curve.
+        reference: rank the whole gallery with the numpy reference (:func:`~.metrics.rank_gallery`)
+            instead of faiss top-k (:func:`~.metrics.rank_topk`); the metrics are the same.
     """
     p = _drop_invalid(protocol, embedded)
     floats_q = embedded.floats[embedded.lookup(p.query_rows)]
     floats_g = embedded.floats[embedded.lookup(p.gallery_rows)]
     inputs = {"float": (floats_q, floats_g), "binary": (pack_codes(floats_q), pack_codes(floats_g))}
     result = TaskResult(protocol=p)
+    depth = max(
+        required_depth(p.query_labels, p.gallery_labels, ks=ks, precision_at=precision_at), curve_k, TOP_SHOWN
+    )
     for kind, metric in KINDS.items():
-        ranked = rank_gallery(*inputs[kind], metric)
+        if reference:
+            ranked = rank_gallery(*inputs[kind], metric)
+        else:
+            ranked = rank_topk(*inputs[kind], metric, depth)
         result.metrics[kind] = retrieval_metrics(
             ranked, p.query_labels, p.gallery_labels, ks=ks, precision_at=precision_at
         )
