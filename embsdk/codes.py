@@ -32,7 +32,10 @@ def unpack_codes(codes: np.ndarray, bits: int | None = None) -> np.ndarray:
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamming distances between packed codes ``a`` (N, B) and ``b`` (M, B) → int32 (N, M). Reference, not fast."""
-    a = np.atleast_2d(np.asarray(a, np.uint8))
-    b = np.atleast_2d(np.asarray(b, np.uint8))
-    return np.unpackbits(a[:, None, :] ^ b[None, :, :], axis=-1).sum(-1).astype(np.int32)
+    """Hamming distances between packed codes ``a`` (N, B) and ``b`` (M, B) → int32 (N, M). Reference, not fast.
+
+    The same function as :func:`embsdk.hamming.reference.hamming_matrix` (the one reference).
+    """
+    from embsdk.hamming.reference import hamming_matrix
+
+    return hamming_matrix(a, b)

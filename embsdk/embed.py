@@ -83,6 +83,7 @@ def embed(
         raise default_alias_error(str(version), exc) from None
     if not items:
         return []
+    spec = target.spec if target.embedding_spec else None  # the graph's tensor names
     if url is None:
         from embsdk.serving.local import LocalRunner
 
@@ -90,7 +91,7 @@ def embed(
             raise InferenceError(
                 f"Generation {target.generation!r} has no local ONNX model; pass url= to use Triton."
             )
-        runner = LocalRunner(target.onnx_path)
+        runner = LocalRunner(target.onnx_path, spec=spec)
         run = runner.run
         close = None
     else:
@@ -104,7 +105,7 @@ def embed(
             raise
 
         def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return client.infer(target.family, number, batch)
+            return client.infer(target.family, number, batch, spec=spec)
 
         close = client.close
     out: list[Embedding] = []

@@ -104,6 +104,18 @@ class AliasNotFound(GenerationNotFound):
         self.alias = alias
 
 
+class DefaultAliasNotSet(AliasNotFound):
+    """No version was given and the registry has no ``production`` alias to default to."""
+
+    def __init__(self, alias: str = "production") -> None:
+        super().__init__(alias)
+        message = (
+            f"The alias {alias!r} (the default version) is not set. Set it with: "
+            f"emb registry alias set {alias} NAME (or name a generation: --version NAME, version=NAME)."
+        )
+        self.args = (message,)
+
+
 class DuplicateGeneration(RegistryError, ValueError):
     """A generation with that name already exists; generations are immutable, so pick a new name."""
 
@@ -354,6 +366,14 @@ class IncompatibleGenerationError(StoreError, ValueError):
 
 class ShardCorrupt(StoreError, OSError):
     """A store shard fails its checksum or header check."""
+
+
+class InvalidEmbeddingSpec(InvalidRegistryInput, StoreError):
+    """An embedding spec that breaks the contract (e.g. ``bits`` not a positive multiple of 8).
+
+    Refused wherever it appears, with one line naming the key: the registry (an
+    :class:`InvalidRegistryInput`) and the embedding store (a :class:`StoreError`) raise this same error.
+    """
 
 
 class IndexMissing(StoreError, FileNotFoundError):

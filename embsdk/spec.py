@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from embsdk.codes import BIT_ORDER, THRESHOLD
-from embsdk.errors import InvalidRegistryInput, StoreError
+from embsdk.errors import InvalidEmbeddingSpec
 
 __all__ = [
     "BINARIZATION",
@@ -75,15 +75,6 @@ FLOAT_DTYPES: tuple[str, ...] = ("float32", "float16")
 _KEYS = ("dim", "bits", "binarization", "threshold", "bit_order", "float_dtype", "code_bytes")
 _NAME_KEYS = ("input_name", "embedding_output", "code_output")
 _DEFAULT_NAMES = {"input_name": INPUT_NAME, "embedding_output": EMBEDDING_OUTPUT, "code_output": CODE_OUTPUT}
-
-
-class InvalidEmbeddingSpec(InvalidRegistryInput, StoreError):
-    """An embedding spec that breaks the contract (e.g. ``bits`` not a positive multiple of 8).
-
-    Refused wherever it appears, with one line naming the key: the registry (an
-    :class:`~embsdk.errors.InvalidRegistryInput`) and the embedding store (a
-    :class:`~embsdk.errors.StoreError`) raise this same error.
-    """
 
 
 def _fail(why: str) -> InvalidEmbeddingSpec:

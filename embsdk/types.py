@@ -97,7 +97,9 @@ class Embedding:
             code = other.code
         else:
             code = self._raw_code(other)
-        return int(np.unpackbits(self.code ^ code).sum())
+        from embsdk.hamming.reference import hamming_distance  # the one reference
+
+        return hamming_distance(self.code, code)
 
     def _raw_code(self, other: Any) -> np.ndarray:
         if isinstance(other, (bytes, bytearray)):

@@ -41,7 +41,7 @@ from embsdk._fileio import write_json_atomic
 from embsdk.errors import DuplicateGeneration, GenerationNotFound
 from publishing.eval_report import EVAL_ROLE, eval_metrics, find_eval_report, report_files
 from registry import DatasetRef, Registry
-from registry.validation import check_name, dataset_from_path, derive_family
+from registry.validation import check_name, dataset_from_path, derive_family, parse_parent_spec
 from registry.workdirs import PUBLISH_PREFIX, owned_workdir, scratch_root, sweep_stale_workdirs
 from triton_models.repository import ModelRepository
 from triton_models.sync import registered_in_registry
@@ -92,11 +92,6 @@ class PublishResult:
         }
 
 
-def _parse_parent(text: str) -> tuple[str, str]:
-    name, _, kind = text.partition(":")
-    return name, kind or "fine-tuned-from"
-
-
 def publish(
     run_dir: str | Path,
     name: str,
@@ -135,7 +130,7 @@ def publish(
 
     check_name(name)
     family = family or derive_family(name)
-    edges = [_parse_parent(p) for p in parents]
+    edges = [parse_parent_spec(p) for p in parents]
     run = Path(run_dir).expanduser().resolve()
     run_info = read_run_info(run)
     repo = ModelRepository(repository)

@@ -20,7 +20,6 @@ __all__ = [
     "ReasonOpt",
     "_open",
     "_parse_metrics",
-    "_parse_parent",
     "_table",
     "_when",
     "alias_app",
@@ -93,11 +92,5 @@ def _parse_metrics(items: list[str]) -> dict[str, float]:
 
 # NAME[:KIND] parent specs: a copy of this parser is in publishing/publish.py; one home for both is planned
 # (registry.validation.parse_parent_spec). Keep the name: callers switch in one place.
-def _parse_parent(item: str) -> tuple[str, str]:
-    """``NAME[:KIND]`` → ``(name, kind)``; KIND defaults to ``fine-tuned-from``."""
-    name, _, kind = item.partition(":")
-    return name, kind or "fine-tuned-from"
-
-
 def _when(dt: Any) -> str:
     return dt.strftime("%Y-%m-%d %H:%M:%S") if dt is not None else ""

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from cli._output import JsonOpt, emit
-from cli.registry._common import _open, _parse_metrics, _parse_parent, _table, app
+from cli.registry._common import _open, _parse_metrics, _table, app
 
 __all__: list[str] = []
 
@@ -55,8 +55,9 @@ def register_cmd(
     Example: emb registry register unified-v2 --artifact model.onnx --parent unified-v1 --spec-bits 256
     """
     from embsdk.errors import InvalidRegistryInput
+    from registry.validation import parse_parent_spec
 
-    parents = [_parse_parent(p) for p in parent or []]
+    parents = [parse_parent_spec(p) for p in parent or []]
     metrics = _parse_metrics(metric or [])
     config = None
     if training_config is not None:
@@ -162,5 +163,7 @@ def add_parent(
 
     Example: emb registry add-parent unified-v3 unified-v2:replaces
     """
-    edge = _open().add_parent(child, *_parse_parent(parent))
+    from registry.validation import parse_parent_spec
+
+    edge = _open().add_parent(child, *parse_parent_spec(parent))
     emit(edge, as_json=json_, human=f"{edge.child} --{edge.kind}--> {edge.parent}")

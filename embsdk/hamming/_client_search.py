@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from embsdk.errors import (
-    AliasNotFound,
+    DefaultAliasNotSet,
     DeprecatedGenerationWarning,
     GenerationNotFound,
     IndexMissing,
@@ -31,18 +31,6 @@ __all__ = ["DEFAULT_VERSION", "DefaultAliasNotSet", "SearchMixin", "default_alia
 DEFAULT_VERSION = "production"
 """What every SDK call and ``emb`` command uses when no version is given: the ``production`` alias (as the
 Hub defaults to ``main``), so a caller follows the generation in production without naming it."""
-
-
-class DefaultAliasNotSet(AliasNotFound):
-    """No version was given and the registry has no ``production`` alias to default to."""
-
-    def __init__(self, alias: str = DEFAULT_VERSION) -> None:
-        super().__init__(alias)
-        message = (
-            f"The alias {alias!r} (the default version) is not set. Set it with: "
-            f"emb registry alias set {alias} NAME (or name a generation: --version NAME, version=NAME)."
-        )
-        self.args = (message,)
 
 
 def default_alias_error(version: str, exc: GenerationNotFound) -> GenerationNotFound:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from embsdk.errors import InvalidItemId, ItemNotFound, ShardCorrupt
-from embsdk.store._format import CODES, IDS, VECTORS, ShardArrays, code_bytes, open_shard
+from embsdk.store._format import CODES, IDS, VECTORS, ShardArrays, code_bytes, open_shard, same_spec
 from embsdk.store._manifest import StoreManifest, generation_root, read_manifest
 
 __all__ = ["EmbeddingStore", "LiveRows", "Lookup", "as_item_id", "as_item_ids"]
@@ -80,7 +80,7 @@ class EmbeddingStore:
             3
         ):  # a compaction may delete shards between reading the manifest and opening them
             manifest = read_manifest(root, generation)
-            if spec is not None and spec != manifest.spec:
+            if spec is not None and not same_spec(spec, manifest.spec):
                 raise ShardCorrupt(
                     f"The store of {generation!r} was written with spec {manifest.spec}, but the registry "
                     f"says {spec}; it cannot be read as this generation. Re-run the backfill."
