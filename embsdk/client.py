@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -38,7 +38,10 @@ from embsdk.resolver import check_lifecycle
 from embsdk.store._manifest import generation_root, read_manifest
 from embsdk.store.batch import EmbeddingBatch
 from embsdk.store.reader import EmbeddingStore
-from embsdk.types import Embedding, SearchResult
+from embsdk.types import Embedding, ItemIds, SearchResult
+
+if TYPE_CHECKING:  # for type checkers only: the registry (SQLAlchemy) loads on first use
+    from registry import Registry
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -87,7 +90,7 @@ class Client(SearchMixin):
         use_registry: bool = True,
         resolve_ttl: float = 5.0,
         embed_url: str | None = None,
-        embed_protocol: str = "http",
+        embed_protocol: Literal["http", "grpc"] = "http",
     ) -> None:
         settings = get_settings()
         self.registry_url = registry_url or settings.registry_url
@@ -103,7 +106,7 @@ class Client(SearchMixin):
 
     # ------------------------------------------------------------------ registry and store
     @property
-    def registry(self) -> Any:
+    def registry(self) -> Registry:
         """The ``registry.Registry`` (opened on first use)."""
         if self._registry is None:
             from registry import Registry
@@ -187,7 +190,7 @@ class Client(SearchMixin):
 
     def get_embeddings(
         self,
-        ids: Any,
+        ids: ItemIds,
         version: str = DEFAULT_VERSION,
         *,
         skip_missing: bool = False,
@@ -240,7 +243,7 @@ def get_embedding(item_id: int, version: str = DEFAULT_VERSION, *, with_vector: 
 
 
 def get_embeddings(
-    ids: Any, version: str = DEFAULT_VERSION, *, skip_missing: bool = False, with_vectors: bool = False
+    ids: ItemIds, version: str = DEFAULT_VERSION, *, skip_missing: bool = False, with_vectors: bool = False
 ) -> EmbeddingBatch:
     """Stamped codes of many items, vectorized (see :meth:`Client.get_embeddings`)."""
     return default_client().get_embeddings(ids, version, skip_missing=skip_missing, with_vectors=with_vectors)

@@ -124,13 +124,15 @@ def _parse_id(value: Any) -> int | None:
     if isinstance(value, (int, np.integer)):
         number = int(value)
     elif isinstance(value, (float, np.floating)):
-        if not np.isfinite(value) or not float(value).is_integer() or abs(value) > _FLOAT_EXACT:
+        as_float = float(value)
+        if not np.isfinite(as_float) or not as_float.is_integer() or abs(as_float) > _FLOAT_EXACT:
             return None
-        number = int(value)
+        number = int(as_float)
     else:
-        number = _parse_text(str(value).strip())
-        if number is None:
+        parsed = _parse_text(str(value).strip())
+        if parsed is None:
             return None
+        number = parsed
     return number if INT64_MIN <= number <= INT64_MAX else None
 
 

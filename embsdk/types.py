@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 import numpy as np
 
 from embsdk.errors import CodeLengthError, IncompatibleGenerationError, MissingExtraError, StoreError
 
-__all__ = ["Embedding", "Hit", "SearchResult"]
+__all__ = ["Embedding", "Hit", "ItemIds", "SearchResult"]
+
+if TYPE_CHECKING:
+    from bitarray import bitarray
+
+ItemIds: TypeAlias = Sequence[int] | np.ndarray
+"""Item ids for a batch call: a sequence of ints or an integer numpy array (each an int64)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,7 +75,7 @@ class Embedding:
         """The bits as a uint8 0/1 array of length ``bits``."""
         return np.unpackbits(self.code, count=self.bits)
 
-    def to_bitarray(self) -> Any:
+    def to_bitarray(self) -> bitarray:
         """The bits as a :class:`bitarray.bitarray` (big-endian, same order as ``code``)."""
         try:
             from bitarray import bitarray

@@ -241,7 +241,7 @@ class _Queries:
         g, e, a = Generation.__table__, LineageEdge.__table__, Artifact.__table__
         d, gd, al = Dataset.__table__, GenerationDataset.__table__, Alias.__table__
         ae, m = AliasEvent.__table__, Metric.__table__
-        bid = sa.bindparam("id")
+        bid = sa.bindparam("id", type_=sa.Integer)
         self.gen_by_name = sa.select(g).where(g.c.name == sa.bindparam("name"))
         self.gen_id_by_name = sa.select(g.c.id).where(g.c.name == sa.bindparam("name"))
         self.alias_by_name = sa.select(al.c.name).where(al.c.name == sa.bindparam("name"))

@@ -81,7 +81,7 @@ class BatchEmbedder:
         failed = [
             (int(ids[i]), paths[i], str(d)) for i, d in enumerate(decoded) if not isinstance(d, np.ndarray)
         ]
-        pixels = np.stack([decoded[i] for i in ok]) if ok else None  # type: ignore[misc]
+        pixels = np.stack([decoded[i] for i in ok]) if ok else None
         return np.asarray(ids, dtype=np.int64)[ok], pixels, failed
 
     def infer(

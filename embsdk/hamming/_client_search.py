@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -25,6 +25,10 @@ from embsdk.errors import (
 from embsdk.hamming.query import MAX_K, QueryLike, check_k, to_query
 from embsdk.store.reader import EmbeddingStore
 from embsdk.types import Embedding, SearchResult
+
+if TYPE_CHECKING:
+    from embsdk.client import Resolved
+    from embsdk.hamming.index import BinaryIndex
 
 __all__ = ["DEFAULT_VERSION", "DefaultAliasNotSet", "SearchMixin", "default_alias_error"]
 
@@ -48,12 +52,12 @@ class SearchMixin:
     registry_url: str
     store_dir: Path
     embed_url: str | None
-    embed_protocol: str
+    embed_protocol: Literal["http", "grpc"]
     _lock: threading.RLock
     _indexes: dict[tuple[str, str], Any]
     registry: Any
 
-    def resolve(self, version: str) -> Any:  # provided by Client
+    def resolve(self, version: str) -> Resolved:  # provided by Client
         raise NotImplementedError
 
     def _store(self, res: Any) -> EmbeddingStore:  # provided by Client
@@ -64,7 +68,7 @@ class SearchMixin:
     ) -> Embedding:
         raise NotImplementedError  # provided by Client
 
-    def index(self, version: str = DEFAULT_VERSION, *, kind: str = "flat") -> Any:
+    def index(self, version: str = DEFAULT_VERSION, *, kind: str = "flat") -> BinaryIndex:
         """The :class:`~embsdk.hamming.BinaryIndex` used for *kind* searches (cached per store state).
 
         ``flat`` is built in memory from the store; ``hnsw``/``ivf`` are loaded from the saved artifact.
@@ -76,7 +80,7 @@ class SearchMixin:
         res = self.resolve(version)
         return self._index(res, self._store(res), kind)
 
-    def _index(self, res: Any, store: EmbeddingStore, kind: str) -> Any:
+    def _index(self, res: Resolved, store: EmbeddingStore, kind: str) -> BinaryIndex:
         """:meth:`index` for an already resolved generation (resolving twice would warn twice)."""
         from embsdk.hamming.index import BinaryIndex
 
@@ -102,7 +106,7 @@ class SearchMixin:
             self._indexes[key] = ix
         return ix
 
-    def _load_index(self, generation: str, kind: str, store: EmbeddingStore) -> Any:
+    def _load_index(self, generation: str, kind: str, store: EmbeddingStore) -> BinaryIndex:
         """The saved index: from the store folder, else from the generation's registry artifacts."""
         from embsdk.hamming.index import BinaryIndex
 
@@ -125,7 +129,7 @@ class SearchMixin:
 
     def build_index(
         self, version: str = DEFAULT_VERSION, *, kind: str = "hnsw", publish: bool = False, **params: Any
-    ) -> Any:
+    ) -> BinaryIndex:
         """Build an approximate index over the store's live codes, save it under ``indexes/<kind>/`` and
         (with ``publish``) register its files as artifacts of the generation."""
         from embsdk.hamming.index import BinaryIndex

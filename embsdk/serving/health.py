@@ -34,11 +34,11 @@ def check_server(
             )
         ready = client.is_ready()  # False while a model (re)loads; loaded versions keep serving
         loaded: dict[str, set[int]] = {}
-        for row in client.models():
-            if row["state"] == "READY":
-                versions = loaded.setdefault(row["name"], set())
-                if str(row["version"]).isdigit():
-                    versions.add(int(row["version"]))
+        for model in client.models():
+            if model["state"] == "READY":
+                versions = loaded.setdefault(model["name"], set())
+                if str(model["version"]).isdigit():
+                    versions.add(int(model["version"]))
         rows: list[dict[str, Any]] = []
         for family in sorted(loaded):
             params = client.model_config(family, refresh=True).get("parameters", {}) or {}

@@ -42,6 +42,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -111,7 +112,7 @@ class Endpoints:
         return f"{self.client_host}:{self.grpc_port}"
 
 
-def _pdeathsig() -> object | None:
+def _pdeathsig() -> Callable[[], None] | None:
     """``prctl(PR_SET_PDEATHSIG, SIGTERM)`` bound in the parent (the child must not load libraries after fork)."""
     try:
         prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
@@ -398,7 +399,7 @@ class TritonServer:
         """``{model: mtime of its config.pbtxt}``: what changes when a version is added or removed."""
         if not self.repository.is_dir():
             return {}
-        out = {}
+        out: dict[str, float] = {}
         for cfg in self.repository.glob("*/config.pbtxt"):
             try:
                 out[cfg.parent.name] = cfg.stat().st_mtime_ns

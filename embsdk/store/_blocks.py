@@ -27,7 +27,7 @@ def block_rows_for(row_bytes: int) -> int:
 def block_crcs(array: np.ndarray, block_rows: int) -> str:
     """crc32 of every block of *block_rows* rows of a C-contiguous *array*, as one hex string (8 digits each)."""
     a = np.ascontiguousarray(array)
-    return "".join(f"{zlib.crc32(a[i : i + block_rows]):08x}" for i in range(0, a.shape[0], block_rows))
+    return "".join(f"{zlib.crc32(a[i : i + block_rows].data):08x}" for i in range(0, a.shape[0], block_rows))
 
 
 @dataclass(eq=False)
@@ -94,7 +94,7 @@ class BlockCheck:
         if self.damage:
             raise ShardCorrupt(self.damage[0])
         chunk = self.array[b * self.block_rows : (b + 1) * self.block_rows]
-        actual = zlib.crc32(np.ascontiguousarray(chunk))
+        actual = zlib.crc32(np.ascontiguousarray(chunk).data)
         if actual != int(self.crcs[b]):
             first = b * self.block_rows
             self._poison(

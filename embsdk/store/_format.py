@@ -250,7 +250,7 @@ def read_header(shard_dir: Path) -> tuple[ShardHeader, str]:
     return ShardHeader.from_dict(d, where=shard_dir.name), hashlib.sha256(raw).hexdigest()
 
 
-_DTYPES = {IDS: np.dtype("<i8"), CODES: np.dtype("u1"), VECTORS: np.dtype("<f2")}
+_DTYPES: dict[str, np.dtype[Any]] = {IDS: np.dtype("<i8"), CODES: np.dtype("u1"), VECTORS: np.dtype("<f2")}
 
 
 def _shape(name: str, header: ShardHeader) -> tuple[int, ...]:

@@ -11,6 +11,7 @@ import numpy as np
 from embsdk.errors import InvalidItemId, ItemNotFound, ShardCorrupt
 from embsdk.store._format import CODES, IDS, VECTORS, ShardArrays, code_bytes, open_shard, same_spec
 from embsdk.store._manifest import StoreManifest, generation_root, read_manifest
+from embsdk.types import ItemIds
 
 __all__ = ["EmbeddingStore", "LiveRows", "Lookup", "as_item_id", "as_item_ids"]
 
@@ -139,7 +140,7 @@ class EmbeddingStore:
         return int(self.live_ids().size)
 
     # ------------------------------------------------------------------ lookup
-    def lookup(self, ids: np.ndarray | list[int]) -> Lookup:
+    def lookup(self, ids: ItemIds) -> Lookup:
         """Locate *ids* (any order, duplicates allowed): one ``np.searchsorted`` per shard, newest shard first."""
         q = as_item_ids(ids)
         shard = np.full(q.size, -1, dtype=np.int64)
@@ -151,7 +152,7 @@ class EmbeddingStore:
         pending = np.ones(q.size, dtype=bool)  # in sorted order
         for s in self._newest_first:
             n = s.header.rows
-            if n == 0 or sq[-1] < s.header.min_id or sq[0] > s.header.max_id:  # type: ignore[operator]
+            if n == 0 or sq[-1] < s.header.min_id or sq[0] > s.header.max_id:
                 continue
             pos = _checked_positions(s, sq)
             hit = pending & (pos < n)
@@ -168,7 +169,7 @@ class EmbeddingStore:
         return Lookup(q, shard, row)
 
     def get(
-        self, ids: np.ndarray | list[int], *, with_vectors: bool = False, skip_missing: bool = False
+        self, ids: ItemIds, *, with_vectors: bool = False, skip_missing: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Codes (and float16 vectors) of *ids*, one row per id, in the order given.
 
@@ -228,7 +229,7 @@ class EmbeddingStore:
                 return s.codes[pos], vec
         raise ItemNotFound([item_id], self.generation)
 
-    def contains(self, ids: np.ndarray | list[int]) -> np.ndarray:
+    def contains(self, ids: ItemIds) -> np.ndarray:
         """Boolean mask: which of *ids* are live in this store."""
         return self.lookup(ids).found
 
