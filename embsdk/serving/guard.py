@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import re
 import socket
 import threading
@@ -33,6 +34,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 __all__ = ["DEFAULT_MAX_BYTES", "HttpGuard", "RequestRejected", "check_infer_header"]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 64 * 2**20  # what tritonserver >= 2.59 uses for --http-max-input-size
 DTYPE_BYTES = {
@@ -240,11 +243,27 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = self._read_body()
         except RequestRejected as exc:  # the body was not read: the connection cannot be reused
+            logger.info(
+                "guard refused %s %s from %s: %s %s",
+                self.command,
+                self.path,
+                self.client_address[0],
+                exc.status,
+                exc.message,
+            )
             self._reply(exc.status, exc.message, close=True)
             return
         try:
             self._check(body)
         except RequestRejected as exc:
+            logger.info(
+                "guard refused %s %s from %s: %s %s",
+                self.command,
+                self.path,
+                self.client_address[0],
+                exc.status,
+                exc.message,
+            )
             self._reply(exc.status, exc.message)
             return
         self._forward(body)
