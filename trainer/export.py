@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from embsdk._fileio import write_json_atomic
+from embsdk._fileio import current_umask, write_json_atomic
 from embsdk.codes import THRESHOLD, pack_codes
 from embsdk.errors import ExportError, ParityError
 from embsdk.preprocess import InputSpec, load_images
@@ -193,6 +193,9 @@ def export_model(
     fd, tmp_name = tempfile.mkstemp(prefix=".model.", suffix=".onnx.tmp", dir=out)
     os.close(fd)
     tmp = Path(tmp_name)
+    tmp.chmod(
+        0o666 & ~current_umask()
+    )  # the published model gets the umask's normal mode, not mkstemp's 0600
     try:
         example = torch.from_numpy(batch[: min(2, len(batch))])
         try:

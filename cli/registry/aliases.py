@@ -39,7 +39,7 @@ def alias_history(alias: Annotated[str, typer.Argument(help="Alias name.")], jso
 
     Example: emb registry alias history production --json
     """
-    evs = _open().alias_history(alias)
+    evs = _open(create=False).alias_history(alias)
     emit(
         evs,
         as_json=json_,
@@ -57,7 +57,7 @@ def alias_list(json_: JsonOpt = False) -> None:
 
     Example: emb registry alias list
     """
-    aliases = _open().aliases()
+    aliases = _open(create=False).aliases()
     emit(
         aliases,
         as_json=json_,

@@ -48,7 +48,7 @@ def consumers_list(
 
     Example: emb registry consumers list production --json
     """
-    cs = _open().consumers(ref)
+    cs = _open(create=False).consumers(ref)
     emit(
         cs,
         as_json=json_,

@@ -33,7 +33,7 @@ def fsck(
 
     Example: emb registry fsck --repair --grace-seconds 3600
     """
-    report = _open().fsck(repair=repair, grace_seconds=grace, progress=not json_)
+    report = _open(create=False).fsck(repair=repair, grace_seconds=grace, progress=not json_)
 
     def human(r: Any) -> str:
         lines = [f"checked {r.blobs_checked} blob(s), {r.referenced} referenced"]

@@ -25,7 +25,7 @@ def list_cmd(
 
     Example: emb registry list --status production --json
     """
-    reg = _open()
+    reg = _open(create=False)
 
     def human(gs: list[Any]) -> str:
         if not gs:
@@ -103,7 +103,7 @@ def show(
 
     Example: emb registry show production --json
     """
-    emit(_open().resolve(ref), as_json=json_, human=_show_text)
+    emit(_open(create=False).resolve(ref), as_json=json_, human=_show_text)
 
 
 @app.command("lineage")
@@ -115,7 +115,7 @@ def lineage(
 
     Example: emb registry lineage unified-v2
     """
-    graph = _open().lineage(name)
+    graph = _open(create=False).lineage(name)
     emit(
         graph,
         as_json=json_,
@@ -136,7 +136,7 @@ def events(name: Annotated[str, typer.Argument(help="Generation name.")], json_:
 
     Example: emb registry events unified-v2 --json
     """
-    evs = _open().events(name)
+    evs = _open(create=False).events(name)
     emit(
         evs,
         as_json=json_,
@@ -158,7 +158,7 @@ def compare(
 
     Example: emb registry compare unified-v1 production
     """
-    cmp = _open().compare(a, b)
+    cmp = _open(create=False).compare(a, b)
 
     def fmt(x: float | None) -> str:
         return "-" if x is None else f"{x:.4f}"

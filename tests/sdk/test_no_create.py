@@ -68,3 +68,33 @@ def test_writers_still_create(tmp_path: Path, emb_home: Path, monkeypatch: pytes
     res = CliRunner().invoke(app, ["registry", "migrate"])
     assert res.exit_code == 0, res.output
     assert other.is_file()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["registry", "list"],
+        ["registry", "show", "unified-v1"],
+        ["registry", "lineage", "unified-v1"],
+        ["registry", "events", "unified-v1"],
+        ["registry", "compare", "unified-v1", "unified-v2"],
+        ["registry", "alias", "list"],
+        ["registry", "alias", "history", "production"],
+        ["registry", "consumers", "list"],
+        ["registry", "fsck"],
+    ],
+)
+def test_emb_registry_reads_on_a_missing_registry_create_nothing(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main  # the console script's entry: errors become one line and an exit code
+
+    folder, url = _typo(tmp_path)
+    monkeypatch.setenv("EMB_REGISTRY_URL", url)
+    monkeypatch.setattr("sys.argv", ["emb", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    err = capsys.readouterr().err
+    assert exited.value.code == 1, err
+    assert "No registry at" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not folder.exists()

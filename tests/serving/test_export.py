@@ -181,3 +181,18 @@ def test_in_process_runner_sees_a_re_export(tmp_path: Path, images: list[Path]) 
         runner.run(batch.astype(np.float64))
     with pytest.raises(InferenceError, match=r"does not match the model's \[N, 3, 32, 32\]"):
         runner.run(batch[:, :, :16, :16])
+
+
+def test_exported_model_gets_the_umask_mode(tmp_path: Path, images: list[Path]) -> None:
+    """model.onnx is written through a temp file: it must end 0644 under umask 022 (not mkstemp's 0600)."""
+    import os
+    import stat
+
+    from trainer.export import export_model
+
+    old = os.umask(0o022)
+    try:
+        export_model(make_tiny_model(1), tmp_path / "exp", input_spec=SPEC, parity_images=images[:2])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "exp" / "model.onnx").stat().st_mode) == 0o644
