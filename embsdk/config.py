@@ -87,7 +87,26 @@ _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)\
 _PASSWORD_PARAM = re.compile(r"(?P<head>\b(?:password|passwd|pwd)=)[^&\s'\"]+", re.IGNORECASE)
 
 
+# Any other token with credentials before an ``@`` (a malformed URL such as ``postgresql//bob:pw@host`` or a bare
+# ``bob:pw@host``, which SQLAlchemy refuses and echoes): everything from its first ``:`` not starting ``//`` up to
+# the LAST ``@`` is hidden.
+_CREDENTIALS_TOKEN = re.compile(r"[^\s'\"<>()]*@[^\s'\"<>()]*")
+_USERINFO_COLON = re.compile(r":(?!//)")
+
+
+def _hide_credentials(token: str) -> str:
+    before, _, after = token.rpartition("@")
+    if "://" in before:  # a well-formed URL: _PASSWORD_IN_URL has already hidden its password
+        return token
+    colon = _USERINFO_COLON.search(before)
+    if colon is None:  # ``user@host``: no password in it
+        return token
+    return f"{before[: colon.end()]}***@{after}"
+
+
 def redact_url(text: str) -> str:
-    """Hide passwords in *text*: of every ``scheme://user:password@host`` URL and every ``password=`` value."""
+    """Hide passwords in *text*: of every ``scheme://user:password@host`` URL, of malformed ones
+    (``postgresql//user:pw@host``, ``user:pw@host``), and every ``password=`` value."""
     text = _PASSWORD_IN_URL.sub(lambda m: f"{m.group('head')}***@", text)
+    text = _CREDENTIALS_TOKEN.sub(lambda m: _hide_credentials(m.group(0)), text)
     return _PASSWORD_PARAM.sub(lambda m: f"{m.group('head')}***", text)

@@ -291,9 +291,36 @@ def test_tricky_password_never_printed_by_a_working_registry(
         ("pg://h/db?password=s3@cret&sslmode=require", "pg://h/db?password=***&sslmode=require"),
         ("sqlite:////data/a:b@c.db", "sqlite:////data/a:b@c.db"),
         ("http://127.0.0.1:8000/v2/health", "http://127.0.0.1:8000/v2/health"),
+        # malformed URLs that SQLAlchemy refuses and echoes back in its error
+        ("postgresql//bob:s3cr@t@127.0.0.1/nodb", "postgresql//bob:***@127.0.0.1/nodb"),
+        ("'postgresql:/bob:s3cr@t@h/db'", "'postgresql:***@h/db'"),
+        ("bob:s3cr@t@127.0.0.1", "bob:***@127.0.0.1"),
+        ("postgresql+psycopg:bob:p:w@host", "postgresql+psycopg:***@host"),
+        ("mail bob@example.com", "mail bob@example.com"),
     ],
 )
 def test_redact_url(text: str, expected: str) -> None:
     from embsdk.config import redact_url
 
     assert redact_url(text) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql//bob:Fr4gA@Fr4gB@127.0.0.1/nodb",
+        "postgresql:/bob:Fr4gA@Fr4gB@127.0.0.1/nodb",
+        "bob:Fr4gA@Fr4gB@127.0.0.1",
+        "postgresql+psycopg:bob:Fr4gA@127.0.0.1/db",
+    ],
+)
+def test_malformed_registry_url_never_prints_its_password(url: str) -> None:
+    """A URL SQLAlchemy cannot parse is echoed in the error: the password in it was printed whole."""
+    for args, debug in (
+        (("registry", "list", "--json"), "0"),
+        (("get", "1"), "0"),
+        (("registry", "fsck"), "1"),
+    ):
+        res = emb(*args, env={"EMB_REGISTRY_URL": url, "EMB_DEBUG": debug})
+        assert res.returncode != 0
+        _assert_no_fragment(res.stdout + res.stderr)
