@@ -162,7 +162,11 @@ class Client(SearchMixin):
         hit = self._stores.get(res.name)
         if hit is not None and now - hit[1] < self.resolve_ttl:
             return hit[0]
-        if hit is not None and read_manifest(hit[0].root, res.name).version == hit[0].manifest.version:
+        if (
+            hit is not None
+            and read_manifest(hit[0].root, res.name).version == hit[0].manifest.version
+            and not hit[0].changed_files()  # a shard file written in place: reopen, verify every block again
+        ):
             store = hit[0]
         else:
             store = EmbeddingStore.open(self.store_dir, res.name, spec=res.spec)

@@ -44,6 +44,7 @@ __all__ = [
     "ShardArrays",
     "ShardHeader",
     "code_bytes",
+    "file_stamp",
     "open_shard",
     "same_spec",
     "verify_shard",
@@ -132,6 +133,13 @@ class ShardArrays:
     codes: np.ndarray | None
     vectors: np.ndarray | None
     checks: dict[str, BlockCheck] = field(default_factory=dict, repr=False)
+    stats: dict[str, FileStamp | None] = field(default_factory=dict, repr=False)
+    """Each array file's :func:`file_stamp` taken just before it was mapped (see :meth:`changed_files`)."""
+
+    def changed_files(self) -> list[str]:
+        """Array files replaced, resized or written to since this shard was opened (by inode, size, mtime and
+        ctime): bytes verified before may no longer be the bytes on disk."""
+        return [name for name, st in self.stats.items() if file_stamp(self.path / name) != st]
 
     def check(self, name: str) -> BlockCheck:
         """The block verification state of one array file (``ids.npy``, ``codes.npy``, ``vectors.npy``)."""
@@ -146,6 +154,23 @@ class ShardArrays:
         for name, check in self.checks.items():
             if vectors or name != VECTORS:
                 check.all()
+
+
+FileStamp = tuple[int, int, int, int]
+
+
+def file_stamp(path: Path) -> FileStamp | None:
+    """``(st_ino, st_size, st_mtime_ns, st_ctime_ns)`` of *path* (None when it is gone).
+
+    Any write through the file system moves ``st_ctime_ns``, which only root can set back (by changing the
+    clock), so a file whose stamp is unchanged has not been written to since (to the clock's resolution;
+    writes through a shared memory map update the times when the kernel writes the pages back).
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _write_npy(path: Path, array: np.ndarray) -> dict[str, Any]:
@@ -350,6 +375,7 @@ def open_shard(
     generation: str,
     spec: EmbeddingSpec | Mapping[str, Any],
     header_sha256: str | None = None,
+    listed: tuple[int, str, int] | None = None,
 ) -> ShardArrays:
     """Open a shard by memory map after checking its header against the expected generation and spec.
 
@@ -360,11 +386,18 @@ def open_shard(
     Raises:
         IncompatibleGenerationError: the shard was written for another generation.
         ShardCorrupt: header tampered with (hash differs from the store manifest), spec differs, files missing,
-            of the wrong size, or with a ``.npy`` header other than the one written.
+            of the wrong size, or with a ``.npy`` header other than the one written; or the header's
+            ``(seq, kind, rows)`` differ from *listed* (what the manifest entry says).
     """
     header, digest = read_header(shard_dir)
     if header_sha256 is not None and digest != header_sha256:
         raise _corrupt(shard_dir, "header.json changed since it was committed")
+    if listed is not None and (header.seq, header.kind, header.rows) != listed:
+        raise _corrupt(
+            shard_dir,
+            f"header.json says seq {header.seq}, kind {header.kind!r}, {header.rows} rows; MANIFEST.json lists "
+            f"it as seq {listed[0]}, kind {listed[1]!r}, {listed[2]} rows",
+        )
     if header.format not in (SHARD_FORMAT, LEGACY_FORMAT):
         raise ShardCorrupt(
             f"Shard {shard_dir.name}: unknown format {header.format!r} (this embsdk reads "
@@ -381,6 +414,7 @@ def open_shard(
         [CODES] + ([VECTORS] if VECTORS in header.files else []) if header.kind == "data" else []
     )
     load = _map_checked if header.format == SHARD_FORMAT else _load_legacy
+    stats = {name: file_stamp(shard_dir / name) for name in names}  # before mapping: a later write shows
     checks = {name: load(shard_dir, name, header) for name in names}
     link(list(checks.values()))
     get = checks.get
@@ -391,15 +425,24 @@ def open_shard(
         codes=get(CODES).array if CODES in checks else None,  # type: ignore[union-attr]
         vectors=get(VECTORS).array if VECTORS in checks else None,  # type: ignore[union-attr]
         checks=checks,
+        stats=stats,
     )
 
 
 def verify_shard(
-    shard_dir: Path, *, generation: str, spec: EmbeddingSpec | Mapping[str, Any], header_sha256: str | None
+    shard_dir: Path,
+    *,
+    generation: str,
+    spec: EmbeddingSpec | Mapping[str, Any],
+    header_sha256: str | None,
+    listed: tuple[int, str, int] | None = None,
 ) -> list[str]:
-    """Full check of one shard (header + sha256 of every file + id order). Returns problems, empty when sound."""
+    """Full check of one shard (header + sha256 of every file + id order and range). Returns problems, empty
+    when sound."""
     try:
-        shard = open_shard(shard_dir, generation=generation, spec=spec, header_sha256=header_sha256)
+        shard = open_shard(
+            shard_dir, generation=generation, spec=spec, header_sha256=header_sha256, listed=listed
+        )
     except (ShardCorrupt, IncompatibleGenerationError) as exc:
         return [str(exc)]
     problems = []
@@ -413,4 +456,10 @@ def verify_shard(
     ids = shard.ids
     if not problems and ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):
         problems.append(f"Shard {shard_dir.name}: ids are not strictly increasing")
+    h = shard.header
+    if not problems and ids.size and (h.min_id, h.max_id) != (int(ids[0]), int(ids[-1])):
+        problems.append(
+            f"Shard {shard_dir.name}: header.json says ids {h.min_id}..{h.max_id}, ids.npy holds "
+            f"{int(ids[0])}..{int(ids[-1])}"
+        )
     return problems

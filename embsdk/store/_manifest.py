@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ __all__ = [
     "ShardEntry",
     "StoreManifest",
     "generation_root",
+    "manifest_problems",
     "read_manifest",
     "write_manifest",
 ]
@@ -115,13 +117,58 @@ def generation_root(store_dir: Path, generation: str) -> Path:
     return Path(store_dir) / generation
 
 
-def read_manifest(root: Path, generation: str) -> StoreManifest:
+_SHARD_NAME = re.compile(r"(\d{8,})-(data|tombstone)-([0-9a-f]{1,64})")
+"""A shard folder's name: ``<seq, 8+ digits>-<kind>-<hex token>`` (as :class:`StoreWriter` names them)."""
+
+
+def manifest_problems(m: StoreManifest) -> list[str]:
+    """What is wrong with a manifest's shard list itself (before any shard is opened); empty when sound.
+
+    The list's order decides which row wins (a newer ``seq`` hides older rows of the same id), so it must be
+    in strictly increasing ``seq``, each entry's ``seq`` and ``kind`` must be the ones its folder name carries
+    (the shard's ``header.json`` must say the same: checked when it is opened), no shard may be listed twice,
+    a folder name may not leave ``shards/``, and ``next_seq`` must be above every listed ``seq``.
+    """
+    problems: list[str] = []
+    names: set[str] = set()
+    headers: set[str] = set()
+    last: ShardEntry | None = None
+    for e in m.shards:
+        match = _SHARD_NAME.fullmatch(e.name)
+        if match is None:
+            problems.append(f"shard entry {e.name!r} is not a shard folder name (<seq>-<kind>-<token>)")
+        elif int(match[1]) != e.seq or match[2] != e.kind:
+            problems.append(f"shard entry {e.name!r} says seq {e.seq} and kind {e.kind!r}; its name does not")
+        if e.kind not in ("data", "tombstone"):
+            problems.append(f"shard entry {e.name!r} has unknown kind {e.kind!r}")
+        if e.rows < 0:
+            problems.append(f"shard entry {e.name!r} has {e.rows} rows")
+        if e.name in names or e.header_sha256 in headers:
+            problems.append(f"shard {e.name!r} is listed twice")
+        if last is not None and e.seq <= last.seq:
+            problems.append(
+                f"shards are out of commit order ({e.name!r} with seq {e.seq} is listed after {last.name!r} "
+                f"with seq {last.seq}): the order decides which row of an id wins"
+            )
+        names.add(e.name)
+        headers.add(e.header_sha256)
+        last = e if last is None or e.seq > last.seq else last
+    if last is not None and m.next_seq <= last.seq:
+        problems.append(f"next_seq {m.next_seq} is not above the last shard's seq {last.seq}")
+    return problems
+
+
+def read_manifest(root: Path, generation: str, *, strict: bool = True) -> StoreManifest:
     """Read ``MANIFEST.json`` of a generation's store.
+
+    With *strict* (the default) a shard list that breaks the rules of :func:`manifest_problems` (out of
+    ``seq`` order, a shard listed twice, a name that is not a shard folder) is refused; ``emb store verify``
+    reads with ``strict=False`` to report those problems instead.
 
     Raises:
         StoreNotFound: no store for this generation under *root*'s parent.
         IncompatibleGenerationError: the manifest belongs to another generation.
-        ShardCorrupt: the manifest is unreadable.
+        ShardCorrupt: the manifest is unreadable, or (with *strict*) its shard list is inconsistent.
     """
     path = root / MANIFEST
     try:
@@ -162,6 +209,13 @@ def read_manifest(root: Path, generation: str) -> StoreManifest:
         )
     if m.generation != generation:
         raise IncompatibleGenerationError(m.generation, generation)
+    if strict:
+        problems = manifest_problems(m)
+        if problems:
+            raise ShardCorrupt(
+                f"Store manifest {path}: {problems[0]}; refusing to read it. "
+                f"Run: emb store verify --version {generation}"
+            )
     return m
 
 

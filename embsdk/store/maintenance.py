@@ -18,6 +18,7 @@ from embsdk.store._manifest import (
     ShardEntry,
     StoreManifest,
     generation_root,
+    manifest_problems,
     read_manifest,
     write_manifest,
 )
@@ -97,7 +98,7 @@ def compact_store(store_dir: str | Path, generation: str, *, registry: Any | Non
     """
     root = generation_root(Path(store_dir).expanduser(), generation)
     with GenerationLock(root, generation):
-        m = read_manifest(root, generation)
+        m = read_manifest(root, generation, strict=False)  # a bad shard list is refused below, with the rest
         problems = _shard_problems(root, m)
         if problems:
             raise ShardCorrupt(
@@ -148,12 +149,22 @@ def compact_store(store_dir: str | Path, generation: str, *, registry: Any | Non
 
 
 def _shard_problems(root: Path, m: StoreManifest) -> list[str]:
-    problems: list[str] = []
+    problems = [f"MANIFEST.json: {p}" for p in manifest_problems(m)]
     for e in m.shards:
+        if not _safe_name(e.name):
+            continue  # reported above; never a path outside shards/
         problems += verify_shard(
-            root / "shards" / e.name, generation=m.generation, spec=m.spec, header_sha256=e.header_sha256
+            root / "shards" / e.name,
+            generation=m.generation,
+            spec=m.spec,
+            header_sha256=e.header_sha256,
+            listed=(e.seq, e.kind, e.rows),
         )
     return problems
+
+
+def _safe_name(name: str) -> bool:
+    return bool(name) and "/" not in name and "\\" not in name and name not in (".", "..")
 
 
 def verify_store(store_dir: str | Path, generation: str) -> VerifyReport:
@@ -163,7 +174,7 @@ def verify_store(store_dir: str | Path, generation: str) -> VerifyReport:
     the number of live items the manifest's shards hold, counted from their ids even when some are damaged.
     """
     root = generation_root(Path(store_dir).expanduser(), generation)
-    m = read_manifest(root, generation)
+    m = read_manifest(root, generation, strict=False)  # a bad shard list is a problem to report
     problems = _shard_problems(root, m)
     orphans = tuple(p.name for p in _orphans(root, {e.name for e in m.shards}))
     return VerifyReport(
@@ -178,6 +189,8 @@ def count_live_items(root: Path, m: StoreManifest) -> int:
     """
     unreadable, ids, seq, is_data = 0, [], [], []
     for e in m.shards:
+        if not _safe_name(e.name):
+            continue
         try:
             a = np.asarray(
                 np.load(root / "shards" / e.name / IDS, mmap_mode="r", allow_pickle=False), np.int64

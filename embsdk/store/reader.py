@@ -93,6 +93,7 @@ class EmbeddingStore:
                         generation=generation,
                         spec=manifest.spec,
                         header_sha256=e.header_sha256,
+                        listed=(e.seq, e.kind, e.rows),
                     )
                     for e in manifest.shards
                 ]
@@ -104,10 +105,22 @@ class EmbeddingStore:
         raise AssertionError("unreachable")
 
     def refresh(self) -> EmbeddingStore:
-        """This store at its latest committed version (``self`` when nothing changed)."""
-        if read_manifest(self.root, self.generation).version == self.manifest.version:
+        """This store at its latest committed version (``self`` when nothing changed).
+
+        A store whose manifest version is the same but one of whose shard files changed on disk since it was
+        opened (:meth:`changed_files`) is opened again, so every block is verified again before it is served.
+        """
+        if (
+            read_manifest(self.root, self.generation).version == self.manifest.version
+            and not self.changed_files()
+        ):
             return self
         return EmbeddingStore.open(self.root.parent, self.generation)
+
+    def changed_files(self) -> list[str]:
+        """``<shard>/<file>`` of every shard file replaced, resized or written to since this store was opened
+        (compared by ``(st_ino, st_size, st_mtime_ns, st_ctime_ns)``; one ``stat`` per file)."""
+        return [f"{s.path.name}/{name}" for s in self._all for name in s.changed_files()]
 
     # ------------------------------------------------------------------ properties
     @property
@@ -225,8 +238,8 @@ class EmbeddingStore:
                 vec = None
                 if with_vector and s.vectors is not None:
                     s.checks[VECTORS].row(pos)
-                    vec = s.vectors[pos]
-                return s.codes[pos], vec
+                    vec = s.vectors[pos].copy()
+                return s.codes[pos].copy(), vec  # a copy: never a view of bytes that may change on disk
         raise ItemNotFound([item_id], self.generation)
 
     def contains(self, ids: ItemIds) -> np.ndarray:
@@ -334,13 +347,20 @@ def as_item_id(item_id: Any) -> int:
 
 
 def as_item_ids(ids: Any) -> np.ndarray:
-    """*ids* as a flat int64 array; floats, bools, strings and values outside int64 are refused (never wrapped).
+    """*ids* as a 1-D int64 array; floats, bools, strings and values outside int64 are refused (never wrapped).
+
+    A 0-d array is one id; masked arrays and arrays of two or more dimensions are refused (never flattened).
 
     Raises:
-        InvalidItemId: the ids are not 64-bit signed integers.
+        InvalidItemId: the ids are not 64-bit signed integers, or not a plain 1-D sequence of them.
     """
+    if isinstance(ids, np.ma.MaskedArray):  # a masked entry has no id; filling it in would invent one
+        raise InvalidItemId(
+            "Item ids must be a plain 1-D array of 64-bit integers, not a masked array; drop the masked "
+            "entries first (ids.compressed())."
+        )
     if isinstance(ids, np.ndarray):
-        a = ids
+        a = np.asarray(ids)  # a subclass (np.matrix) as a plain array
     elif isinstance(ids, (int, np.integer, bool, np.bool_, float, str)):
         return np.array([as_item_id(ids)], dtype=np.int64)
     else:
@@ -350,6 +370,10 @@ def as_item_ids(ids: Any) -> np.ndarray:
             a = np.asarray(ids, dtype=object)
         if a.dtype.kind != "i" and a.size:  # numpy widened to uint64/float/object: check each value exactly
             a = np.asarray(ids, dtype=object)
+    if a.ndim > 1:  # never flattened silently: [[3, 4], [5, 6]] is not a list of ids
+        raise InvalidItemId(
+            f"Item ids must be a 1-D sequence of 64-bit integers; got an array of shape {a.shape}."
+        )
     if a.dtype.kind == "i" or a.size == 0:
         return a.astype(np.int64, copy=False).reshape(-1)
     if a.dtype == object:
