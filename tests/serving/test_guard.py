@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from cli.serve import Backoff, exit_reason
-from embsdk.serving.guard import HttpGuard, RequestRejected, check_infer_header
+from embsdk.serving.guard import HttpGuard, RequestRejected, check_infer_header, normalize_target
 from embsdk.serving.server import free_port
 
 LIMIT = 1 << 20
@@ -160,21 +160,227 @@ def test_exit_reason_names_the_signal() -> None:
 
 
 def test_guard_serves_a_bounded_number_of_connections(
-    guard: tuple[HttpGuard, ThreadingHTTPServer], monkeypatch: pytest.MonkeyPatch
+    guard: tuple[HttpGuard, ThreadingHTTPServer],
 ) -> None:
-    from embsdk.serving import guard as guard_module
-
-    monkeypatch.setattr(guard_module._GuardServer, "max_connections", 2)
-    g = HttpGuard("127.0.0.1", free_port(), upstream_port=guard[0].upstream_port, max_bytes=LIMIT)
+    """Over the bound, a new connection evicts the longest-idle one (it used to be closed unanswered)."""
+    g = HttpGuard(
+        "127.0.0.1", free_port(), upstream_port=guard[0].upstream_port, max_bytes=LIMIT, max_connections=2
+    )
     g.start()
     try:
         idle = [socket.create_connection(("127.0.0.1", g.port), timeout=10) for _ in range(2)]
         time.sleep(0.5)  # both are accepted and hold their slots
-        with socket.create_connection(("127.0.0.1", g.port), timeout=10) as third:
-            assert third.recv(1024) == b"", "over the bound: closed without an answer"
-        idle.pop().close()
-        time.sleep(0.5)
         assert _post(g.port, header([1, 3, 32, 32]))[0] == 200
-        idle.pop().close()
+        assert idle[0].recv(1024) == b"", "the longest-idle connection was evicted"
+        idle[1].sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert idle[1].recv(1024).startswith(b"HTTP/1.1 200"), "the other one is still served"
+        for s in idle:
+            s.close()
+    finally:
+        g.stop()
+
+
+# ---------------------------------------------------------------------------------------------- request targets
+@pytest.mark.parametrize(
+    ("method", "target", "expected"),
+    [
+        ("GET", "/v2/health/ready", "/v2/health/ready"),
+        ("POST", "/v2/models/tiny/inf%65r", "/v2/models/tiny/infer"),
+        ("POST", "/v2/models/tiny/%69%6E%66%65%72", "/v2/models/tiny/infer"),
+        ("POST", "/v2//models///tiny/infer", "/v2/models/tiny/infer"),
+        ("POST", "/v2/models/tiny/./infer", "/v2/models/tiny/infer"),
+        ("POST", "/v2/models/x/../tiny/infer", "/v2/models/tiny/infer"),
+        ("POST", "/v2/models/x/%2e%2E/tiny/infer", "/v2/models/tiny/infer"),
+        ("POST", "/../../v2/models/tiny/infer", "/v2/models/tiny/infer"),
+        ("POST", "/v2/models/tiny/infer?x=1", "/v2/models/tiny/infer?x=1"),
+        ("POST", "/v2/models/a%2fb/infer", "/v2/models/a%2Fb/infer"),  # an escaped '/' stays escaped
+        ("GET", "/v2/models/tiny/ready/", "/v2/models/tiny/ready/"),
+        ("OPTIONS", "*", "*"),
+    ],
+)
+def test_request_targets_are_normalized(method: str, target: str, expected: str) -> None:
+    assert normalize_target(method, target) == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        ("POST", "http://x/v2/models/tiny/infer"),
+        ("POST", "HTTP://X:1/v2/models/tiny/versions/1/infer"),
+        ("POST", "hTtP://x/v2/models/tiny/infer"),
+        ("CONNECT", "127.0.0.1:8000"),
+        ("POST", "*"),
+        ("POST", "//v2/models/tiny/infer"),
+        ("POST", "/v2/models/tiny/infer#x"),
+        ("POST", "v2/models/tiny/infer"),
+        ("POST", "/v2/models/tiny/infer%"),
+        ("POST", "/v2/models/tiny/infer%zz"),
+        ("POST", "/v2/models/tiny/infer\\x"),
+        ("POST", "/v2/models/tiny/infer\x7f"),
+    ],
+)
+def test_other_request_target_forms_are_refused(method: str, target: str) -> None:
+    with pytest.raises(RequestRejected) as err:
+        normalize_target(method, target)
+    assert err.value.status == 400
+
+
+def _raw(port: int, data: bytes, n_responses: int = 1, timeout: float = 10) -> list[bytes]:
+    """Send raw bytes, read ``n_responses`` responses (status lines), or until the guard closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        buf, out = b"", []
+        while len(out) < n_responses:
+            while b"\r\n\r\n" not in buf:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return out
+                buf += chunk
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            length = int(
+                next(
+                    (
+                        ln.split(b":")[1]
+                        for ln in head.split(b"\r\n")
+                        if ln.lower().startswith(b"content-length")
+                    ),
+                    b"0",
+                )
+            )
+            while len(buf) < length:
+                buf += s.recv(65536)
+            out.append(head.split(b"\r\n")[0] + b" " + buf[:length])
+            buf = buf[length:]
+        return out
+
+
+def _raw_post(target: str, body: bytes, extra: str = "") -> bytes:
+    return f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
+
+
+def test_the_guard_checks_bodies_whatever_the_target_says(
+    guard: tuple[HttpGuard, ThreadingHTTPServer],
+) -> None:
+    g, _ = guard
+    huge = header([10**9, 3, 64, 64])
+    for target in (
+        "http://x/v2/models/tiny/infer",
+        "HTTP://X:1/v2/models/tiny/versions/1/infer",
+        "//v2/models/tiny/infer",
+        "/v2/models/tiny/infer#x",
+    ):
+        (answer,) = _raw(g.port, _raw_post(target, huge))
+        assert answer.startswith(b"HTTP/1.1 400"), answer
+        assert b"origin-form" in answer or b"fragment" in answer, answer
+    for target in (  # normalized: recognized as infer; anything else with a JSON body is checked as well
+        "/v2/models/tiny/inf%65r",
+        "/v2/models/tiny/./infer",
+        "/V2/MODELS/tiny/INFER",
+        "/v2/models/tiny/infer?x",
+        "/v2/health/ready",
+        "/v2/repository/index",
+        "/anything",
+    ):
+        (answer,) = _raw(g.port, _raw_post(target, huge))
+        assert answer.startswith(b"HTTP/1.1 400") and b"at most" in answer, (target, answer)
+        (answer,) = _raw(g.port, _raw_post(target, b" \r\n" + huge))
+        assert answer.startswith(b"HTTP/1.1 400"), (target, answer)
+        binary = huge + b"\0" * 16
+        (answer,) = _raw(
+            g.port, _raw_post(target, binary, f"Inference-Header-Content-Length: {len(huge)}\r\n")
+        )
+        assert answer.startswith(b"HTTP/1.1 400") and b"at most" in answer, (target, answer)
+        gz = gzip.compress(huge)
+        (answer,) = _raw(g.port, _raw_post(target, gz, "Content-Encoding: gzip\r\n"))
+        assert answer.startswith(b"HTTP/1.1 400") and b"at most" in answer, (target, answer)
+    twice = _raw_post(
+        "/v2/x", huge, "Inference-Header-Content-Length: 5\r\ninference-header-content-length: 6\r\n"
+    )
+    assert _raw(g.port, twice)[0].startswith(b"HTTP/1.1 400")
+    # pipelined after a good request: the good one is answered, the bad one refused
+    good = _raw_post("/v2/models/tiny/infer", header([1, 3, 32, 32]))
+    answers = _raw(g.port, good + _raw_post("http://x/v2/models/tiny/infer", huge), n_responses=2)
+    assert answers[0].startswith(b"HTTP/1.1 200") and answers[1].startswith(b"HTTP/1.1 400"), answers
+    answers = _raw(g.port, good + _raw_post("/v2/models/tiny/./infer", huge) + good, n_responses=3)
+    assert [a[:12] for a in answers] == [b"HTTP/1.1 200", b"HTTP/1.1 400", b"HTTP/1.1 200"], answers
+    # tritonserver gets the normalized origin-form path
+    (answer,) = _raw(g.port, _raw_post("/v2//models/tiny/x/../inf%65r", header([1, 3, 32, 32])))
+    assert json.loads(answer.split(b" ", 3)[3])["path"] == "/v2/models/tiny/infer"
+    assert _post(g.port, b"x" * 100, path="/v2/repository/index")[0] == 200  # not JSON: not parsed
+
+
+# ---------------------------------------------------------------------------------------------- slow clients
+def _trickle(port: int, n: int) -> list[socket.socket]:
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"GET /v2/health/ready HTTP/1.1\r\nX: ")
+        socks.append(s)
+    return socks
+
+
+def test_trickling_connections_do_not_lock_clients_out(
+    guard: tuple[HttpGuard, ThreadingHTTPServer],
+) -> None:
+    g = HttpGuard(
+        "127.0.0.1", free_port(), upstream_port=guard[0].upstream_port, max_bytes=LIMIT, max_connections=8
+    )
+    g.start()
+    try:
+        slow = _trickle(g.port, 8)
+        stop = threading.Event()
+
+        def keep_trickling() -> None:
+            while not stop.wait(0.5):
+                for s in slow:
+                    try:
+                        s.sendall(b"x")
+                    except OSError:
+                        pass
+
+        threading.Thread(target=keep_trickling, daemon=True).start()
+        time.sleep(1)
+        for _ in range(3):
+            start = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", g.port, timeout=5)
+            conn.request("GET", "/v2/health/ready")
+            assert conn.getresponse().status == 200
+            conn.close()
+            assert time.monotonic() - start < 3
+        stop.set()
+    finally:
+        g.stop()
+
+
+def test_a_request_gets_a_total_deadline_however_it_trickles(
+    guard: tuple[HttpGuard, ThreadingHTTPServer],
+) -> None:
+    g = HttpGuard(
+        "127.0.0.1",
+        free_port(),
+        upstream_port=guard[0].upstream_port,
+        max_bytes=LIMIT,
+        header_timeout=1.5,
+        min_rate=1000,
+    )
+    g.start()
+    try:
+        (headers,) = _trickle(g.port, 1)
+        body = socket.create_connection(("127.0.0.1", g.port), timeout=10)
+        body.sendall(b"POST /v2/x HTTP/1.1\r\nContent-Length: 2000\r\n\r\n")  # 1.5 s + 2 s allowed
+        start, closed = time.monotonic(), {}
+        while len(closed) < 2 and time.monotonic() - start < 10:
+            for name, s in (("headers", headers), ("body", body)):
+                if name in closed:
+                    continue
+                try:
+                    s.sendall(b"x")  # one byte every 0.2 s: the per-read timeout never fires
+                except OSError:
+                    closed[name] = time.monotonic() - start
+            time.sleep(0.2)
+        assert 1 < closed["headers"] < 3 and 3 < closed["body"] < 6, closed
+        headers.close()
+        body.close()
+        assert _post(g.port, header([1, 3, 32, 32]))[0] == 200
     finally:
         g.stop()
