@@ -78,8 +78,18 @@ def _imports_of(tree: ast.AST, target: str) -> tuple[list[int], list[int]]:
             return [node.module]
         return []
 
+    def type_checking_only(
+        node: ast.AST,
+    ) -> bool:  # ``if TYPE_CHECKING:``: never runs, only for type checkers
+        test = node.test if isinstance(node, ast.If) else None
+        return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+            isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+        )
+
     def visit(node: ast.AST, in_function: bool) -> None:
         for child in ast.iter_child_nodes(node):
+            if type_checking_only(child):
+                continue
             if any(n == target or n.startswith(target + ".") for n in names(child)):
                 (lazy if in_function else top).append(child.lineno)
             visit(
@@ -97,8 +107,10 @@ def test_import_scanner_tells_module_level_from_lazy() -> None:
         "class C:\n    import registry\n"
         "def f():\n    from registry import Registry\n"
         "import registryish\n"
+        "if TYPE_CHECKING:\n    from registry import Registry\n"
+        "if typing.TYPE_CHECKING:\n    import registry\n"
     )
-    assert _imports_of(ast.parse(src), "registry") == ([1, 3, 7], [9])
+    assert _imports_of(ast.parse(src), "registry") == ([1, 3, 7], [9])  # type-checking-only imports never run
 
 
 @pytest.mark.parametrize("entry", _config()["contracts"][0].get("ignore_imports", []))

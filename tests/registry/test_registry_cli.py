@@ -219,6 +219,7 @@ def test_register_refuses_bad_spec_options(
 ) -> None:
     """``--spec-bits 0`` used to register the generation WITHOUT an embedding spec (0 is falsy)."""
     env = {"EMB_REGISTRY_URL": registry_url}
+    assert emb("registry", "migrate", env=env).returncode == 0  # the registry exists: only the register fails
     res = emb("registry", "register", "u-v1", "--artifact", str(make_file("m.onnx")), *options, env=env)
     assert res.returncode == 1, res.stdout
     assert res.stderr.startswith("error: ") and len(res.stderr.splitlines()) == 1, res.stderr
