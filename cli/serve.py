@@ -12,7 +12,7 @@ import typer
 
 from cli._output import JsonOpt, emit, info
 
-__all__ = ["Backoff", "exit_reason", "register", "supervise"]
+__all__ = ["Backoff", "RetiredWatch", "exit_reason", "register", "supervise"]
 
 
 def _check_human(data: dict[str, Any]) -> str:
@@ -88,7 +88,8 @@ def _wait(seconds: float, stop: dict[str, Any]) -> None:
 
 
 def _reload_changed(server: Any, seen: dict[str, float]) -> dict[str, float]:
-    """Load every model whose config changed since ``seen`` (emb publish added a version); the new state."""
+    """Load every model whose config changed since ``seen`` (emb publish added a version, a retired one left),
+    unload those whose config is gone (every version retired); the new state."""
     from embsdk.errors import ServerStartError
 
     now = server.repository_state()
@@ -98,7 +99,57 @@ def _reload_changed(server: Any, seen: dict[str, float]) -> dict[str, float]:
             info(f"reloaded {model!r}: the repository changed")
         except ServerStartError as exc:
             info(f"could not reload {model!r}: {exc}")
+    for model in sorted(set(seen) - set(now)):
+        try:
+            server.unload(model)
+            info(f"unloaded {model!r}: it left the repository")
+        except ServerStartError as exc:
+            info(f"could not unload {model!r}: {exc}")
     return now
+
+
+class RetiredWatch:
+    """Polls the registry for retired generations; removes the ones the repository still serves.
+
+    The registry is opened once, read-only (a missing SQLite registry is not created: nothing to watch then),
+    and asked one query per poll. A registry that cannot be read is retried at the next poll, reported once.
+    """
+
+    def __init__(self, repository: Path) -> None:
+        self.repository = repository
+        self._registry: Any = None
+        self._failed: str | None = None
+
+    def poll(self) -> list[str]:
+        """Remove served generations the registry has retired since; the names removed."""
+        from triton_models.sync import remove_retired, retired_in_registry
+
+        try:
+            if self._registry is None:
+                from registry import Registry
+
+                self._registry = Registry(create=False, auto_migrate=False)
+            retired = retired_in_registry(self._registry)
+        except Exception as exc:  # noqa: BLE001 - missing, unreachable, not installed: nothing to compare now
+            self.close()
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            if why != self._failed and "RegistryNotFound" not in why:
+                info(f"watch: cannot read the registry for retired generations ({why}); retrying")
+            self._failed = why
+            return []
+        self._failed = None
+        try:
+            return remove_retired(self.repository, retired) if retired else []
+        except OSError as exc:
+            info(f"watch: could not remove retired generations from {self.repository}: {exc}")
+            return []
+
+    def close(self) -> None:
+        if self._registry is not None:
+            try:
+                self._registry.close()
+            finally:
+                self._registry = None
 
 
 def _restart(server: Any, stop: dict[str, Any], backoff: Backoff, count: int, uptime: float) -> bool:
@@ -128,25 +179,44 @@ def _restart(server: Any, stop: dict[str, Any], backoff: Backoff, count: int, up
     return True
 
 
+def _drop_retired(server: Any, retired: RetiredWatch) -> None:
+    """Take generations the registry retired out of the repository (the reload that follows unserves them)."""
+    for name in retired.poll():
+        _report(server, f"repository: removed {name}: retired in the registry; Triton stops serving it")
+
+
 def supervise(server: Any, stop: dict[str, Any], *, watch: bool) -> None:
-    """Keep tritonserver up until a signal: restart it with backoff when it dies, reload changed models."""
+    """Keep tritonserver up until a signal: restart it with backoff when it dies; with ``watch``, unserve
+    generations the registry retires and reload changed models (every 2 s)."""
     seen, next_poll = server.repository_state(), time.monotonic() + 2
     backoff, restarts, up_since = Backoff(), 0, time.monotonic()
-    while stop["signal"] is None:
-        time.sleep(0.2)
-        if not server.running:
-            restarts += 1
-            if _restart(server, stop, backoff, restarts, time.monotonic() - up_since):
-                seen = server.repository_state()
-            up_since = time.monotonic()  # a failed restart never came up: the next delay doubles
-            continue
-        if watch and time.monotonic() > next_poll:
-            seen, next_poll = _reload_changed(server, seen), time.monotonic() + 2
+    retired = RetiredWatch(server.repository)
+    try:
+        while stop["signal"] is None:
+            time.sleep(0.2)
+            if not server.running:
+                restarts += 1
+                if _restart(server, stop, backoff, restarts, time.monotonic() - up_since):
+                    seen = server.repository_state()
+                up_since = time.monotonic()  # a failed restart never came up: the next delay doubles
+                continue
+            if watch and time.monotonic() > next_poll:
+                _drop_retired(server, retired)
+                seen, next_poll = _reload_changed(server, seen), time.monotonic() + 2
+    finally:
+        retired.close()
+
+
+def _where(bind: str, connect: str) -> str:
+    return bind if bind == connect else f"{bind} (connect: {connect})"
 
 
 def _ready_human(d: dict[str, Any]) -> str:
     lines = [
-        f"Triton ready: HTTP {d['http']}  gRPC {d['grpc']}  models: {', '.join(d['models']) or 'none'}",
+        (
+            f"Triton ready: HTTP {_where(d['http_bind'], d['http'])}  "
+            f"gRPC {_where(d['grpc_bind'], d['grpc'])}  models: {', '.join(d['models']) or 'none'}"
+        ),
         f"Embed with: emb embed IMAGE --version NAME --url {d['grpc']} --protocol grpc   (Ctrl-C stops)",
     ]
     if d.get("metrics"):
@@ -204,7 +274,8 @@ def serve_command(
         bool,
         typer.Option(
             "--watch/--no-watch",
-            help="Reload a model when emb publish adds a version to the repository (polls every 2 s).",
+            help="Reload a model when emb publish adds a version to the repository, and stop serving a "
+            "generation the registry retires (polls every 2 s).",
         ),
     ] = True,
     max_request_mb: Annotated[
@@ -286,8 +357,10 @@ def serve_command(
         data = {
             "repository": str(repo),
             "host": host,
-            "http": ep.http_url,
+            "http": ep.http_url,  # where a client on this machine connects
             "grpc": ep.grpc_url,
+            "http_bind": ep.http_bind,  # where the port is bound (0.0.0.0:PORT with --host 0.0.0.0)
+            "grpc_bind": ep.grpc_bind,
             "models": server.model_names(),
             "pid": server.proc.pid if server.proc else None,
             "log": str(server.log_path),

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["registered_in_registry", "sync_from_registry"]
+__all__ = ["registered_in_registry", "remove_retired", "retired_in_registry", "sync_from_registry"]
 
 
 def registered_in_registry(registry_url: str | None = None) -> Callable[[str], bool] | None:
@@ -33,6 +33,27 @@ def registered_in_registry(registry_url: str | None = None) -> Callable[[str], b
                 return False
 
     return is_registered
+
+
+def retired_in_registry(registry: Any) -> set[str]:
+    """Names of the generations ``registry`` (an open :class:`registry.Registry`) has retired (one query)."""
+    return {summary.name for summary in registry.list(status="retired")}
+
+
+def remove_retired(repository: str | Path | None, retired: Iterable[str]) -> list[str]:
+    """Stop serving every generation of ``retired`` the repository serves; the names removed.
+
+    Each removal re-renders its family's ``config.pbtxt`` (a running ``emb serve --watch`` then reloads it).
+    """
+    from triton_models.repository import ModelRepository
+
+    repo = ModelRepository(repository)
+    served = {row["generation"] for row in repo.served()}
+    removed = []
+    for name in sorted(served & set(retired)):
+        repo.remove(name)
+        removed.append(name)
+    return removed
 
 
 def sync_from_registry(
@@ -54,8 +75,7 @@ def sync_from_registry(
             served = repo.locate(summary.name)
             if summary.status == "retired":
                 if served is not None:
-                    repo.remove(summary.name)
-                    done["removed"].append(summary.name)
+                    done["removed"] += remove_retired(repo.root, [summary.name])
                 continue
             if served is not None:
                 continue

@@ -91,6 +91,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 @dataclass(frozen=True)
 class Endpoints:
     """Where a started server listens (``*_url`` in the ``host:port`` form tritonclient takes)."""
@@ -101,7 +105,18 @@ class Endpoints:
 
     @property
     def client_host(self) -> str:
+        """Where a local client connects (a wildcard or ``localhost`` bind is reached on 127.0.0.1)."""
         return "127.0.0.1" if self.host in {"0.0.0.0", "localhost"} else self.host
+
+    @property
+    def http_bind(self) -> str:
+        """``host:port`` the HTTP port is bound to (e.g. ``0.0.0.0:8000``)."""
+        return _host_port(self.host, self.http_port)
+
+    @property
+    def grpc_bind(self) -> str:
+        """``host:port`` the gRPC port is bound to."""
+        return _host_port(self.host, self.grpc_port)
 
     @property
     def http_url(self) -> str:
@@ -285,9 +300,11 @@ class TritonServer:
             self.stop(timeout=5)
             raise
         logger.info(
-            "tritonserver ready: pid %s, HTTP %s (guard), gRPC %s, metrics %s, models %s",
+            "tritonserver ready: pid %s, HTTP %s (guard; connect: %s), gRPC %s (connect: %s), metrics %s, models %s",
             self.proc.pid if self.proc else None,
+            self.endpoints.http_bind,
             self.endpoints.http_url,
+            self.endpoints.grpc_bind,
             self.endpoints.grpc_url,
             self.metrics_url or "off",
             ", ".join(self.model_names()) or "none",
@@ -394,6 +411,27 @@ class TritonServer:
                     f"model {model!r} was not ready {timeout:.0f} s after loading.\n{self.log_tail()}"
                 )
             time.sleep(0.1)
+
+    def unload(self, model: str, *, timeout: float = 60.0) -> None:
+        """Unload ``model`` (its folder left the repository: every version retired or removed).
+
+        Raises:
+            ServerStartError: the server refused or did not answer.
+        """
+        url = f"http://127.0.0.1:{self.upstream_http_port}/v2/repository/models/{model}/unload"
+        request = urllib.request.Request(
+            url, data=b"{}", method="POST", headers={ADMIN_HEADER: self.admin_key}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout):
+                pass
+        except urllib.error.HTTPError as exc:
+            raise ServerStartError(
+                f"tritonserver refused to unload {model!r}: {exc.read().decode(errors='replace')}"
+            ) from None
+        except OSError as exc:
+            raise ServerStartError(f"tritonserver did not answer the unload of {model!r}: {exc}") from None
+        logger.info("unloaded model %r", model)
 
     def repository_state(self) -> dict[str, float]:
         """``{model: mtime of its config.pbtxt}``: what changes when a version is added or removed."""

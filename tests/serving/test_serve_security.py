@@ -5,7 +5,10 @@
 * an infer request that declares a huge input is refused before tritonserver allocates (2.51 aborts on it);
 * a bounded fuzz of malformed infer requests leaves the same tritonserver process answering;
 * a killed tritonserver is restarted by ``emb serve``, logged, unhealthy meanwhile;
-* a generated admin key is 0600 on disk and rotates per start (tritonserver shows it in /proc/PID/cmdline).
+* a generated admin key is 0600 on disk and rotates per start (tritonserver shows it in /proc/PID/cmdline);
+* request targets in any form (absolute, %-encoded, dot segments, pipelined) cannot smuggle a huge infer past
+  the guard; clients that disconnect early leave no traceback; ``--json`` says where it is bound;
+* ``emb serve --watch`` stops serving a generation the registry retires.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 import pytest
 
 from .procs import alive
+from .test_guard import _raw, _raw_post
 
 pytestmark = pytest.mark.triton
 pytest.importorskip("tritonclient")
@@ -41,8 +45,10 @@ GRPC_KEY = "triton-grpc-protocol-admin-key"
 class Serve:
     """One ``emb serve`` process: its endpoints (``--json``), its stderr file, its admin key."""
 
-    def __init__(self, root: Path, repository: Path, host: str) -> None:
-        self.home, self.stderr_path = root / "home", root / "serve.err"
+    def __init__(
+        self, root: Path, repository: Path, host: str, *, home: Path | None = None, watch: bool = False
+    ) -> None:
+        self.home, self.stderr_path = home or root / "home", root / "serve.err"
         cmd = [
             sys.executable,
             "-m",
@@ -59,7 +65,7 @@ class Serve:
             "--json",
             "--ready-timeout",
             "120",
-            "--no-watch",
+            "--watch" if watch else "--no-watch",
         ]
         env = {k: v for k, v in os.environ.items() if k != "EMB_TRITON_ADMIN_KEY"}
         env["EMB_HOME"] = str(self.home)
@@ -516,5 +522,144 @@ def test_a_failing_restart_is_logged_and_retried_with_a_longer_delay(
         err = serve.wait_stderr("restarted (restart #2")
         assert "restart #1 in 1 s" in err and "restart #2 in 2 s" in err
         wait_answering(serve.http)
+    finally:
+        serve.stop()
+
+
+# ---------------------------------------------------------------------------------------------- red-team findings
+HUGE = infer_body([1_000_000_000, 3, 64, 64], data=[1])
+TARGETS = [  # request-target forms tritonserver maps (or might map) to the infer endpoint
+    "http://x/v2/models/unified/infer",
+    "HTTP://X:1/v2/models/unified/versions/1/infer",
+    "hTTp://x/v2/models/unified/versions/1/infer",
+    "http://x/v2/models/unified/versions/1/infer?x",
+    "//v2/models/unified/infer",
+    "/v2/models/unified/inf%65r",
+    "/v2/models/unifi%65d/versions/%31/infer",
+    "/v2//models/unified///infer",
+    "/v2/models/unified/./infer",
+    "/v2/models/x/../unified/infer",
+    "/v2/models/x/%2E%2E/unified/infer",
+    "/v2/models/unified/infer?x",
+    "/v2/models/unified/infer#x",
+    "/V2/MODELS/unified/INFER",
+    "/v2/health/ready",
+    "/v2/repository/index",
+]
+
+
+def test_no_request_target_form_smuggles_a_huge_infer_past_the_guard(loopback: Serve) -> None:
+    """Red team, HIGH: ``POST http://x/v2/models/tiny/infer`` with a huge shape aborted tritonserver (SIGABRT)."""
+    pid, port = loopback.info["pid"], int(loopback.http.rsplit(":", 1)[1])
+    good = _raw_post(INFER, infer_body([1, 3, 32, 32], data=[0.0] * 3072))
+    for target in TARGETS:
+        (answer,) = _raw(port, _raw_post(target, HUGE), timeout=60)
+        assert answer.startswith(b"HTTP/1.1 400"), (target, answer[:300])
+        answers = _raw(port, good + _raw_post(target, HUGE) + good, n_responses=3, timeout=60)
+        assert [a[:12] for a in answers] == [b"HTTP/1.1 200", b"HTTP/1.1 400", b"HTTP/1.1 200"][
+            : len(answers)
+        ]
+        assert len(answers) >= 2, (target, answers)  # the third only when the refusal kept the connection
+        binary = HUGE + GOOD.tobytes()
+        hlen = f"Inference-Header-Content-Length: {len(HUGE)}\r\n"
+        (answer,) = _raw(port, _raw_post(target, binary, hlen), timeout=60)
+        assert answer.startswith(b"HTTP/1.1 400"), (target, answer[:300])
+        assert alive(pid), f"tritonserver died on {target!r}"
+    good_answer(loopback.http)
+    assert alive(pid) and loopback.proc.poll() is None and "died" not in loopback.stderr()
+
+
+def test_clients_that_disconnect_early_leave_no_traceback(loopback: Serve) -> None:
+    """Red team, LOW: each early disconnect wrote a full traceback to emb serve's stderr."""
+    import struct
+
+    port = int(loopback.http.rsplit(":", 1)[1])
+    body = infer_body([1, 3, 32, 32], data=[0.0] * 3072)
+    for i in range(10):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+        if i % 2:  # the whole request, gone before the answer
+            s.sendall(_raw_post(INFER, body))
+        else:  # half the body, then gone
+            s.sendall(_raw_post(INFER, body)[: len(body) // 2])
+        time.sleep(0.05)
+        s.close()
+    time.sleep(1)
+    good_answer(loopback.http)
+    err = loopback.stderr()
+    assert "Traceback" not in err and "BrokenPipe" not in err and "ConnectionReset" not in err, err
+
+
+def test_json_output_says_where_it_is_bound_and_where_to_connect(exposed: Serve, loopback: Serve) -> None:
+    """Red team, LOW: ``--host 0.0.0.0`` printed ``HTTP 127.0.0.1:P`` as if bound to loopback."""
+    from cli.serve import _ready_human
+
+    http_port, grpc_port = (int(exposed.info[k].rsplit(":", 1)[1]) for k in ("http", "grpc"))
+    assert exposed.info["host"] == "0.0.0.0"
+    assert (
+        exposed.info["http_bind"] == f"0.0.0.0:{http_port}"
+        and exposed.info["http"] == f"127.0.0.1:{http_port}"
+    )
+    assert (
+        exposed.info["grpc_bind"] == f"0.0.0.0:{grpc_port}"
+        and exposed.info["grpc"] == f"127.0.0.1:{grpc_port}"
+    )
+    text = _ready_human(exposed.info)
+    assert f"HTTP 0.0.0.0:{http_port} (connect: 127.0.0.1:{http_port})" in text, text
+    assert f"gRPC 0.0.0.0:{grpc_port} (connect: 127.0.0.1:{grpc_port})" in text, text
+    assert loopback.info["http_bind"] == loopback.info["http"]
+    assert f"HTTP {loopback.info['http']}  gRPC {loopback.info['grpc']}  " in _ready_human(loopback.info)
+    with socket.create_connection(("127.0.0.1", http_port), timeout=10):
+        pass  # what it says is where it listens
+
+
+def _infer_version(url: str, path: str) -> tuple[int, dict[str, Any]]:
+    status, text = request(url, "POST", path, infer_body([1, 3, 32, 32], data=[0.0] * 3072))
+    return status, json.loads(text)
+
+
+def test_a_generation_retired_while_served_stops_being_served(
+    tiny_run: Path, tmp_path: Path, emb_home: Path
+) -> None:
+    """Red team, LOW: after ``emb registry retire tiny-v2 --force``, ``emb serve --watch`` kept serving it."""
+    from publishing.publish import publish
+
+    repo = tmp_path / "repo"
+    assert publish(tiny_run, "tiny-v1", repository=repo).triton_version == 1
+    assert publish(tiny_run, "tiny-v2", parents=["tiny-v1"], repository=repo).triton_version == 2
+    serve = Serve(tmp_path, repo, "127.0.0.1", home=emb_home, watch=True)
+    try:
+        status, out = _infer_version(serve.http, "/v2/models/tiny/infer")
+        assert status == 200 and out["model_version"] == "2", out
+        retire = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "registry",
+                "retire",
+                "tiny-v2",
+                "--force",
+                "--reason",
+                "red team",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "EMB_HOME": str(emb_home)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert retire.returncode == 0, retire.stderr
+        start = time.monotonic()
+        while _infer_version(serve.http, "/v2/models/tiny/versions/2/infer")[0] == 200:
+            assert time.monotonic() - start < 15, "version 2 is still served"
+            time.sleep(0.2)
+        status, out = _infer_version(serve.http, "/v2/models/tiny/infer")
+        assert status == 200 and out["model_version"] == "1", out
+        assert _infer_version(serve.http, "/v2/models/tiny/versions/1/infer")[0] == 200
+        err = serve.wait_stderr("removed tiny-v2: retired in the registry")
+        assert "reloaded 'tiny'" in err and "Traceback" not in err
+        assert "retired in the registry" in Path(serve.info["log"]).read_text()
     finally:
         serve.stop()
