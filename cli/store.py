@@ -49,7 +49,8 @@ def verify_command(
     no_registry: NoRegistryOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check every live shard (generation, spec, sizes, sha256 of every file); exit 1 when damaged.
+    """Check every live shard (generation, spec, sizes, sha256 of every file) and saved search index; exit 1
+    when damaged.
 
     Example: emb store verify --version production
     """
@@ -67,10 +68,23 @@ def verify_command(
             ]
             + [f"  problem: {p}" for p in d["problems"]]
             + [f"  orphan (removed by compact): {o}" for o in d["orphans"]]
+            + [
+                f"  search index {x['kind']}: {x['status']}"
+                + (" (rebuild it: emb store index)" if x["status"] != "ok" else "")
+                for x in d["indexes"]
+            ]
         ),
     )
     if not report.ok:
-        info(f"error: the store of {report.generation} is damaged; rerun the backfill for it")
+        shards_bad = any(not p.startswith("Search index ") for p in report.problems)
+        info(
+            f"error: the store of {report.generation} is damaged; "
+            + (
+                "rerun the backfill for it"
+                if shards_bad
+                else f"rebuild its search index: emb store index --version {report.generation}"
+            )
+        )
         raise typer.Exit(1)
 
 

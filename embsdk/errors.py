@@ -30,6 +30,7 @@ __all__ = [
     "ImageDecodeError",
     "ImmutableGeneration",
     "IncompatibleGenerationError",
+    "IndexCorrupt",
     "IndexMissing",
     "IndexStale",
     "InferenceError",
@@ -374,6 +375,10 @@ class InvalidEmbeddingSpec(InvalidRegistryInput, StoreError):
     Refused wherever it appears, with one line naming the key: the registry (an
     :class:`InvalidRegistryInput`) and the embedding store (a :class:`StoreError`) raise this same error.
     """
+
+
+class IndexCorrupt(ShardCorrupt):
+    """A saved search index fails its checksums or does not match its store; ``emb store index`` rebuilds it."""
 
 
 class IndexMissing(StoreError, FileNotFoundError):

@@ -23,6 +23,8 @@ from embsdk.errors import (
     StoreError,
 )
 from embsdk.hamming.query import MAX_K, QueryLike, check_k, to_query
+from embsdk.store._indexes import index_corrupt
+from embsdk.store._manifest import GenerationLock, read_manifest, write_manifest
 from embsdk.store.reader import EmbeddingStore
 from embsdk.types import Embedding, SearchResult
 
@@ -76,6 +78,7 @@ class SearchMixin:
         Raises:
             IndexMissing: no saved index of that kind (build it with :meth:`build_index`).
             IndexStale: the saved index predates the store's latest commit.
+            IndexCorrupt: the saved index fails its checksums or does not list the store's live ids.
         """
         res = self.resolve(version)
         return self._index(res, self._store(res), kind)
@@ -102,6 +105,8 @@ class SearchMixin:
             ix = self._load_index(res.name, kind, store)
             if ix.state_token != store.manifest.state_token:
                 raise IndexStale(res.name, kind)
+            # the last link of the trust chain (embsdk.store._indexes): exactly the store's live ids
+            ix.check_ids(store.live_ids(), where=store.root / "indexes" / kind / "ids.npy")
         with self._lock:
             self._indexes[key] = ix
         return ix
@@ -110,9 +115,18 @@ class SearchMixin:
         """The saved index: from the store folder, else from the generation's registry artifacts."""
         from embsdk.hamming.index import BinaryIndex
 
+        folder = store.root / "indexes" / kind
+        recorded = store.manifest.indexes.get(kind)
+        if recorded is None and (folder / "meta.json").is_file():
+            raise index_corrupt(
+                folder,
+                "not recorded in the store's MANIFEST.json (saved by an older embsdk, or copied in)",
+                generation=generation,
+                kind=kind,
+            )
         try:
             return BinaryIndex.load(
-                store.root / "indexes" / kind, generation=generation, bits=store.bits, kind=kind
+                folder, generation=generation, bits=store.bits, kind=kind, meta_sha256=recorded
             )
         except IndexMissing:
             if not self.use_registry:
@@ -125,7 +139,10 @@ class SearchMixin:
         except KeyError:
             raise IndexMissing(generation, kind) from None
         paths = [self.registry.artifact_path(generation, n, verify=True) for n in names]
-        return BinaryIndex.load_files(*paths, generation=generation, bits=store.bits, kind=kind)
+        # the registry checked each blob's sha256; meta.json's own file checksums are checked when present
+        return BinaryIndex.load_files(
+            *paths, generation=generation, bits=store.bits, kind=kind, require_checksums=False
+        )
 
     def build_index(
         self, version: str = DEFAULT_VERSION, *, kind: str = "hnsw", publish: bool = False, **params: Any
@@ -146,7 +163,12 @@ class SearchMixin:
             state_token=store.manifest.state_token,
             **params,
         )
-        files = ix.save(store.root / "indexes" / kind)
+        # the index's files and their record in MANIFEST.json are written under the generation's writer lock
+        # (StoreLocked while a backfill or compaction runs): the manifest has one writer at a time
+        with GenerationLock(store.root, res.name):
+            files = ix.save(store.root / "indexes" / kind)
+            m = read_manifest(store.root, res.name)
+            write_manifest(store.root, m.with_index(kind, ix.meta_sha256))
         if publish:
             from embsdk.store.publish import publish_files
 

@@ -1,12 +1,14 @@
 """faiss binary indexes behind one small class: build (flat / hnsw / ivf), search, save and load.
 
-Indexes are saved with ``faiss.write_index_binary`` next to an ``ids.npy`` (position → item id) and a
-``meta.json``; loading uses ``faiss.read_index_binary`` and ``np.load(allow_pickle=False)``: nothing is
-ever unpickled.
+Indexes are saved with ``faiss.serialize_index_binary`` next to an ``ids.npy`` (position → item id) and a
+``meta.json`` recording the size and sha256 of both; loading reads each file once, checks it, and only then
+hands the bytes to ``faiss.deserialize_index_binary`` and ``np.load(allow_pickle=False)``: nothing is ever
+unpickled, and no unchecked byte reaches faiss (the trust chain: :mod:`embsdk.store._indexes`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -23,14 +25,21 @@ from embsdk.errors import (
     IncompatibleGenerationError,
     IndexMissing,
     MissingExtraError,
-    ShardCorrupt,
     StoreError,
 )
 from embsdk.hamming.query import MAX_K, check_k
+from embsdk.store._indexes import (
+    IDS_FILE,
+    INDEX_FILE,
+    INDEX_FORMAT,
+    META_FILE,
+    check_ids,
+    file_record,
+    index_corrupt,
+    read_index_files,
+)
 
 __all__ = ["INDEX_KINDS", "BinaryIndex", "import_faiss", "register_index_kind"]
-
-INDEX_FILE, IDS_FILE, META_FILE = "index.faissbin", "ids.npy", "meta.json"
 
 
 def import_faiss() -> Any:
@@ -115,6 +124,8 @@ class BinaryIndex:
     kind: str
     state_token: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    meta_sha256: str = ""
+    """sha256 of the ``meta.json`` this index was saved as or loaded from (what ``MANIFEST.json`` records)."""
 
     @property
     def code_bytes(self) -> int:
@@ -212,23 +223,34 @@ class BinaryIndex:
 
     # ------------------------------------------------------------------ persistence
     def save(self, folder: str | Path) -> list[Path]:
-        """Write ``index.faissbin``, ``ids.npy``, ``meta.json`` into *folder* atomically (tmp folder + rename)."""
+        """Write ``index.faissbin``, ``ids.npy``, ``meta.json`` into *folder* atomically (tmp folder + rename).
+
+        ``meta.json`` records the size and sha256 of the other two; its own sha256 is :attr:`meta_sha256`,
+        which the caller records where it is trusted (``emb store index``: the store's ``MANIFEST.json``).
+        """
         faiss = import_faiss()
         folder = Path(folder)
         tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        faiss.write_index_binary(self.index, str(tmp / INDEX_FILE))
-        np.save(tmp / IDS_FILE, self.ids, allow_pickle=False)
+        data = {
+            INDEX_FILE: faiss.serialize_index_binary(self.index).tobytes(),
+            IDS_FILE: _npy_bytes(np.ascontiguousarray(self.ids, dtype=np.int64)),
+        }
+        for name, raw in data.items():
+            (tmp / name).write_bytes(raw)
         meta = {
+            "format": INDEX_FORMAT,
             "generation": self.generation,
             "bits": self.bits,
             "kind": self.kind,
             "items": len(self),
             "state_token": self.state_token,
             "params": self.params,
+            "files": {name: file_record(raw) for name, raw in data.items()},
         }
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
+        raw_meta = json.dumps(meta, indent=1, sort_keys=True).encode()
+        (tmp / META_FILE).write_bytes(raw_meta)
         fsync_tree(tmp)
         old = folder.with_name(folder.name + f".old{os.getpid()}")
         if folder.exists():
@@ -236,14 +258,28 @@ class BinaryIndex:
         os.replace(tmp, folder)
         fsync_dir(folder.parent)
         shutil.rmtree(old, ignore_errors=True)
+        self.meta_sha256 = hashlib.sha256(raw_meta).hexdigest()
         return [folder / INDEX_FILE, folder / IDS_FILE, folder / META_FILE]
 
     @classmethod
-    def load(cls, folder: str | Path, *, generation: str, bits: int, kind: str) -> BinaryIndex:
+    def load(
+        cls,
+        folder: str | Path,
+        *,
+        generation: str,
+        bits: int,
+        kind: str,
+        meta_sha256: str | None = None,
+    ) -> BinaryIndex:
         """Load an index saved by :meth:`save` in *folder* (no unpickling); see :meth:`load_files`.
+
+        Args:
+            meta_sha256: the sha256 of ``meta.json`` recorded where it is trusted (the store's
+                ``MANIFEST.json``); checked before anything else is read.
 
         Raises:
             IndexMissing: nothing saved in *folder*.
+            IndexCorrupt: see :meth:`load_files`.
         """
         folder = Path(folder)
         if not (folder / META_FILE).is_file():
@@ -255,42 +291,95 @@ class BinaryIndex:
             generation=generation,
             bits=bits,
             kind=kind,
+            meta_sha256=meta_sha256,
         )
 
     @classmethod
     def load_files(
-        cls, index_file: Path, ids_file: Path, meta_file: Path, *, generation: str, bits: int, kind: str
+        cls,
+        index_file: Path,
+        ids_file: Path,
+        meta_file: Path,
+        *,
+        generation: str,
+        bits: int,
+        kind: str,
+        meta_sha256: str | None = None,
+        require_checksums: bool = True,
     ) -> BinaryIndex:
         """Load an index from its three files (e.g. registry artifact blobs) and check it belongs to *generation*.
 
-        Uses ``faiss.read_index_binary`` and ``np.load(allow_pickle=False)``: nothing is unpickled.
+        Each file is read once and checked (``meta.json`` against *meta_sha256* when given, the other two
+        against the sizes and sha256 ``meta.json`` records) before faiss or numpy parse it; a faiss
+        deserialization error is reported as damage. Nothing is unpickled.
+
+        Args:
+            require_checksums: refuse a ``meta.json`` without file checksums (False only for copies whose
+                bytes were checked otherwise, e.g. registry artifacts verified by their sha256).
 
         Raises:
             IncompatibleGenerationError: it was built for another generation.
-            ShardCorrupt: it is damaged, or does not match *bits* / its ids.
+            IndexCorrupt (a ShardCorrupt): it is damaged, or does not match *bits* / its ids.
         """
-        try:
-            meta = json.loads(Path(meta_file).read_text())
-            ids = np.load(ids_file, allow_pickle=False)
-            index = import_faiss().read_index_binary(str(index_file))
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise ShardCorrupt(
-                f"Search index {index_file} is unreadable ({exc}). Rebuild it: emb store index "
-                f"--version {generation} --kind {kind}"
-            ) from None
+        checked = read_index_files(
+            Path(index_file),
+            Path(ids_file),
+            Path(meta_file),
+            generation=generation,
+            kind=kind,
+            meta_sha256=meta_sha256,
+            require_checksums=require_checksums,
+        )
+        meta, ids = checked.meta, checked.ids
         if meta.get("generation") != generation:
             raise IncompatibleGenerationError(str(meta.get("generation")), generation)
-        if int(meta.get("bits", -1)) != bits or index.d != bits or index.ntotal != ids.size:
-            raise ShardCorrupt(
-                f"Search index {index_file} does not match {generation!r} ({bits} bits, "
-                f"{ids.size} ids, index has d={index.d}, ntotal={index.ntotal}). Rebuild it."
+        faiss = import_faiss()
+        try:
+            index = faiss.deserialize_index_binary(np.frombuffer(checked.index_bytes, np.uint8))
+        except (RuntimeError, MemoryError, ValueError, OverflowError, TypeError, IndexError) as exc:
+            raise index_corrupt(
+                index_file,
+                f"faiss cannot read it ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+                generation=generation,
+                kind=kind,
+            ) from None
+        try:
+            meta_bits = int(meta.get("bits", -1))
+        except (TypeError, ValueError):
+            meta_bits = -1
+        if meta_bits != bits or index.d != bits or index.ntotal != ids.size:
+            raise index_corrupt(
+                index_file,
+                f"does not match {generation!r} ({bits} bits, {ids.size} ids; meta.json says {meta_bits} "
+                f"bits, the index has d={index.d}, ntotal={index.ntotal})",
+                generation=generation,
+                kind=kind,
             )
+        params = meta.get("params", {})
         return cls(
             index,
             ids,
             generation,
             bits,
-            meta.get("kind", kind),
-            meta.get("state_token", ""),
-            dict(meta.get("params", {})),
+            str(meta.get("kind", kind)),
+            str(meta.get("state_token", "")),
+            dict(params) if isinstance(params, dict) else {},
+            checked.meta_sha256,
         )
+
+    def check_ids(self, live_ids: np.ndarray, *, where: str | Path = "") -> None:
+        """Refuse this index unless its ids are exactly *live_ids* (the sorted live ids of the store state it
+        was built for, read from the shards' verified ids).
+
+        Raises:
+            IndexCorrupt: an id that is not live, a live id missing, or ids out of order.
+        """
+        check_ids(self.ids, live_ids, path=where or IDS_FILE, generation=self.generation, kind=self.kind)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()

@@ -81,6 +81,9 @@ class StoreManifest:
     sources: tuple[dict[str, Any], ...] = ()
     """Manifests the store was backfilled from (``path``, ``sha256``, ``rows``, ``recorded_at``), newest last;
     ``emb search`` reads item labels and image paths from them. Not part of the live state (no version bump)."""
+    indexes: dict[str, str] = field(default_factory=dict)
+    """Per saved search index kind, the sha256 of its ``indexes/<kind>/meta.json`` (the root of the index's
+    trust chain: :mod:`embsdk.store._indexes`). Not part of the live state (no version bump)."""
 
     @cached_property
     def state_token(self) -> str:
@@ -97,7 +100,16 @@ class StoreManifest:
             "updated_at": self.updated_at,
             "shards": [s.to_dict() for s in self.shards],
             **({"sources": [dict(x) for x in self.sources]} if self.sources else {}),
+            **(
+                {"indexes": {k: {"meta_sha256": v} for k, v in sorted(self.indexes.items())}}
+                if self.indexes
+                else {}
+            ),
         }
+
+    def with_index(self, kind: str, meta_sha256: str) -> StoreManifest:
+        """A copy recording the sha256 of the saved *kind* index's ``meta.json`` (written under the lock)."""
+        return replace(self, indexes={**self.indexes, kind: meta_sha256})
 
     def with_source(self, path: str, sha256: str, rows: int) -> StoreManifest:
         """A copy recording that the store was filled from manifest *path* (replacing an entry for that path)."""
@@ -200,6 +212,11 @@ def read_manifest(root: Path, generation: str, *, strict: bool = True) -> StoreM
             updated_at=d.get("updated_at", ""),
             format=d["format"],
             sources=tuple(dict(x) for x in d.get("sources", ()) if isinstance(x, dict)),
+            indexes={
+                str(k): str(v["meta_sha256"])
+                for k, v in dict(d.get("indexes", {})).items()
+                if isinstance(v, dict) and isinstance(v.get("meta_sha256"), str)
+            },
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ShardCorrupt(f"Store manifest {path} is malformed ({exc!r}).") from None

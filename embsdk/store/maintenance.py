@@ -13,6 +13,15 @@ import numpy as np
 
 from embsdk.errors import ShardCorrupt
 from embsdk.store._format import IDS, verify_shard, write_shard
+from embsdk.store._indexes import (
+    IDS_FILE,
+    INDEX_FILE,
+    INDEXES,
+    META_FILE,
+    check_ids,
+    index_corrupt,
+    read_index_files,
+)
 from embsdk.store._manifest import (
     GenerationLock,
     ShardEntry,
@@ -61,6 +70,10 @@ class VerifyReport:
     items: int
     problems: tuple[str, ...] = ()
     orphans: tuple[str, ...] = field(default_factory=tuple)
+    indexes: tuple[dict[str, str], ...] = ()
+    """Saved search indexes: ``{"kind", "status"}``, status ``ok``, ``stale`` (built before the latest commit:
+    refused by search until rebuilt, not damage), ``missing`` (recorded in the manifest, folder deleted: not
+    damage either) or ``damaged`` (also listed in ``problems``)."""
 
     @property
     def ok(self) -> bool:
@@ -75,6 +88,7 @@ class VerifyReport:
             "items": self.items,
             "problems": list(self.problems),
             "orphans": list(self.orphans),
+            "indexes": [dict(x) for x in self.indexes],
         }
 
 
@@ -168,7 +182,9 @@ def _safe_name(name: str) -> bool:
 
 
 def verify_store(store_dir: str | Path, generation: str) -> VerifyReport:
-    """Check every live shard of a generation: header hash, generation, spec, sizes, sha256 of every file.
+    """Check every live shard of a generation (header hash, generation, spec, sizes, sha256 of every file, the
+    manifest's shard list) and every saved search index (checksums, and the live ids of an index that is not
+    stale).
 
     Never raises for damage it finds (it reports it); raises only when there is no store at all. ``items`` is
     the number of live items the manifest's shards hold, counted from their ids even when some are damaged.
@@ -177,9 +193,69 @@ def verify_store(store_dir: str | Path, generation: str) -> VerifyReport:
     m = read_manifest(root, generation, strict=False)  # a bad shard list is a problem to report
     problems = _shard_problems(root, m)
     orphans = tuple(p.name for p in _orphans(root, {e.name for e in m.shards}))
+    indexes, index_problems = _index_report(store_dir, root, m, shards_ok=not problems)
     return VerifyReport(
-        generation, m.version, len(m.shards), count_live_items(root, m), tuple(problems), orphans
+        generation,
+        m.version,
+        len(m.shards),
+        count_live_items(root, m),
+        tuple(problems + index_problems),
+        orphans,
+        tuple(indexes),
     )
+
+
+def _index_report(
+    store_dir: str | Path, root: Path, m: StoreManifest, *, shards_ok: bool
+) -> tuple[list[dict[str, str]], list[str]]:
+    """Check every saved search index under ``indexes/`` (the trust chain of :mod:`embsdk.store._indexes`,
+    without faiss): ``meta.json`` against ``MANIFEST.json``, the files against ``meta.json``, and an index of
+    the current state against the store's live ids (when the shards are sound)."""
+    folder = root / INDEXES
+    kinds = (
+        sorted(
+            p.name for p in folder.iterdir() if p.is_dir() and ".tmp" not in p.name and ".old" not in p.name
+        )
+        if folder.is_dir()
+        else []
+    )
+    report: list[dict[str, str]] = []
+    problems: list[str] = []
+    live: np.ndarray | None = None
+    for kind in sorted(set(kinds) | set(m.indexes)):
+        where = folder / kind
+        try:
+            if kind not in kinds:  # deleted: searches fall back to the registry's copy or say IndexMissing
+                report.append({"kind": kind, "status": "missing"})
+                continue
+            if kind not in m.indexes:
+                raise index_corrupt(
+                    where,
+                    "not recorded in the store's MANIFEST.json (saved by an older embsdk, or copied in)",
+                    generation=m.generation,
+                    kind=kind,
+                )
+            checked = read_index_files(
+                where / INDEX_FILE,
+                where / IDS_FILE,
+                where / META_FILE,
+                generation=m.generation,
+                kind=kind,
+                meta_sha256=m.indexes[kind],
+            )
+            if checked.meta.get("state_token") != m.state_token:
+                report.append({"kind": kind, "status": "stale"})
+                continue
+            if shards_ok:
+                if live is None:
+                    live = EmbeddingStore.open(store_dir, m.generation).live_ids()
+                check_ids(checked.ids, live, path=where / IDS_FILE, generation=m.generation, kind=kind)
+        except ShardCorrupt as exc:  # IndexCorrupt, or a shard found damaged while reading the live ids
+            report.append({"kind": kind, "status": "damaged"})
+            problems.append(str(exc))
+            continue
+        report.append({"kind": kind, "status": "ok"})
+    return report, problems
 
 
 def count_live_items(root: Path, m: StoreManifest) -> int:
