@@ -371,6 +371,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(exc.status, exc.message, close=close)
 
     def _handle(self) -> None:
+        if self.server.is_cut(self.request):  # evicted or late mid-headers: what was parsed is not a request
+            self.close_connection = True
+            return
         try:
             path = normalize_target(self.command, self.target)
             body = self._read_body()
@@ -451,6 +454,12 @@ class _GuardServer(ThreadingHTTPServer):
             if slot is not None and not slot.expired:
                 slot.phase, slot.since = phase, now
                 slot.deadline = None if seconds is None else now + seconds
+
+    def is_cut(self, sock: socket.socket) -> bool:
+        """True when the watchdog or an eviction has cut this connection."""
+        with self._lock:
+            slot = self._active.get(sock)
+            return slot is None or slot.expired
 
     def _watchdog(self) -> None:
         while not self._closing.wait(0.25):

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -73,8 +74,10 @@ class _Echo(BaseHTTPRequestHandler):
     """Stands in for tritonserver: echoes the method, path, admin header and body length."""
 
     protocol_version = "HTTP/1.1"
+    seen: ClassVar[list[str]] = []  # paths received, in order
 
     def do_POST(self) -> None:
+        self.seen.append(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         out = json.dumps(
             {"path": self.path, "key": self.headers.get("admin-key"), "length": len(body)}
@@ -364,6 +367,7 @@ def test_a_request_gets_a_total_deadline_however_it_trickles(
         min_rate=1000,
     )
     g.start()
+    _Echo.seen.clear()
     try:
         (headers,) = _trickle(g.port, 1)
         body = socket.create_connection(("127.0.0.1", g.port), timeout=10)
@@ -381,6 +385,7 @@ def test_a_request_gets_a_total_deadline_however_it_trickles(
         assert 1 < closed["headers"] < 3 and 3 < closed["body"] < 6, closed
         headers.close()
         body.close()
+        assert _Echo.seen == [], "nothing of the requests cut short reached the upstream"
         assert _post(g.port, header([1, 3, 32, 32]))[0] == 200
     finally:
         g.stop()
