@@ -102,6 +102,12 @@ _HEADER_LENGTH = "inference-header-content-length"
 _SINGLE_HEADERS = (_HEADER_LENGTH, "content-length", "content-encoding", "transfer-encoding")
 
 
+def _is_count(raw: str) -> bool:
+    """A header value that is a plain decimal count (``str.isdigit`` alone also takes ``'²'``)."""
+    raw = raw.strip()
+    return raw.isascii() and raw.isdigit()
+
+
 def normalize_target(method: str, target: str) -> str:
     """The origin-form target to forward for the raw request ``target``, normalized.
 
@@ -289,7 +295,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self.command in {"POST", "PUT"}:
                 raise RequestRejected(411, "a request body needs Content-Length")
             return b""
-        if not raw.strip().isdigit():
+        if not _is_count(raw):
             raise RequestRejected(400, "bad Content-Length")
         length = int(raw)
         if length > self.server.max_bytes + 2**20:  # room for the JSON header of a binary request
@@ -312,7 +318,7 @@ class _Handler(BaseHTTPRequestHandler):
         encoding = self.headers.get("Content-Encoding", "").strip().lower()
         body = _decoded(body, encoding, self.server.max_bytes)
         if raw is not None:
-            if not raw.strip().isdigit() or int(raw) > len(body):
+            if not _is_count(raw) or int(raw) > len(body):
                 raise RequestRejected(400, f"bad {_HEADER_LENGTH}")
             body = body[: int(raw)]
         elif not infer and body.lstrip(_JSON_LEAD)[:1] not in {b"{", b"/"}:

@@ -258,7 +258,8 @@ def _raw(port: int, data: bytes, n_responses: int = 1, timeout: float = 10) -> l
 
 
 def _raw_post(target: str, body: bytes, extra: str = "") -> bytes:
-    return f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
+    head = f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    return head.encode("latin-1") + body
 
 
 def test_the_guard_checks_bodies_whatever_the_target_says(
@@ -296,6 +297,11 @@ def test_the_guard_checks_bodies_whatever_the_target_says(
         gz = gzip.compress(huge)
         (answer,) = _raw(g.port, _raw_post(target, gz, "Content-Encoding: gzip\r\n"))
         assert answer.startswith(b"HTTP/1.1 400") and b"at most" in answer, (target, answer)
+    for value in ("\xb2", "1e3", "-1", "0x10"):  # '²'.isdigit() is True, int('²') raises
+        odd = f"POST /v2/x HTTP/1.1\r\nContent-Length: {value}\r\n\r\n".encode("latin-1")
+        assert _raw(g.port, odd)[0].startswith(b"HTTP/1.1 400"), value
+        odd = _raw_post("/v2/x", huge, f"Inference-Header-Content-Length: {value}\r\n")
+        assert _raw(g.port, odd)[0].startswith(b"HTTP/1.1 400"), value
     twice = _raw_post(
         "/v2/x", huge, "Inference-Header-Content-Length: 5\r\ninference-header-content-length: 6\r\n"
     )
