@@ -83,6 +83,7 @@ def main() -> None:
     emb("data", "grocery", *(["--root", str(args.grocery)] if args.grocery else []), "--out", str(data_dir))
     manifest = data_dir / "grocery.csv"
 
+    emb("registry", "migrate")  # create the embedded registry (or bring it to this version's schema)
     v = next_version("unified")
     first, second = f"unified-v{v}", f"unified-v{v + 1}"
     runs = home / "runs"
