@@ -623,6 +623,7 @@ def test_a_generation_retired_while_served_stops_being_served(
 ) -> None:
     """Red team, LOW: after ``emb registry retire tiny-v2 --force``, ``emb serve --watch`` kept serving it."""
     from publishing.publish import publish
+    from registry import Registry
 
     repo = tmp_path / "repo"
     assert publish(tiny_run, "tiny-v1", repository=repo).triton_version == 1
@@ -661,5 +662,14 @@ def test_a_generation_retired_while_served_stops_being_served(
         err = serve.wait_stderr("removed tiny-v2: retired in the registry")
         assert "reloaded 'tiny'" in err and "Traceback" not in err
         assert "retired in the registry" in Path(serve.info["log"]).read_text()
+        with Registry() as reg:  # the last one too: the model has no version left and is unloaded
+            reg.retire("tiny-v1", reason="red team", force=True)
+        start = time.monotonic()
+        while request(serve.http, "GET", "/v2/models/tiny/ready")[0] == 200:
+            assert time.monotonic() - start < 15, "tiny is still served"
+            time.sleep(0.2)
+        assert _infer_version(serve.http, "/v2/models/tiny/infer")[0] != 200
+        assert "unloaded 'tiny'" in serve.wait_stderr("unloaded 'tiny'")
+        assert request(serve.http, "GET", "/v2/health/live")[0] == 200
     finally:
         serve.stop()
