@@ -11,14 +11,19 @@ serves which generation (see :mod:`embsdk.serving.client`), the registry never g
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from embsdk.config import get_settings
 from embsdk.errors import ExportError, InferenceError
 from embsdk.preprocess import InputSpec
 from embsdk.resolver import resolve_generation
 from embsdk.spec import EmbeddingSpec
+
+if TYPE_CHECKING:
+    from registry import Registry
 
 __all__ = ["ONNX_ARTIFACT", "ServingTarget", "registry_target", "resolve_target"]
 
@@ -79,6 +84,28 @@ def _from_export_dir(path: Path) -> ServingTarget:
     )
 
 
+_REGISTRIES: dict[str, Registry] = {}
+_REGISTRIES_LOCK = threading.Lock()
+
+
+def _registry(registry_url: str | None) -> Registry:
+    """The registry at *registry_url* (default: the configured one), opened once per process and URL.
+
+    Every call still resolves the name anew (a retired generation is refused at once); only the engine and its
+    connection pool are reused. A read never creates a registry.
+    """
+    url = registry_url or get_settings().registry_url
+    reg = _REGISTRIES.get(url)
+    if reg is None:
+        from registry import Registry  # lazy: SQLAlchemy only when a name must be resolved
+
+        with _REGISTRIES_LOCK:
+            reg = _REGISTRIES.get(url)
+            if reg is None:
+                reg = _REGISTRIES[url] = Registry(url, create=False)
+    return reg
+
+
 def registry_target(version: str, *, registry_url: str | None = None, stacklevel: int = 1) -> ServingTarget:
     """Resolve a generation name or alias in the registry, applying the lifecycle rule.
 
@@ -90,15 +117,13 @@ def registry_target(version: str, *, registry_url: str | None = None, stacklevel
         RetiredGeneration: it is retired.
         InferenceError: it records no embedding/input spec, or one that breaks the contract.
     """
-    from registry import Registry  # lazy: SQLAlchemy only when a name must be resolved
-
-    with Registry(registry_url, create=False) as reg:  # a read never creates a registry
-        gen = resolve_generation(reg, version, stacklevel=stacklevel + 1)
-        try:
-            gen.artifact(ONNX_ARTIFACT)
-            onnx_path: Path | None = Path(reg.artifact_path(gen.name, ONNX_ARTIFACT))
-        except (LookupError, OSError):  # KeyError is a LookupError
-            onnx_path = None
+    reg = _registry(registry_url)
+    gen = resolve_generation(reg, version, stacklevel=stacklevel + 1)
+    try:
+        gen.artifact(ONNX_ARTIFACT)
+        onnx_path: Path | None = Path(reg.artifact_path(gen.name, ONNX_ARTIFACT))
+    except (LookupError, OSError):  # KeyError is a LookupError
+        onnx_path = None
     spec = gen.embedding_spec or {}
     if "bits" not in spec or not gen.input_spec:
         raise InferenceError(f"Generation {gen.name!r} records no embedding/input spec; it cannot be served.")

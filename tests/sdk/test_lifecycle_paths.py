@@ -122,3 +122,28 @@ def test_backfill_resolves_the_generation_once(published: Published, monkeypatch
         warnings.simplefilter("error")  # a candidate: no lifecycle warning
         backfill(published.generation, published.manifest, progress=False)
     assert checked == [(published.generation, "candidate")]
+
+
+def test_embed_reuses_one_registry_and_still_sees_a_retirement_at_once(
+    published: Published, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resolve_target used to open (and close) a new registry on every embed() call."""
+    import registry
+    from embsdk.serving import resolve
+
+    opened: list[str | None] = []
+    real_init = registry.Registry.__init__
+
+    def counting_init(self: registry.Registry, *args: object, **kwargs: object) -> None:
+        opened.append(str(args[0]) if args else None)
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(resolve, "_REGISTRIES", {})
+    monkeypatch.setattr(registry.Registry, "__init__", counting_init)
+    for _ in range(3):
+        assert len(embsdk.embed([published.paths[0]], version=published.generation)) == 1
+    assert len(opened) == 1
+    monkeypatch.setattr(registry.Registry, "__init__", real_init)
+    _retire(published.generation)
+    with pytest.raises(RetiredGeneration):
+        embsdk.embed([published.paths[0]], version=published.generation)
