@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "cli.export",
     "cli.publish",
     "cli.serve",
+    "cli.server",
     "cli.embed",
     "cli.registry",
     "cli.store",

@@ -6,11 +6,12 @@ from registry._generations import GenerationsMixin
 from registry._lifecycle_ops import LifecycleMixin
 from registry._lineage import LineageMixin
 from registry._maintenance import MaintenanceMixin
+from registry._tokens import TokensMixin
 
 __all__ = ["Registry"]
 
 
-class Registry(GenerationsMixin, LineageMixin, LifecycleMixin, MaintenanceMixin):
+class Registry(GenerationsMixin, LineageMixin, LifecycleMixin, MaintenanceMixin, TokensMixin):
     """The registry of embedding generations: lineage, lifecycle, aliases, consumers, metrics, artifacts.
 
     Example:

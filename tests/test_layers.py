@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("embsdk", "registry", "trainer", "triton_models", "publishing", "cli")
+PACKAGES = ("embsdk", "registry", "trainer", "triton_models", "publishing", "service", "cli")
 
 
 def _config() -> dict:
@@ -53,7 +53,7 @@ def test_the_contract_states_the_layers() -> None:
     contracts = {c["id"]: c for c in cfg["contracts"]}
     assert contracts["layers"]["layers"] == [
         "cli",
-        "publishing",
+        "service | publishing",
         "trainer | triton_models",
         "registry",
         "embsdk",

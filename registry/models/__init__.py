@@ -2,6 +2,7 @@
 
 from registry.models.alias import Alias
 from registry.models.alias_event import AliasEvent
+from registry.models.api_token import ApiToken, UsageCounter
 from registry.models.artifact import Artifact
 from registry.models.base import Base, utcnow
 from registry.models.consumer import Consumer
@@ -15,6 +16,7 @@ from registry.models.status_event import StatusEvent
 __all__ = [
     "Alias",
     "AliasEvent",
+    "ApiToken",
     "Artifact",
     "Base",
     "Consumer",
@@ -24,5 +26,6 @@ __all__ = [
     "LineageEdge",
     "Metric",
     "StatusEvent",
+    "UsageCounter",
     "utcnow",
 ]

@@ -127,3 +127,39 @@ def test_registry_from_a_newer_embsdk_is_refused_clearly(registry_url: str, arti
         Registry(registry_url, artifact_dir=artifact_dir)
     with pytest.raises(RegistryError, match="newer than this embsdk"):
         Registry(registry_url, artifact_dir=artifact_dir, auto_migrate=False).migrate()
+
+
+def test_registry_at_0002_upgrades_to_tokens_and_usage(registry_url: str, artifact_dir: Path) -> None:
+    """Revision 0003 (API tokens, usage counters) adds its tables to a 0002 registry and keeps its data."""
+    from registry._tokens import TokenRejected
+
+    second = "0002_consumers_alias_protection"
+    _seed_revision_one(registry_url)
+    engine = create_registry_engine(registry_url)
+    upgrade(engine, second)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO consumers (team, ref, created_at, created_by) "
+                "VALUES ('search', 'production', '2026-01-02 00:00:00', 'alice')"
+            )
+        )
+    assert current_revision(engine) == second
+    assert "api_tokens" not in sa.inspect(engine).get_table_names()
+    engine.dispose()
+
+    reg = Registry(registry_url, artifact_dir=artifact_dir, auto_migrate=False)
+    assert reg.migrate() == (second, head_revision())
+    assert {"api_tokens", "usage_counters"} <= set(sa.inspect(reg._engine).get_table_names())
+    assert [(c.team, c.ref, c.generation) for c in reg.consumers()] == [
+        ("search", "production", "unified-v1")
+    ]
+    assert not reg.has_active_tokens()
+    issued = reg.issue_token("search", "read")
+    assert reg.verify_token(issued.token).team == "search" and reg.has_active_tokens()
+    with pytest.raises(TokenRejected):
+        reg.verify_token(issued.token[:-1] + ("A" if issued.token[-1] != "A" else "B"))
+    reg.record_usage({("search", "unified-v1", "2026-12-01"): (4, issued.info.created_at)})
+    reg.record_usage({("search", "unified-v1", "2026-12-01"): (1, issued.info.created_at)})
+    assert [(u.team, u.generation, u.requests) for u in reg.usage()] == [("search", "unified-v1", 5)]
+    reg.close()
