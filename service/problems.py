@@ -70,6 +70,9 @@ STATUS_BY_ERROR: dict[type[BaseException], int] = {
     E.IncompatibleGenerationError: 400,
     E.InvalidRegistryInput: 400,
     E.ConfigError: 400,
+    E.ImageDecodeError: 400,
+    E.ManifestError: 400,
+    E.UnsafePath: 400,
     InvalidRequest: 400,
     BatchTooLarge: 400,
     E.StoreError: 400,  # e.g. an id that is not a 64-bit integer

@@ -250,3 +250,34 @@ def test_usage_is_counted_per_team_and_generation(service: Service) -> None:
     assert [(u["team"], u["generation"], u["requests"]) for u in usage] == [("search-team", "unified-v1", 5)]
     # aggregated in the registry: one row per (team, generation, day)
     assert [(u.team, u.requests) for u in service.registry.usage()] == [("search-team", 5)]
+
+
+def test_a_retired_generation_is_410(service: Service) -> None:
+    service.registry.retire("empty-v1", reason="test")
+    with service.client() as c:
+        body = assert_problem(
+            c.get(f"/v1/items/{service.ids[0]}", params={"version": "empty-v1"}), 410, "RetiredGeneration"
+        )
+        assert "empty-v1" in body["detail"]
+        assert_problem(
+            c.post("/v1/search", json={"code": "00" * (BITS // 8), "version": "empty-v1"}),
+            410,
+            "RetiredGeneration",
+        )
+
+
+def test_every_bad_input_error_maps_to_a_4xx() -> None:
+    """A typed error that means bad input (ValueError, LookupError) is never answered 500."""
+    import inspect
+
+    from embsdk import errors
+    from service.problems import status_of
+
+    classes = [c for c in vars(errors).values() if inspect.isclass(c) and issubclass(c, errors.EmbsdkError)]
+    assert len(classes) > 30
+    for cls in classes:
+        status = status_of(cls.__new__(cls))
+        if issubclass(cls, (ValueError, LookupError)) and not issubclass(cls, errors.InferenceError):
+            assert 400 <= status < 500, (cls.__name__, status)
+        assert status in {400, 401, 403, 404, 409, 410, 413, 500, 503}, (cls.__name__, status)
+    assert status_of(errors.StoreLocked("g", None)) == 503 and status_of(errors.ShardCorrupt("x")) == 500
