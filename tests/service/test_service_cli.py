@@ -159,3 +159,42 @@ def test_emb_server_serves_and_flushes_usage_at_shutdown(registry_env) -> None:
     assert [(c["team"], c["generation"], c["requests"]) for c in listed] == [("search", "unified-v1", 2)]
     assert listed[0]["last_used_at"] is not None
     assert "search" in ok("registry", "consumers", "list")
+
+
+def test_emb_server_with_two_workers_counts_every_request(registry_env) -> None:
+    _reg, ids, _codes = registry_env
+    token = json.loads(ok("registry", "consumers", "add", "search", "production", "--json"))["token"]
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(EMB), "server", "--port", str(port), "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "EMB_SERVER_USAGE_FLUSH_S": "3600"},  # only the shutdown flush
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.communicate()[1]
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "emb server --workers 2 did not answer /healthz"
+            time.sleep(0.2)
+        for i in range(12):  # new connections: spread over the workers by the kernel
+            r = httpx.get(
+                f"{base}/v1/items/{ids[i]}", headers={"Authorization": f"Bearer {token}"}, timeout=30
+            )
+            assert r.status_code == 200, r.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    listed = json.loads(ok("registry", "consumers", "list", "--json"))
+    assert [(c["team"], c["requests"]) for c in listed] == [("search", 12)], err
