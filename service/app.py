@@ -4,7 +4,9 @@ Routes (all but ``/healthz`` need ``Authorization: Bearer <token>``; scope in br
 
 * ``GET /healthz`` (none), ``GET /readyz`` [read]: alive; the registry answers.
 * ``GET /openapi.json`` [read]: the schema.
-* ``GET /v1/generations`` [read], ``GET /v1/generations/{name}`` [read]: list; show (a name or an alias).
+* ``GET /v1/generations`` [read], ``GET /v1/generations/{name}`` [read]: list; show (a name or an alias);
+  ``.../{name}/lineage``, ``.../{name}/events``, ``GET /v1/compare?a=&b=``, ``GET /v1/aliases``,
+  ``GET /v1/aliases/{alias}/history`` [read].
 * ``GET /v1/items/{id}?version=`` [read]: one item's code (hex).
 * ``POST /v1/items:batch`` [read]: many ids; JSON, or with ``Accept: application/octet-stream`` the raw rows:
   ``count`` little-endian int64 ids then ``count × code_bytes`` packed codes (headers ``X-Emb-Generation``,
@@ -222,6 +224,31 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     def show_generation(name: str, _who: Read) -> dict[str, Any]:
         """One generation, by name or alias (``resolved_from`` names the alias)."""
         return registry.resolve(name).to_dict()
+
+    @app.get(f"/{API_VERSION}/generations/{{name}}/lineage", tags=["generations"])
+    def generation_lineage(name: str, _who: Read) -> dict[str, Any]:
+        """Ancestors and descendants (nearest first) and every edge among them."""
+        return registry.lineage(name).to_dict()
+
+    @app.get(f"/{API_VERSION}/generations/{{name}}/events", tags=["generations"])
+    def generation_events(name: str, _who: Read) -> list[dict[str, Any]]:
+        """The lifecycle history (every status move, oldest first)."""
+        return [e.to_dict() for e in registry.events(registry.resolve(name).name)]
+
+    @app.get(f"/{API_VERSION}/compare", tags=["generations"])
+    def compare(a: str, b: str, _who: Read) -> dict[str, Any]:
+        """Side-by-side metrics (``b - a``) and spec differences of two generations (names or aliases)."""
+        return registry.compare(a, b).to_dict()
+
+    @app.get(f"/{API_VERSION}/aliases", tags=["aliases"])
+    def list_aliases(_who: Read) -> dict[str, str]:
+        """Every alias and the generation it points at now."""
+        return dict(registry.aliases())
+
+    @app.get(f"/{API_VERSION}/aliases/{{alias}}/history", tags=["aliases"])
+    def alias_history(alias: str, _who: Read) -> list[dict[str, Any]]:
+        """Every move of *alias*, as recorded."""
+        return [e.to_dict() for e in registry.alias_history(alias)]
 
     @app.get(f"/{API_VERSION}/items/{{item_id}}", tags=["items"])
     def get_item(item_id: int, who: Read, version: str = Query(DEFAULT_VERSION)) -> dict[str, Any]:

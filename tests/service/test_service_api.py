@@ -281,3 +281,27 @@ def test_every_bad_input_error_maps_to_a_4xx() -> None:
             assert 400 <= status < 500, (cls.__name__, status)
         assert status in {400, 401, 403, 404, 409, 410, 413, 500, 503}, (cls.__name__, status)
     assert status_of(errors.StoreLocked("g", None)) == 503 and status_of(errors.ShardCorrupt("x")) == 500
+
+
+def test_lineage_events_compare_and_aliases_equal_the_registry(service: Service) -> None:
+    reg = service.registry
+    reg.add_parent("empty-v1", "unified-v1", "replaces")
+    reg.add_metrics("unified-v1", {"coarse/t/r@1/binary": 0.5})
+    reg.add_metrics("empty-v1", {"coarse/t/r@1/binary": 0.75})
+    reg.set_alias("staging", "empty-v1", reason="try it")
+    with service.client() as c:
+        assert c.get("/v1/generations/empty-v1/lineage").json() == reg.lineage("empty-v1").to_dict()
+        assert c.get("/v1/generations/production/lineage").json()["descendants"] == ["empty-v1"]
+        events = c.get("/v1/generations/production/events").json()
+        assert (
+            events == [e.to_dict() for e in reg.events("unified-v1")]
+            and events[0]["to_status"] == "candidate"
+        )
+        cmp = c.get("/v1/compare", params={"a": "production", "b": "staging"}).json()
+        assert cmp == reg.compare("production", "staging").to_dict()
+        assert c.get("/v1/aliases").json() == {"production": "unified-v1", "staging": "empty-v1"}
+        hist = c.get("/v1/aliases/staging/history").json()
+        assert [(h["generation"], h["reason"]) for h in hist] == [("empty-v1", "try it")]
+        assert_problem(c.get("/v1/aliases/nope/history"), 404, "AliasNotFound")
+        assert_problem(c.get("/v1/generations/nope-v9/lineage"), 404, "GenerationNotFound")
+        assert_problem(c.get("/v1/compare", params={"a": "production"}), 400, "InvalidRequest")
