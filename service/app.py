@@ -3,6 +3,7 @@
 Routes (all but ``/healthz`` need ``Authorization: Bearer <token>``; scope in brackets):
 
 * ``GET /healthz`` (none), ``GET /readyz`` [read]: alive; the registry answers.
+* ``GET /metrics`` [read]: Prometheus (requests, latency, errors by route; reads by team × generation).
 * ``GET /openapi.json`` [read]: the schema.
 * ``GET /v1/generations`` [read], ``GET /v1/generations/{name}`` [read]: list; show (a name or an alias);
   ``.../{name}/lineage``, ``.../{name}/events``, ``GET /v1/compare?a=&b=``, ``GET /v1/aliases``,
@@ -35,6 +36,7 @@ from embsdk.errors import EmbsdkError, InvalidItemId
 from registry._tokens import TokenInfo
 from service.auth import TokenCache
 from service.metering import UsageMeter
+from service.metrics import CONTENT_TYPE_LATEST, Metrics
 from service.problems import (
     PROBLEM_JSON,
     BatchTooLarge,
@@ -155,6 +157,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     registry = client.registry  # opened now: a missing registry fails at start, not on the first request
     tokens = TokenCache(registry, settings.token_cache_ttl)
     meter = UsageMeter(registry, settings.usage_flush_s)
+    metrics = Metrics()
+
+    def count(team: str, generation: str) -> None:
+        meter.count(team, generation)
+        metrics.reads.labels(team, generation).inc()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -209,6 +216,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         registry.has_active_tokens()
         return {"status": "ready", "registry": registry.url_redacted}
 
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def prometheus(_who: Read) -> Response:
+        """Prometheus metrics: requests, latency and errors by route; reads by team and generation."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/openapi.json", include_in_schema=False)
     def openapi(_who: Read) -> JSONResponse:
         return JSONResponse(app.openapi())
@@ -254,7 +266,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     def get_item(item_id: int, who: Read, version: str = Query(DEFAULT_VERSION)) -> dict[str, Any]:
         """One item's code, in hex."""
         e = client.get_embedding(_check_id(item_id), version)
-        meter.count(who.team, e.generation)
+        count(who.team, e.generation)
         return {"id": item_id, "generation": e.generation, "bits": e.bits, "code": e.code.tobytes().hex()}
 
     @app.post(
@@ -271,7 +283,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         batch = client.get_embeddings(
             np.asarray(body.ids, dtype=np.int64), body.version, skip_missing=body.skip_missing
         )
-        meter.count(who.team, batch.generation)
+        count(who.team, batch.generation)
         ids = np.ascontiguousarray(batch.ids, dtype="<i8")
         codes = np.ascontiguousarray(batch.codes, dtype=np.uint8)
         if OCTET in request.headers.get("accept", ""):
@@ -307,7 +319,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             if query.size == 0:
                 raise InvalidRequest("'code' is empty.")
         res = client.search(query, body.version, k=body.k, exact=body.exact, exclude_self=body.exclude_self)
-        meter.count(who.team, res.generation)
+        count(who.team, res.generation)
         return {
             "generation": res.generation,
             "hits": [{"id": int(i), "distance": int(d)} for i, d in zip(res.ids, res.distances, strict=True)],
@@ -325,6 +337,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         return [u.to_dict() for u in registry.usage(team, days=days)]
 
     app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(metrics.middleware)  # outermost: sees every response, 413s and 401s included
     return app
 
 

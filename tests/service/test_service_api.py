@@ -305,3 +305,23 @@ def test_lineage_events_compare_and_aliases_equal_the_registry(service: Service)
         assert_problem(c.get("/v1/aliases/nope/history"), 404, "AliasNotFound")
         assert_problem(c.get("/v1/generations/nope-v9/lineage"), 404, "GenerationNotFound")
         assert_problem(c.get("/v1/compare", params={"a": "production"}), 400, "InvalidRequest")
+
+
+def test_metrics_count_requests_errors_latency_and_reads_per_team(service: Service) -> None:
+    item = int(service.ids[0])
+    with service.client(token=None) as anon:
+        assert_problem(anon.get("/metrics"), 401, "TokenRejected")
+    with service.client() as c:
+        for _ in range(3):
+            assert c.get(f"/v1/items/{item}").status_code == 200
+        assert c.get(f"/v1/items/{item + 1}").status_code == 404
+        assert c.post("/v1/search", json={"id": item, "k": 2}).status_code == 200
+        r = c.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    route = 'route="/v1/items/{item_id}"'
+    assert f'emb_http_requests_total{{method="GET",{route},status="200"}} 3.0' in text, text
+    assert f'emb_http_errors_total{{{route},status="404"}} 1.0' in text
+    assert f"emb_http_request_seconds_count{{{route}}} 4.0" in text
+    assert 'emb_consumer_reads_total{generation="unified-v1",team="search-team"} 4.0' in text
+    assert service.read_token not in text
