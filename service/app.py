@@ -13,6 +13,8 @@ Routes (all but ``/healthz`` need ``Authorization: Bearer <token>``; scope in br
   ``count`` little-endian int64 ids then ``count × code_bytes`` packed codes (headers ``X-Emb-Generation``,
   ``X-Emb-Bits``, ``X-Emb-Count``, ``X-Emb-Code-Bytes``).
 * ``POST /v1/search`` [read]: by ``id`` or by hex ``code``; ``k``, ``exact``, ``exclude_self``.
+* ``PUT /v1/aliases/{alias}``, ``POST /v1/generations/{name}/promote|deprecate|retire`` [publish]: the CLI's
+  rules; events record the token's team.
 * ``GET /v1/tokens``, ``GET /v1/usage`` [admin]: token records (never secrets) and usage per team × generation.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
@@ -63,6 +66,26 @@ class BatchBody(BaseModel):
     skip_missing: StrictBool = False
 
 
+class AliasBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    generation: str = Field(description="The generation the alias points at from now on.")
+    protect: StrictBool = False
+    force: StrictBool = Field(False, description="Move a protected alias (needs a reason).")
+    reason: str | None = None
+
+
+class PromoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(description="candidate, staging or production.")
+    reason: str | None = None
+
+
+class LifecycleBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = None
+    force: StrictBool = Field(False, description="Override the consumers/aliases refusal (needs a reason).")
+
+
 class SearchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: StrictInt | None = Field(None, description="Query by the code of this stored item.")
@@ -99,6 +122,7 @@ def _need(scope: str) -> Any:
 
 
 Read = Annotated[TokenInfo, _need("read")]
+Publish = Annotated[TokenInfo, _need("publish")]
 Admin = Annotated[TokenInfo, _need("admin")]
 
 
@@ -158,6 +182,18 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     tokens = TokenCache(registry, settings.token_cache_ttl)
     meter = UsageMeter(registry, settings.usage_flush_s)
     metrics = Metrics()
+    writers: dict[str, Any] = {}
+    writers_lock = threading.Lock()
+
+    def writer(team: str) -> Any:
+        """A registry whose events record *team* (the token's team, never a self-declared name)."""
+        with writers_lock:
+            reg = writers.get(team)
+            if reg is None:
+                from registry import Registry
+
+                reg = writers[team] = Registry(settings.registry_url, user=team, create=False)
+            return reg
 
     def count(team: str, generation: str) -> None:
         meter.count(team, generation)
@@ -171,6 +207,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         finally:
             meter.stop()
             client.close()
+            for reg in writers.values():
+                reg.close()
 
     app = FastAPI(
         title="embsdk",
@@ -324,6 +362,29 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             "generation": res.generation,
             "hits": [{"id": int(i), "distance": int(d)} for i, d in zip(res.ids, res.distances, strict=True)],
         }
+
+    @app.put(f"/{API_VERSION}/aliases/{{alias}}", tags=["publish"])
+    def set_alias(alias: str, body: AliasBody, who: Publish) -> dict[str, Any]:
+        """Point *alias* at a generation (the move is an event recorded with the token's team)."""
+        event = writer(who.team).set_alias(
+            alias, body.generation, protect=body.protect, force=body.force, reason=body.reason
+        )
+        return event.to_dict()
+
+    @app.post(f"/{API_VERSION}/generations/{{name}}/promote", tags=["publish"])
+    def promote(name: str, body: PromoteBody, who: Publish) -> dict[str, Any]:
+        """Move a generation to candidate, staging or production (same rules as ``emb registry promote``)."""
+        return writer(who.team).promote(name, body.to, reason=body.reason).to_dict()
+
+    @app.post(f"/{API_VERSION}/generations/{{name}}/deprecate", tags=["publish"])
+    def deprecate(name: str, body: LifecycleBody, who: Publish) -> dict[str, Any]:
+        """Deprecate a production generation (409 while consumers read it, unless forced with a reason)."""
+        return writer(who.team).deprecate(name, reason=body.reason, force=body.force).to_dict()
+
+    @app.post(f"/{API_VERSION}/generations/{{name}}/retire", tags=["publish"])
+    def retire(name: str, body: LifecycleBody, who: Publish) -> dict[str, Any]:
+        """Retire a generation for good (409 while consumers or aliases point at it, unless forced)."""
+        return writer(who.team).retire(name, reason=body.reason, force=body.force).to_dict()
 
     @app.get(f"/{API_VERSION}/tokens", tags=["admin"])
     def list_tokens(_who: Admin, team: str | None = None) -> list[dict[str, Any]]:

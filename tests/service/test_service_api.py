@@ -325,3 +325,43 @@ def test_metrics_count_requests_errors_latency_and_reads_per_team(service: Servi
     assert f"emb_http_request_seconds_count{{{route}}} 4.0" in text
     assert 'emb_consumer_reads_total{generation="unified-v1",team="search-team"} 4.0' in text
     assert service.read_token not in text
+
+
+def test_publishers_move_aliases_and_lifecycle_with_the_cli_rules_and_their_team_recorded(
+    service: Service,
+) -> None:
+    reg = service.registry
+    publisher = reg.issue_token("release-team", "publish").token
+    with service.client("read") as c:
+        assert_problem(c.put("/v1/aliases/staging", json={"generation": "empty-v1"}), 403, "Forbidden")
+        assert_problem(c.post("/v1/generations/empty-v1/promote", json={"to": "staging"}), 403, "Forbidden")
+    with service.client(publisher) as c:
+        moved = c.put("/v1/aliases/staging", json={"generation": "empty-v1", "reason": "canary"}).json()
+        assert (moved["alias"], moved["generation"], moved["who"]) == ("staging", "empty-v1", "release-team")
+        assert reg.alias_history("staging")[-1].who == "release-team"
+        assert_problem(
+            c.put("/v1/aliases/staging", json={"generation": "nope-v9"}), 404, "GenerationNotFound"
+        )
+        assert_problem(
+            c.put("/v1/aliases/unified-v1", json={"generation": "empty-v1"}), 400, "InvalidRegistryInput"
+        )
+
+        up = c.post("/v1/generations/unified-v1/promote", json={"to": "staging"}).json()
+        assert (up["to_status"], up["who"]) == ("staging", "release-team")
+        assert c.post("/v1/generations/unified-v1/promote", json={"to": "production"}).status_code == 200
+        assert_problem(
+            c.post("/v1/generations/empty-v1/promote", json={"to": "production"}), 409, "IllegalTransition"
+        )
+        refused = assert_problem(
+            c.post("/v1/generations/unified-v1/deprecate", json={}), 409, "ConsumersAffected"
+        )
+        assert "search-team" in refused["detail"]
+        assert_problem(
+            c.post("/v1/generations/unified-v1/deprecate", json={"force": True}), 400, "InvalidRegistryInput"
+        )
+        done = c.post(
+            "/v1/generations/unified-v1/deprecate", json={"force": True, "reason": "v2 is out"}
+        ).json()
+        assert (done["to_status"], done["who"], done["reason"]) == ("deprecated", "release-team", "v2 is out")
+    assert reg.get("unified-v1").status == "deprecated"
+    assert [e.who for e in reg.events("unified-v1")][-3:] == ["release-team"] * 3
