@@ -390,19 +390,7 @@ class TritonServer:
         Raises:
             ServerStartError: the server refused or the model did not become ready in time.
         """
-        url = f"http://127.0.0.1:{self.upstream_http_port}/v2/repository/models/{model}/load"
-        request = urllib.request.Request(
-            url, data=b"{}", method="POST", headers={ADMIN_HEADER: self.admin_key}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout):
-                pass
-        except urllib.error.HTTPError as exc:
-            raise ServerStartError(
-                f"tritonserver refused to load {model!r}: {exc.read().decode(errors='replace')}"
-            ) from None
-        except OSError as exc:
-            raise ServerStartError(f"tritonserver did not answer the load of {model!r}: {exc}") from None
+        self._repository_call(model, "load", timeout=timeout)
         logger.info("loading model %r", model)
         deadline = time.monotonic() + timeout
         while self._get(f"/v2/models/{model}/ready") != 200:
@@ -418,7 +406,16 @@ class TritonServer:
         Raises:
             ServerStartError: the server refused or did not answer.
         """
-        url = f"http://127.0.0.1:{self.upstream_http_port}/v2/repository/models/{model}/unload"
+        self._repository_call(model, "unload", timeout=timeout)
+        logger.info("unloaded model %r", model)
+
+    def _repository_call(self, model: str, action: str, *, timeout: float) -> None:
+        """POST tritonserver's model-repository API (``load``/``unload``) with the admin key.
+
+        Raises:
+            ServerStartError: the server refused or did not answer.
+        """
+        url = f"http://127.0.0.1:{self.upstream_http_port}/v2/repository/models/{model}/{action}"
         request = urllib.request.Request(
             url, data=b"{}", method="POST", headers={ADMIN_HEADER: self.admin_key}
         )
@@ -427,11 +424,10 @@ class TritonServer:
                 pass
         except urllib.error.HTTPError as exc:
             raise ServerStartError(
-                f"tritonserver refused to unload {model!r}: {exc.read().decode(errors='replace')}"
+                f"tritonserver refused to {action} {model!r}: {exc.read().decode(errors='replace')}"
             ) from None
         except OSError as exc:
-            raise ServerStartError(f"tritonserver did not answer the unload of {model!r}: {exc}") from None
-        logger.info("unloaded model %r", model)
+            raise ServerStartError(f"tritonserver did not answer the {action} of {model!r}: {exc}") from None
 
     def repository_state(self) -> dict[str, float]:
         """``{model: mtime of its config.pbtxt}``: what changes when a version is added or removed."""
