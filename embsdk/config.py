@@ -83,14 +83,16 @@ def get_settings() -> Settings:
 
 # The password runs from ``://user:`` to the LAST ``@`` of the URL (``\S*`` is greedy): a raw ``@``, ``:`` or
 # ``/`` inside it is hidden too. When a token holds more ``@`` than the URL needs, more is hidden, never less.
-_PASSWORD_IN_URL = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)\S*@")
+# Each pattern may only start where its run of characters starts (the look-behinds): without that, a long run with
+# no match was rescanned from every position (quadratic: 40,000 characters took seconds).
+_PASSWORD_IN_URL = re.compile(r"(?<![a-zA-Z0-9+.\-])(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)\S*@")
 _PASSWORD_PARAM = re.compile(r"(?P<head>\b(?:password|passwd|pwd)=)[^&\s'\"]+", re.IGNORECASE)
 
 
 # Any other token with credentials before an ``@`` (a malformed URL such as ``postgresql//bob:pw@host`` or a bare
 # ``bob:pw@host``, which SQLAlchemy refuses and echoes): everything from its first ``:`` not starting ``//`` up to
 # the LAST ``@`` is hidden.
-_CREDENTIALS_TOKEN = re.compile(r"[^\s'\"<>()]*@[^\s'\"<>()]*")
+_CREDENTIALS_TOKEN = re.compile(r"(?<![^\s'\"<>()])[^\s'\"<>()]*@[^\s'\"<>()]*")
 _USERINFO_COLON = re.compile(r":(?!//)")
 
 

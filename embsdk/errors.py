@@ -86,7 +86,8 @@ class GenerationNotFound(RegistryError, LookupError):
     """No generation (or alias) by that name."""
 
     def __init__(self, name: str, *, hint: str | None = None) -> None:
-        msg = f"No generation or alias named {name!r} in the registry."
+        shown = name if len(name) <= 160 else f"{name[:120]}…({len(name):,} characters)"
+        msg = f"No generation or alias named {shown!r} in the registry."
         msg += f" {hint}" if hint else " List them with: emb registry list"
         super().__init__(msg)
         self.name = name

@@ -58,6 +58,14 @@ def _names_run(data: dict[str, Any], run_dir: Path) -> bool:
         return False
 
 
+def _moved_from(data: dict[str, Any], run_dir: Path) -> bool:
+    """The report names a run folder that no longer exists: this run, moved (or copied) since it was evaluated."""
+    try:
+        return not Path(str(data.get("model", ""))).expanduser().exists()
+    except OSError:
+        return False
+
+
 def _walk(root: Path, depth: int) -> Iterator[Path]:
     """Folders under ``root`` down to ``depth`` levels (hidden and bulky folders skipped), root first."""
     yield root
@@ -107,10 +115,15 @@ def find_eval_report(run_dir: str | Path, explicit: str | Path | None = None) ->
                 f"evaluate it with: emb eval {run} --manifest M --report {explicit}"
             )
         return report
-    default = run / DEFAULT_SUBDIR  # inside the run: its report even if the run folder moved since
+    default = run / DEFAULT_SUBDIR  # inside the run: its report, also when the run folder was moved since
     data = _read_metrics(default)
     if data is not None and not str(data.get("model", "")).startswith("imagenet:"):
-        return default
+        if _names_run(data, run) or _moved_from(data, run):
+            return default
+        raise RunError(
+            f"{default} is a report of {data.get('model')!r}, not of the run {run}; re-evaluate it with: "
+            f"emb eval {run} --manifest M --report {default}"
+        )
     best: tuple[float, str, Path] | None = None
     seen: set[Path] = set()
     for folder in _candidates(run):

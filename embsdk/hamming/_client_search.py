@@ -85,8 +85,10 @@ class SearchMixin:
 
     def _index(self, res: Resolved, store: EmbeddingStore, kind: str) -> BinaryIndex:
         """:meth:`index` for an already resolved generation (resolving twice would warn twice)."""
-        from embsdk.hamming.index import BinaryIndex
+        from embsdk.hamming.index import INDEX_KINDS, BinaryIndex
 
+        if kind != "flat" and kind not in INDEX_KINDS:  # also never a path: the kind names a folder
+            raise StoreError(f"Unknown index kind {kind!r}; choose one of {sorted(INDEX_KINDS)}.")
         key = (res.name, kind)
         cached = self._indexes.get(key)
         if cached is not None and cached.state_token == store.manifest.state_token:

@@ -326,3 +326,19 @@ def test_malformed_registry_url_never_prints_its_password(url: str) -> None:
         res = emb(*args, env={"EMB_REGISTRY_URL": url, "EMB_DEBUG": debug})
         assert res.returncode != 0
         _assert_no_fragment(res.stdout + res.stderr)
+
+
+@pytest.mark.parametrize(
+    "text", ["a" * 400_000, "x://u:" + "a" * 400_000, ":/" * 200_000, "a" * 400_000 + "@h"]
+)
+def test_redact_url_is_linear(text: str) -> None:
+    """A 120,000-character version name made one `emb server` request take 36 s (and stall the server):
+    the patterns rescanned long runs from every position. 400,000 characters now take milliseconds; the
+    bound is generous so that only a quadratic pattern (minutes here) can fail it."""
+    import time
+
+    from embsdk.config import redact_url
+
+    started = time.perf_counter()
+    redact_url(text)
+    assert time.perf_counter() - started < 3.0

@@ -108,6 +108,17 @@ def test_k_is_an_integer_in_range(standalone):
         assert "MemoryError" not in r.stderr and "Traceback" not in r.stderr
 
 
+def test_an_unknown_index_kind_is_refused_never_taken_for_a_folder(standalone):
+    client, _, store_dir = standalone
+    for kind in ("../hnsw", "HNSW", "hnsw/../../x", ""):
+        with pytest.raises(StoreError, match="Unknown index kind"):
+            client.search(1, GEN, k=2, exact=False, kind=kind)
+    r = _emb(store_dir, "search", "--id", "1", "--approx", "--kind", "../hnsw")
+    assert r.returncode == 1 and "Unknown index kind" in r.stderr and "emb store index" not in r.stderr, (
+        r.stderr
+    )
+
+
 def _flip_code_byte(store_dir: Path, row: int) -> None:
     m = json.loads((store_dir / GEN / "MANIFEST.json").read_text())
     path = store_dir / GEN / "shards" / m["shards"][0]["name"] / "codes.npy"

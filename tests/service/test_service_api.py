@@ -210,6 +210,30 @@ def test_bad_input_is_a_problem_never_a_500(service: Service) -> None:
         assert_problem(c.get("/v1/nothing-here"), 404, "NotFound")
 
 
+def test_a_long_version_name_is_a_quick_short_404(service: Service) -> None:
+    """A 60,000-character version took 9 s (quadratic redaction of the error) and stalled the whole server."""
+    import threading
+    import time
+
+    long_name = "a" * 60_000
+    with service.client() as c:
+        started = time.perf_counter()
+        r = c.get(f"/v1/items/{service.ids[0]}", params={"version": long_name})
+        body = assert_problem(r, 404, "GenerationNotFound")
+        assert time.perf_counter() - started < 5  # a bound only a quadratic path can miss
+        assert len(body["detail"]) < 400 and "60,000 characters" in body["detail"]
+        done: list[int] = []
+        slow = threading.Thread(
+            target=lambda: done.append(
+                c.get(f"/v1/items/{service.ids[0]}", params={"version": long_name}).status_code
+            )
+        )
+        slow.start()
+        assert c.get("/healthz").status_code == 200
+        slow.join(30)
+        assert done == [404]
+
+
 def test_a_batch_over_the_limit_is_400_naming_it(service: Service) -> None:
     ids = [int(x) for x in service.ids[: MAX_BATCH + 1]]
     with service.client() as c:

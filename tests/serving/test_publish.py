@@ -387,3 +387,25 @@ def test_publish_refuses_a_report_of_another_model(tiny_run: Path, tmp_path: Pat
         publish(run, "unified-v1", eval_report=tmp_path, repository=tmp_path / "repo")
     with _registry() as reg:
         assert reg.list() == []
+
+
+def test_run_eval_of_another_existing_run_is_refused_but_a_moved_runs_is_kept(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    """RUN/eval used to be taken whatever model it named: a copied run published another run's metrics."""
+    from embsdk.errors import RunError
+    from publishing.publish import publish
+
+    other, report = _evaluated_copy(tiny_run, tmp_path, tmp_path / "report")  # a report of run `other`
+    run = tmp_path / "second"
+    shutil.copytree(tiny_run, run)
+    shutil.copytree(report, run / "eval")  # names `other`, which exists: not this run's report
+    with pytest.raises(RunError, match="not of the run"):
+        publish(run, "unified-v1", repository=tmp_path / "repo")
+    with _registry() as reg:
+        assert reg.list() == []
+    moved = tmp_path / "moved"
+    other.rename(moved)  # the evaluated run moved: its report, inside it, still names the old folder
+    shutil.copytree(report, moved / "eval", dirs_exist_ok=True)
+    result = publish(moved, "unified-v1", repository=tmp_path / "repo")
+    assert result.to_dict()["metrics"]
