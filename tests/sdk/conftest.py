@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +13,20 @@ import pytest
 from embsdk.codes import pack_codes
 
 BITS, DIM, N = 256, 256, 3000
+EMB = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "emb")
+
+
+def emb_standalone(store_dir: Path, generation: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real ``emb`` on a store read without a registry (``--version GENERATION --no-registry``)."""
+    env = {**os.environ, "EMB_HOME": str(store_dir.parent / "home"), "EMB_STORE": str(store_dir)}
+    return subprocess.run(
+        [EMB, *args, "--version", generation, "--no-registry"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def clustered(n: int, dim: int, seed: int = 0, clusters: int = 60) -> np.ndarray:

@@ -5,7 +5,6 @@ refused by get, search and compact while verify reports it with the right item c
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -17,8 +16,8 @@ from embsdk.errors import CodeLengthError, InvalidItemId, InvalidTopK, ShardCorr
 from embsdk.hamming import hamming_topk
 from embsdk.hamming.query import MAX_K
 from embsdk.store import StoreWriter
+from tests.sdk.conftest import emb_standalone
 
-EMB = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "emb")
 GEN, BITS = "neg-v1", 64
 IDS = np.array([-(2**63), -5, -1, 1, 2, 2**63 - 1], dtype=np.int64)
 
@@ -33,16 +32,8 @@ def standalone(tmp_path: Path) -> tuple[embsdk.Client, np.ndarray, Path]:
     return embsdk.Client(store=store_dir, use_registry=False, resolve_ttl=0), codes, store_dir
 
 
-def _emb(store_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "EMB_HOME": str(store_dir.parent / "home"), "EMB_STORE": str(store_dir)}
-    return subprocess.run(
-        [EMB, *args, "--version", GEN, "--no-registry"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def _emb(store_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return emb_standalone(store_dir, GEN, *args)
 
 
 def test_ids_outside_int64_are_refused_never_wrapped(standalone):

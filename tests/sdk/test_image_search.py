@@ -51,6 +51,30 @@ def image_generation(tmp_path: Path, emb_home: Path, monkeypatch: pytest.MonkeyP
     return images, ids, url
 
 
+EMB = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "emb")
+
+
+def _emb(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real ``emb`` command on the fixture's registry."""
+    return subprocess.run(
+        [EMB, *args],
+        env={**os.environ, "EMB_REGISTRY_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _deprecate(url: str, name: str) -> None:
+    from registry import Registry
+
+    with Registry(url) as reg:
+        reg.promote(name, to="staging")
+        reg.promote(name, to="production")
+        reg.deprecate(name, reason="replaced", force=True)
+
+
 def test_search_by_image_path_finds_itself(image_generation):
     images, ids, _ = image_generation
     res = embsdk.search(str(images[3]), version="tiny-v1", k=3)
@@ -61,49 +85,21 @@ def test_search_by_image_path_finds_itself(image_generation):
 
 def test_emb_search_image_cli(image_generation):
     images, ids, url = image_generation
-    emb = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "emb")
-    r = subprocess.run(
-        [emb, "search", "--image", str(images[5]), "--version", "tiny-v1", "-k", "5", "--json"],
-        env={**os.environ, "EMB_REGISTRY_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    r = _emb(url, "search", "--image", str(images[5]), "--version", "tiny-v1", "-k", "5", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["ids"][0] == ids[5] and out["hamming"][0] == 0 and len(out["ids"]) == 5
     bad = images[0].parent / "broken.jpg"
     bad.write_bytes(b"not an image")
-    r = subprocess.run(
-        [emb, "search", "--image", str(bad), "--version", "tiny-v1"],
-        env={**os.environ, "EMB_REGISTRY_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    r = _emb(url, "search", "--image", str(bad), "--version", "tiny-v1")
     assert r.returncode == 1 and "Cannot read image" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_search_by_image_of_a_deprecated_generation_warns_once(image_generation):
     """Search resolves the generation, then embeds the image with it: one warning, not one per step."""
     images, ids, url = image_generation
-    from registry import Registry
-
-    with Registry(url) as reg:
-        reg.promote("tiny-v1", to="staging")
-        reg.promote("tiny-v1", to="production")
-        reg.deprecate("tiny-v1", reason="replaced", force=True)
-    emb = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "emb")
-    r = subprocess.run(
-        [emb, "search", "--image", str(images[2]), "--version", "tiny-v1", "-k", "3", "--json"],
-        env={**os.environ, "EMB_REGISTRY_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    _deprecate(url, "tiny-v1")
+    r = _emb(url, "search", "--image", str(images[2]), "--version", "tiny-v1", "-k", "3", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["ids"][0] == ids[2]
     shown = [line for line in r.stderr.splitlines() if "deprecated" in line]
@@ -114,13 +110,9 @@ def test_search_of_a_deprecated_generation_warns_once_per_call(image_generation)
     import warnings
 
     from embsdk.errors import DeprecatedGenerationWarning
-    from registry import Registry
 
     images, ids, url = image_generation
-    with Registry(url) as reg:
-        reg.promote("tiny-v1", to="staging")
-        reg.promote("tiny-v1", to="production")
-        reg.deprecate("tiny-v1", reason="replaced", force=True)
+    _deprecate(url, "tiny-v1")
     client = embsdk.Client(url, resolve_ttl=0)
     for query in (int(ids[4]), str(images[4])):
         with warnings.catch_warnings(record=True) as caught:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,8 +18,8 @@ import pytest
 import embsdk
 from embsdk.errors import IndexCorrupt, IndexMissing, IndexStale, ShardCorrupt
 from embsdk.store import StoreWriter, verify_store
+from tests.sdk.conftest import emb_standalone
 
-EMB = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "emb")
 GEN, BITS, N = "ix-v1", 64, 60
 IDS = np.arange(N, dtype=np.int64) * 3 - 30  # 67 is not among them
 
@@ -38,16 +37,8 @@ def _client(store_dir: Path) -> embsdk.Client:
     return embsdk.Client(store=store_dir, use_registry=False, resolve_ttl=0)
 
 
-def _emb(store_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "EMB_HOME": str(store_dir.parent / "home"), "EMB_STORE": str(store_dir)}
-    return subprocess.run(
-        [EMB, *args, "--version", GEN, "--no-registry"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def _emb(store_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return emb_standalone(store_dir, GEN, *args)
 
 
 def _folder(store_dir: Path, kind: str) -> Path:
